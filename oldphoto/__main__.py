@@ -1,0 +1,5 @@
+"""``python -m oldphoto`` runs the command line."""
+
+from oldphoto.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Model cards, shipped inside the package as ``oldphoto.model_cards`` (see pyproject.toml)."""
