@@ -1,0 +1,1 @@
+"""Helpers shared by the test-suite (building published-format weights, fixtures)."""
