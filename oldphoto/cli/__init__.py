@@ -1,0 +1,43 @@
+"""The ``oldphoto`` command line: a thin Typer layer over :class:`oldphoto.Restorer`.
+
+Sub-commands live in sibling modules (``restore``, ``weights``, ``info``); this module only
+assembles them. Nothing here imports torch at start-up, so ``oldphoto --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from oldphoto import __version__
+from oldphoto.cli import info, restore, weights
+
+app = typer.Typer(
+    name="oldphoto",
+    help="Bring old photographs back to life (a port of 'Bringing Old Photos Back to Life').",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oldphoto {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Restore old photographs: faded prints, noise, scratches and folds."""
+
+
+app.command("restore")(restore.restore)
+app.command("info")(info.info)
+app.add_typer(weights.app, name="weights")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""The optional face-enhancement stage (``pip install oldphoto[faces]``)."""
