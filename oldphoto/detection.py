@@ -1,0 +1,54 @@
+"""Scratch detection: photo → damage probability → mask, around the detection UNet.
+
+Published pre-processing: (published mode only) resize the photo to multiples of 16 with
+bicubic; grey with PIL's "L"; ``(p/255 − 0.5)/0.5``; bilinear resize so the short side is
+256 and the long side the nearest multiple of 16 of its proportional length; UNet; sigmoid;
+nearest resize back; damaged where probability ≥ the card's threshold (0.4). In ``default``
+mode the probability is resized back to the photo's own size instead of the rounded one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from oldphoto.pipeline import check_photo_size, rounded_size
+
+
+def working_size(width: int, height: int, short: int = 256, multiple: int = 16) -> tuple[int, int]:
+    """(width, height) the UNet sees: short side ``short``, long side rounded to ``multiple``."""
+    if width <= height:
+        return short, int(round(height * short / width / multiple)) * multiple
+    return int(round(width * short / height / multiple)) * multiple, short
+
+
+def detection_input(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Return the UNet input (1×1×h×w) and the (width, height) the probability is resized back to."""
+    check_photo_size(image)
+    image = image.convert("RGB")
+    if postprocess == "published":
+        size = rounded_size(*image.size, int(pipeline.get("multiple", 16)))
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BICUBIC)
+    grey = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32))[None, None]
+    grey = grey.div_(255.0).sub_(0.5).div_(0.5)
+    w, h = working_size(*image.size, int(pipeline.get("short_side", 256)), 16)
+    x = F.interpolate(grey, size=(h, w), mode="bilinear", align_corners=False)
+    return x, image.size
+
+
+def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Run the UNet, sigmoid, and nearest-resize the probability to ``size`` (width, height)."""
+    prob = torch.sigmoid(unet(x).float())
+    return F.interpolate(prob, size=(size[1], size[0]), mode="nearest")
+
+
+def probability_to_mask(prob: torch.Tensor, threshold: float) -> Image.Image:
+    """1×1×H×W probability to an "L" mask: 255 where damaged (probability ≥ threshold)."""
+    return Image.fromarray(((prob[0, 0] >= threshold).to(torch.uint8) * 255).cpu().numpy(), mode="L")

@@ -1,0 +1,193 @@
+"""Convert the published ``.pth`` checkpoints into oldphoto's safetensors format.
+
+This is the only place a pickle is read, and only with ``torch.load(weights_only=True)``,
+which refuses any pickled object that is not a tensor or a plain container. Conversion is
+pure dict work driven by the model cards: select each network's keys by prefix, strip
+container wrappers and ``module.`` prefixes, check every key and shape against the network
+built from the card's config, and refuse with the offending keys named. Every model is
+validated before anything is written, so a failed import leaves the destination untouched.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oldphoto.cards import card_names, load_card
+from oldphoto.checkpoint import save_checkpoint
+from oldphoto.errors import WeightsError
+from oldphoto.fsutil import sha256_file
+
+#: Entries that published training scripts wrap a state dict in.
+CONTAINER_KEYS = ("model_state", "state_dict", "model", "net_G", "params_ema", "params")
+
+
+@dataclass
+class ImportReport:
+    """What an import wrote, what it could not import and why, and warnings to show."""
+
+    imported: dict[str, Path] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def checkpoint_root(src: Path | str) -> Path:
+    """Return the folder that holds ``restoration/`` etc.: ``src`` or its ``checkpoints/``."""
+    src = Path(src)
+    if not src.is_dir():
+        raise WeightsError(f"{src}: not a folder")
+    nested = src / "checkpoints"
+    return nested if nested.is_dir() and not (src / "restoration").is_dir() else src
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def read_published(path: Path, container_key: str | None = None) -> dict[str, Any]:
+    """Safely load a published checkpoint and return its flat state dict (name -> tensor)."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "disallowed object"
+        raise WeightsError(
+            f"{path}: refused: the pickle holds objects other than tensors, which could run code ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    keys = [container_key] if container_key else []
+    while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+        inner = next((k for k in (*keys, *CONTAINER_KEYS) if k in obj and isinstance(obj[k], Mapping)), None)
+        if inner is None:
+            break
+        obj = obj[inner]
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if len(state) != len(obj):
+        odd = sorted(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
+        raise WeightsError(f"{path}: entries that are not tensors: {', '.join(map(str, odd[:8]))}")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _short(keys: Iterable[str], limit: int = 8) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def convert_network(spec: Mapping[str, Any], state: Mapping[str, Any], source: str, strict: bool) -> tuple[dict[str, Any], list[str]]:
+    """Map one network's keys out of a published state dict and check them against the network.
+
+    Returns the network's tensors (our key names) and warnings for unexpected keys; raises
+    WeightsError naming missing or mis-shaped keys (and unexpected ones when ``strict``).
+    """
+    from oldphoto.models import build_network
+
+    prefix = spec.get("source_prefix", "")
+    ignores = tuple(spec.get("source_ignores", ()))
+    expected = build_network(spec["arch"], spec["config"]).state_dict()
+    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    transform = spec.get("transform")
+    if transform:
+        picked = _apply_transform(transform, picked, source)
+    missing = [k for k in expected if k not in picked and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsError(f"{source}: missing keys: {_short(prefix + k for k in missing)}")
+    wrong = [
+        f"{prefix}{k} {tuple(picked[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in picked and tuple(picked[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise WeightsError(f"{source}: wrong shapes: {_short(wrong, 4)}")
+    unexpected = [prefix + k for k in picked if k not in expected]
+    unexpected += [k for k in state if not k.startswith(prefix) and not k.startswith(ignores)]
+    warnings = []
+    if unexpected:
+        message = f"{source}: unexpected keys: {_short(unexpected)}"
+        if strict:
+            raise WeightsError(message + " (refused under --strict)")
+        warnings.append(message + " (ignored)")
+    out = {}
+    for k, ref in expected.items():
+        tensor = picked.get(k, ref)
+        out[k] = tensor.to(ref.dtype).contiguous()
+    return out, warnings
+
+
+def _apply_transform(name: str, state: dict[str, Any], source: str) -> dict[str, Any]:
+    """Run a card-named state transform (e.g. folding spectral norm for the face generator)."""
+    if name == "fold_spectral_norm":
+        from oldphoto.faces.importer import fold_spectral_norm
+
+        return fold_spectral_norm(state, source=source)
+    raise WeightsError(f"{source}: unknown conversion step {name!r} in the model card")
+
+
+def _convert_model(card: Mapping[str, Any], root: Path, strict: bool, cache: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    tensors: dict[str, Any] = {}
+    warnings: list[str] = []
+    sources: dict[str, str] = {}
+    for net, spec in card["networks"].items():
+        rel = spec["source"]
+        if rel not in cache:
+            cache[rel] = read_published(root / rel, spec.get("container_key"))
+        if rel not in sources:
+            sources[rel] = sha256_file(root / rel)
+        part, warn = convert_network(spec, cache[rel], rel, strict)
+        tensors.update({f"{net}.{k}": v for k, v in part.items()})
+        warnings += [w for w in warn if w not in warnings]
+    meta = {
+        "networks": {net: {"arch": s["arch"], "config": s["config"]} for net, s in card["networks"].items()},
+        "pipeline": card.get("pipeline", {}),
+        "license": card.get("license"),
+        "origin": card.get("origin"),
+        "sources": [{"file": rel, "sha256": sha} for rel, sha in sources.items()],
+    }
+    return tensors, meta, warnings
+
+
+def import_official(
+    src: Path | str,
+    dest: Path | str,
+    *,
+    strict: bool = False,
+    models: Iterable[str] | None = None,
+    cards: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ImportReport:
+    """Import every model whose published files are present under ``src`` into ``dest``.
+
+    ``cards`` overrides the shipped model cards (tests use tiny ones). Models whose files
+    are absent are reported in ``missing``; a malformed or unsafe file aborts the whole
+    import before anything is written.
+    """
+    root = checkpoint_root(src)
+    cards = dict(cards) if cards is not None else {n: load_card(n) for n in card_names()}
+    names = list(models) if models is not None else list(cards)
+    report = ImportReport()
+    converted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    cache: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name not in cards:
+            raise WeightsError(f"unknown model {name!r} (known: {', '.join(cards)})")
+        card = cards[name]
+        absent = sorted({s["source"] for s in card["networks"].values() if not (root / s["source"]).is_file()})
+        if absent:
+            report.missing[name] = "needs " + ", ".join(absent) + f" (not found under {root})"
+            continue
+        tensors, meta, warnings = _convert_model(card, root, strict, cache)
+        converted[name] = (tensors, meta)
+        report.warnings += [w for w in warnings if w not in report.warnings]
+    for name, (tensors, meta) in converted.items():
+        report.imported[name] = save_checkpoint(dest, name, tensors, meta)
+    return report

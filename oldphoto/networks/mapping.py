@@ -1,0 +1,92 @@
+"""The three mapping networks that translate an old photo's latent into a clean one.
+
+Channel plan (published: latent 64, base 64, width 512): the head widens
+``in → 2b → 4b → 8b → 16b`` and the tail narrows ``16b → 8b → 4b → 2b → in``, each
+capped at ``width``; the middle works at ``width``. All head/tail convs zero-pad.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from oldphoto.networks.blocks import ResBlock, conv_in_relu
+from oldphoto.networks.nonlocal_block import PartialNonLocal
+from oldphoto.networks.patch_attention import PatchAttention
+
+
+def _widths(base: int, width: int) -> list[int]:
+    return [min(base * 2**i, width) for i in range(1, 5)]
+
+
+def head(in_channels: int, base: int, width: int) -> list[nn.Module]:
+    """Four conv-IN-ReLU units widening the latent to the working width."""
+    chans = [in_channels, *_widths(base, width)]
+    return [m for a, b in zip(chans, chans[1:]) for m in conv_in_relu(a, b)]
+
+
+def tail(in_channels: int, base: int, width: int) -> list[nn.Module]:
+    """Three conv-IN-ReLU units narrowing back, then a bare conv to the latent's channels."""
+    chans = _widths(base, width)[::-1]
+    layers = [m for a, b in zip(chans, chans[1:]) for m in conv_in_relu(a, b)]
+    return [*layers, nn.Conv2d(chans[-1], in_channels, 3, 1, 1)]
+
+
+class MappingQuality(nn.Sequential):
+    """Plain mapping (quality mode): head, ``n_blocks`` res blocks, tail (published ``model``)."""
+
+    def __init__(self, *, in_channels: int = 64, base: int = 64, width: int = 512, n_blocks: int = 6) -> None:
+        super().__init__(
+            *head(in_channels, base, width),
+            *[ResBlock(width) for _ in range(n_blocks)],
+            *tail(in_channels, base, width),
+        )
+        self.config = {"in_channels": in_channels, "base": base, "width": width, "n_blocks": n_blocks}
+
+
+class MappingScratch(nn.Module):
+    """Mapping with the partial non-local block (scratch mode)."""
+
+    def __init__(
+        self, *, in_channels: int = 64, base: int = 64, width: int = 512, n_blocks: int = 6, nl_blocks: int = 3
+    ) -> None:
+        super().__init__()
+        self.config = {"in_channels": in_channels, "base": base, "width": width, "n_blocks": n_blocks,
+                       "nl_blocks": nl_blocks}
+        self.before_NL = nn.Sequential(*head(in_channels, base, width))
+        self.NL = PartialNonLocal(channels=width, n_blocks=nl_blocks)
+        self.after_NL = nn.Sequential(*[ResBlock(width) for _ in range(n_blocks)], *tail(in_channels, base, width))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.after_NL(self.NL(self.before_NL(x), mask))
+
+
+class MappingPatchAttention(nn.Module):
+    """Mapping with multi-scale patch attention (high-resolution scratch mode)."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 64,
+        base: int = 64,
+        width: int = 512,
+        patch_sizes: tuple[int, ...] | list[int] = (8, 4, 2),
+        threshold: float = 0.6,
+    ) -> None:
+        super().__init__()
+        p1, p2, p3 = patch_sizes
+        self.config = {"in_channels": in_channels, "base": base, "width": width, "patch_sizes": [p1, p2, p3],
+                       "threshold": threshold}
+        self.before_NL = nn.Sequential(*head(in_channels, base, width), ResBlock(width), ResBlock(width))
+        self.NL_scale_1 = PatchAttention(channels=width, patch=p1, threshold=threshold)
+        self.res_block_1 = nn.Sequential(ResBlock(width), ResBlock(width))
+        self.NL_scale_2 = PatchAttention(channels=width, patch=p2, threshold=threshold)
+        self.res_block_2 = nn.Sequential(ResBlock(width), ResBlock(width))
+        self.NL_scale_3 = PatchAttention(channels=width, patch=p3, threshold=threshold)
+        self.after_NL = nn.Sequential(ResBlock(width), ResBlock(width), *tail(in_channels, base, width))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.NL_scale_1(self.before_NL(x), mask)
+        x = self.NL_scale_2(self.res_block_1(x), mask)
+        x = self.NL_scale_3(self.res_block_2(x), mask)
+        return self.after_NL(x)

@@ -1,0 +1,80 @@
+"""Multi-scale patch attention of high-resolution scratch mode (published inference path).
+
+Each damaged p×p patch of the features is replaced by the most similar (cosine) undamaged
+patch, then a 3×3 conv fuses the input, the composed map and the mask. The search runs in
+chunks of query patches so the query×key similarity matrix is never held whole.
+
+Difference from the published code, on purpose: queries are chosen per image of a batch
+(the published code takes batch element 0's mask for every image). For one image, which is
+how the published code is run, the two are identical.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from oldphoto.networks.blocks import ResBlock
+
+#: Query patches handled per similarity block; bounds the block to CHUNK × keys floats.
+QUERY_CHUNK = 1024
+
+
+def damaged_map(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear-downsample the image-size mask to ``size`` and mark every > 0 value as 1."""
+    mb = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
+    return (mb > 0).to(mask.dtype)
+
+
+def nearest_patch_compose(x: torch.Tensor, mb: torch.Tensor, patch: int, threshold: float) -> torch.Tensor:
+    """Replace each query patch of ``x`` (C×h×w) by its most similar key patch.
+
+    A patch is a query when the mean of ``mb`` (1×h×w) over it is > ``threshold``. With no
+    query the input is returned unchanged; otherwise the remainder strip that belongs to no
+    full patch is zero, as in the published code.
+    """
+    c, h, w = x.shape
+    ph, pw = h // patch, w // patch
+    if ph == 0 or pw == 0:
+        return x
+    area = x[:, : ph * patch, : pw * patch]
+    patches = area.reshape(c, ph, patch, pw, patch).permute(1, 3, 0, 2, 4).reshape(ph * pw, -1)
+    m = mb[:, : ph * patch, : pw * patch].reshape(ph, patch, pw, patch).mean(dim=(1, 3)).reshape(-1)
+    is_query = m > threshold
+    if not bool(is_query.any()) or bool(is_query.all()):
+        return x
+    q_idx = is_query.nonzero().squeeze(1)
+    k_idx = (~is_query).nonzero().squeeze(1)
+    keys = F.normalize(patches[k_idx], dim=1)
+    best = torch.empty_like(q_idx)
+    for start in range(0, q_idx.numel(), QUERY_CHUNK):
+        chunk = q_idx[start : start + QUERY_CHUNK]
+        sim = F.normalize(patches[chunk], dim=1) @ keys.T
+        best[start : start + QUERY_CHUNK] = k_idx[sim.argmax(dim=1)]
+    composed = patches.clone()
+    composed[q_idx] = patches[best]
+    out = x.new_zeros(x.shape)
+    out[:, : ph * patch, : pw * patch] = (
+        composed.reshape(ph, pw, c, patch, patch).permute(2, 0, 3, 1, 4).reshape(c, ph * patch, pw * patch)
+    )
+    return out
+
+
+class PatchAttention(nn.Module):
+    """One scale of patch attention: ``F_Combine(concat[z, composed, mask])``."""
+
+    def __init__(self, *, channels: int = 512, patch: int = 8, threshold: float = 0.6) -> None:
+        super().__init__()
+        self.patch = patch
+        self.threshold = threshold
+        self.res_block = nn.Sequential(ResBlock(channels))
+        self.F_Combine = nn.Conv2d(2 * channels + 1, channels, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.res_block(z)
+        mb = damaged_map(mask.to(z.dtype), z.shape[-2:])
+        composed = torch.stack(
+            [nearest_patch_compose(x[i], mb[i], self.patch, self.threshold) for i in range(x.shape[0])]
+        )
+        return self.F_Combine(torch.cat([z, composed, mb], dim=1))

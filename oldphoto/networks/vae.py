@@ -1,0 +1,43 @@
+"""The VAE encoder (of VAE_A) and decoder (of VAE_B) of the global restoration stage.
+
+Both are ``nn.Sequential`` subclasses whose indices are the published ones
+(``encoder.10.conv_block.5.weight`` in the published file is ``10.conv_block.5.weight`` here),
+which also lets the tiled executor walk them layer by layer.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from oldphoto.networks.blocks import ResBlock, instance_norm
+
+
+class VAEEncoder(nn.Sequential):
+    """Image (in [-1, 1]) to latent: 7×7 conv, ``n_downsample`` stride-2 4×4 convs, res blocks."""
+
+    def __init__(self, *, in_channels: int = 3, ngf: int = 64, n_downsample: int = 2, n_blocks: int = 4) -> None:
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, ngf, 7),
+            instance_norm(ngf),
+            nn.ReLU(inplace=True),
+        ]
+        for _ in range(n_downsample):
+            layers += [nn.Conv2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), nn.ReLU(inplace=True)]
+        layers += [ResBlock(ngf) for _ in range(n_blocks)]
+        super().__init__(*layers)
+        self.config = {"in_channels": in_channels, "ngf": ngf, "n_downsample": n_downsample, "n_blocks": n_blocks}
+        self.scale = 2**n_downsample
+
+
+class VAEDecoder(nn.Sequential):
+    """Latent to image: res blocks, ``n_downsample`` 4×4 stride-2 transposed convs, 7×7 conv, tanh."""
+
+    def __init__(self, *, out_channels: int = 3, ngf: int = 64, n_downsample: int = 2, n_blocks: int = 4) -> None:
+        layers: list[nn.Module] = [ResBlock(ngf) for _ in range(n_blocks)]
+        for _ in range(n_downsample):
+            layers += [nn.ConvTranspose2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), nn.ReLU(inplace=True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        super().__init__(*layers)
+        self.config = {"out_channels": out_channels, "ngf": ngf, "n_downsample": n_downsample, "n_blocks": n_blocks}
+        self.scale = 2**n_downsample

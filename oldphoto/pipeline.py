@@ -1,0 +1,143 @@
+"""The one restore path: preprocessing, the networks of a mode, postprocessing.
+
+Two behaviours share everything but the geometry:
+
+* ``published`` reproduces the published code's files: the photo is resized to the mode's
+  multiple (4 with bilinear for quality, 16 with bicubic for the scratch modes, which is
+  what the published detection step does), and the output keeps that rounded size.
+* ``default`` keeps the photo's exact pixel size. The networks need sides that are multiples
+  of 4 (two stride-2 convolutions, undone by two ×2 transposed ones), so the photo is
+  reflect-padded by at most 3 pixels per side and the result cropped back. We pad rather
+  than resize because resizing twice (down to the multiple, back to the original) resamples
+  every pixel and softens the whole photo, while padding leaves every real pixel's input
+  untouched; the only influence of the pad is on instance-norm statistics and the few
+  border pixels whose receptive field reaches it. For photos whose sides already are
+  multiples of 4 (quality) or whose mask resize is a no-op, both behaviours give the same
+  pixels.
+
+Both min–max stretch the decoder output as the published code does (over the photo's own
+pixels in ``default``, so the padding cannot move the stretch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from oldphoto.errors import ImageError, UsageError
+
+POSTPROCESS = ("default", "published")
+#: Spatial multiple the VAE needs (two stride-2 convolutions).
+NETWORK_MULTIPLE = 4
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+@dataclass
+class Prepared:
+    """A photo ready for the networks, and what is needed to turn the output back into one."""
+
+    x: torch.Tensor
+    mask: torch.Tensor | None
+    size: tuple[int, int]
+    pad: tuple[int, int]
+
+
+def rounded_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    """The published rounding: each side to the nearest multiple (Python ``round``), at least one multiple."""
+    return (max(multiple, int(round(width / multiple)) * multiple), max(multiple, int(round(height / multiple)) * multiple))
+
+
+def check_photo_size(image: Image.Image, *, minimum: int = 2) -> None:
+    """Refuse photos too small to restore, with a clear message rather than a crash inside a conv."""
+    w, h = image.size
+    if w < minimum or h < minimum:
+        raise ImageError(f"photo is {w}×{h} pixels; at least {minimum}×{minimum} is needed")
+
+
+def dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Dilate a B×1×H×W mask ``iterations`` times with a 3×3 square (outside counts as clear)."""
+    for _ in range(iterations):
+        mask = F.max_pool2d(mask, 3, stride=1, padding=1)
+    return mask
+
+
+def paint_holes(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Paint damaged pixels white as the published code does: ``uint8(img·(1−m) + 255·m)``."""
+    m = mask.astype(np.float64)[..., None] / 255.0
+    return (pixels.astype(np.float64) * (1 - m) + 255.0 * m).astype(np.uint8)
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 to 1×3×H×W float32 in [-1, 1]: ``(p/255 − 0.5)/0.5``."""
+    t = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return t.sub_(0.5).div_(0.5)
+
+
+def prepare(
+    image: Image.Image, mask: Image.Image | None, pipeline: Mapping[str, Any], postprocess: str = "default"
+) -> Prepared:
+    """Turn an RGB photo (and an "L" damage mask at its size, 255 = damaged) into network input."""
+    if postprocess not in POSTPROCESS:
+        raise UsageError(f"unknown postprocess {postprocess!r} (choose {', '.join(POSTPROCESS)})")
+    check_photo_size(image)
+    image = image.convert("RGB")
+    uses_mask = bool(pipeline.get("uses_mask"))
+    if uses_mask and mask is None:
+        raise UsageError("this mode needs a damage mask (give --mask or --detect-scratches)")
+    if postprocess == "published":
+        size = rounded_size(*image.size, int(pipeline.get("multiple", NETWORK_MULTIPLE)))
+        if size != image.size:
+            image = image.resize(size, _RESAMPLE[pipeline.get("resample", "bilinear")])
+        if mask is not None and mask.size != size:
+            mask = mask.resize(size, Image.Resampling.NEAREST)
+    elif mask is not None and mask.size != image.size:
+        mask = mask.resize(image.size, Image.Resampling.NEAREST)
+    pixels = np.asarray(image)
+    m = None
+    if uses_mask and mask is not None:
+        mt = torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)[None, None]
+        mt = dilate(mt, int(pipeline.get("mask_dilation", 0)))
+        pixels = paint_holes(pixels, (mt[0, 0] * 255.0).round().numpy().astype(np.uint8))
+        m = mt
+    x = to_tensor(pixels)
+    h, w = x.shape[-2:]
+    pad = (0, 0)
+    if postprocess == "default":
+        pad = (-h % NETWORK_MULTIPLE, -w % NETWORK_MULTIPLE)
+        if any(pad):
+            x = reflect_pad(x, pad)
+            m = reflect_pad(m, pad) if m is not None else None
+    return Prepared(x=x, mask=m, size=(h, w), pad=pad)
+
+
+def reflect_pad(t: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """Pad bottom/right by ``pad`` = (rows, cols), reflecting (replicating when the side is 1 pixel)."""
+    rows, cols = pad
+    h, w = t.shape[-2:]
+    mode = "reflect" if rows < h and cols < w else "replicate"
+    return F.pad(t, (0, cols, 0, rows), mode=mode)
+
+
+def run_networks(bundle: nn.ModuleDict, x: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Encoder → mapping → decoder; returns ``latent``, ``mapped`` and ``output`` (in [−1, 1])."""
+    latent = bundle["encoder"](x)
+    mapping = bundle["mapping"]
+    mapped = mapping(latent) if mask is None or isinstance(mapping, nn.Sequential) else mapping(latent, mask)
+    return {"latent": latent, "mapped": mapped, "output": bundle["decoder"](mapped)}
+
+
+def finish(output: torch.Tensor, prepared: Prepared) -> np.ndarray:
+    """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 photo, min–max stretched."""
+    h, w = prepared.size
+    y = output[0, :, :h, :w].float()
+    y = (y + 1) / 2
+    lo, hi = y.min(), y.max()
+    y = (y - lo) / torch.clamp(hi - lo, min=1e-5)
+    return y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
