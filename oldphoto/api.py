@@ -1,0 +1,247 @@
+"""``Restorer``: load the networks once, restore many photos. Every entry point uses it.
+
+The CLI, batch runs and Python callers all go through :meth:`Restorer.restore_detailed`, so
+pre-processing, mode choice, detection, tiling and post-processing are decided in one place.
+A Restorer holds models and caches on its device; it is safe to share between threads (calls
+are serialised by a lock) but runs one photo at a time — use one Restorer per device.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image
+
+from oldphoto.cards import RESTORATION_MODES
+from oldphoto.errors import ImageError, UsageError, WeightsError
+
+ImageInput = Union[str, Path, Image.Image, np.ndarray]
+MODES = ("auto", *RESTORATION_MODES)
+#: ``auto`` switches scratched photos to the high-resolution mode above this many pixels.
+#: The scratch mode's non-local block attends every latent position to every other, so its
+#: cost grows with the square of the photo's area: at 1 MP (65,536 latent positions) it
+#: already equals the ~4.7 TFLOP of all the convolutions, and it doubles relative to them
+#: with every further doubling of area. The patch-attention mode was published for exactly
+#: these high-resolution inputs and its cost stays linear in the area.
+HR_AUTO_PIXELS = 1_000_000
+
+
+@dataclass
+class RestoreResult:
+    """A restored photo and how it was made."""
+
+    image: Image.Image
+    mode: str
+    mask: Image.Image | None = None
+    detected_mask: Image.Image | None = None
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _as_pil(image: ImageInput, what: str) -> tuple[Image.Image, list[str]]:
+    """Accept a path, a PIL image or a uint8/uint16/float array; return (PIL image, warnings)."""
+    if isinstance(image, (str, Path)):
+        from oldphoto.imageio import load_image
+
+        loaded = load_image(image)
+        return loaded.image, list(loaded.warnings)
+    if isinstance(image, Image.Image):
+        return image, []
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.dtype == np.uint16:
+            a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
+        elif a.dtype.kind == "f":
+            a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        elif a.dtype != np.uint8:
+            raise ImageError(f"{what}: unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = a[..., 0]
+        if a.ndim == 2:
+            return Image.fromarray(a, mode="L"), []
+        if a.ndim == 3 and a.shape[2] in (3, 4):
+            return Image.fromarray(np.ascontiguousarray(a[..., :3]), mode="RGB"), []
+        raise ImageError(f"{what}: array of shape {a.shape} is not an H×W or H×W×3 image")
+    raise ImageError(f"{what}: expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def _as_mask(mask: ImageInput, size: tuple[int, int]) -> Image.Image:
+    """Any mask input to an "L" image at ``size`` (white = damaged), resized nearest."""
+    if isinstance(mask, (str, Path)):
+        from oldphoto.imageio import load_mask
+
+        return load_mask(mask, size)
+    pil, _ = _as_pil(mask, "mask")
+    if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+        pil = pil.convert("RGBA")
+    pil = pil.convert("L")
+    return pil if pil.size == size else pil.resize(size, Image.Resampling.NEAREST)
+
+
+class Restorer:
+    """Restore old photos with the published networks: load once, call :meth:`restore` many times.
+
+    ``weights`` is a folder in oldphoto's format (what ``oldphoto weights import-official``
+    writes); without it, weights come from the cache or the Hub. Models load lazily, per mode.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        tile: str | int = "auto",
+        max_memory: str | int | None = "auto",
+        repo: str | None = None,
+        revision: str | None = None,
+    ) -> None:
+        import torch
+
+        from oldphoto.devices import select_device, select_precision
+
+        self.weights = Path(weights) if weights is not None else None
+        self.device = select_device(device)
+        self.precision = select_precision(precision, self.device)
+        self.tile = tile
+        self.max_memory = max_memory
+        self.repo = repo
+        self.revision = revision
+        self._models: dict[str, tuple[dict[str, Any], torch.nn.ModuleDict]] = {}
+        self._lock = threading.Lock()
+
+    def model(self, name: str) -> tuple[dict[str, Any], Any]:
+        """Return ``(meta, bundle)`` of model ``name``, loading it on first use."""
+        if name not in self._models:
+            from oldphoto.checkpoint import has_checkpoint, load_checkpoint
+            from oldphoto.models import build_bundle
+
+            if self.weights is not None:
+                if not has_checkpoint(self.weights, name):
+                    raise WeightsError(
+                        f"{self.weights}: no '{name}' model ({name}.safetensors + {name}.json); "
+                        "import it with 'oldphoto weights import-official' or omit --weights to download it"
+                    )
+                folder = self.weights
+            else:
+                from oldphoto.hub import resolve_weights
+
+                folder = resolve_weights(name, repo=self.repo, revision=self.revision)
+            meta, tensors = load_checkpoint(folder, name)
+            bundle = build_bundle(meta["networks"])
+            try:
+                bundle.load_state_dict(tensors, strict=True)
+            except RuntimeError as exc:
+                raise WeightsError(f"{folder}/{name}.safetensors: does not match its config ({exc})") from None
+            bundle.eval().requires_grad_(False).to(self.device)
+            self._models[name] = (meta, bundle)
+        return self._models[name]
+
+    def detect(self, image: ImageInput, *, postprocess: str = "default") -> Image.Image:
+        """Return the detected damage mask ("L", 255 = damaged) at the photo's size."""
+        pil, _ = _as_pil(image, "image")
+        with self._lock:
+            return self._detect(pil, postprocess)
+
+    def _detect(self, image: Image.Image, postprocess: str) -> Image.Image:
+        import torch
+
+        from oldphoto.detection import detect_probability, detection_input, probability_to_mask
+        from oldphoto.devices import autocast
+
+        meta, bundle = self.model("detector")
+        x, size = detection_input(image, meta["pipeline"], postprocess)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            prob = detect_probability(bundle["unet"], x.to(self.device), size)
+        return probability_to_mask(prob, float(meta["pipeline"].get("threshold", 0.4)))
+
+    def restore(
+        self,
+        image: ImageInput,
+        mask: ImageInput | None = None,
+        *,
+        mode: str = "auto",
+        detect_scratches: bool = False,
+        postprocess: str = "default",
+    ) -> Image.Image:
+        """Restore one photo and return it (same size as the input unless ``postprocess='published'``)."""
+        return self.restore_detailed(
+            image, mask, mode=mode, detect_scratches=detect_scratches, postprocess=postprocess
+        ).image
+
+    def restore_detailed(
+        self,
+        image: ImageInput,
+        mask: ImageInput | None = None,
+        *,
+        mode: str = "auto",
+        detect_scratches: bool = False,
+        postprocess: str = "default",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RestoreResult:
+        """Restore one photo; return the image with the mode used, the masks and the time taken.
+
+        ``mode='auto'`` picks scratch when a mask is given or detected (hr above
+        ``HR_AUTO_PIXELS``), quality otherwise. ``progress(done, total)`` is called as the
+        work advances (tiles of a large scan).
+        """
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r} (choose {', '.join(MODES)})")
+        start = time.perf_counter()
+        pil, warnings = _as_pil(image, "image")
+        grey = pil.mode in ("L", "I;16", "I", "1", "LA")
+        rgb = pil.convert("RGB")
+        with self._lock:
+            damage = _as_mask(mask, rgb.size) if mask is not None else None
+            detected = None
+            if damage is None and (detect_scratches or mode in ("scratch", "hr")):
+                detected = self._detect(rgb, postprocess)
+                if postprocess == "default" and detected.size != rgb.size:
+                    detected = detected.resize(rgb.size, Image.Resampling.NEAREST)
+                damage = detected
+            if mode == "auto":
+                if damage is None or not np.asarray(damage).any():
+                    mode = "quality"
+                else:
+                    mode = "hr" if rgb.width * rgb.height > HR_AUTO_PIXELS else "scratch"
+            pixels = self._restore_pixels(rgb, damage if mode != "quality" else None, mode, postprocess, progress)
+        out = Image.fromarray(pixels, mode="RGB")
+        if grey:
+            out = out.convert("L")
+        return RestoreResult(
+            image=out,
+            mode=mode,
+            mask=damage if mode != "quality" else None,
+            detected_mask=detected,
+            seconds=time.perf_counter() - start,
+            warnings=warnings,
+        )
+
+    def _restore_pixels(
+        self,
+        image: Image.Image,
+        mask: Image.Image | None,
+        mode: str,
+        postprocess: str,
+        progress: Callable[[int, int], None] | None,
+    ) -> np.ndarray:
+        import torch
+
+        from oldphoto.devices import autocast
+        from oldphoto.pipeline import finish, prepare, run_networks
+
+        meta, bundle = self.model(mode)
+        prepared = prepare(image, mask, meta["pipeline"], postprocess)
+        x = prepared.x.to(self.device)
+        m = prepared.mask.to(self.device) if prepared.mask is not None else None
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            output = run_networks(bundle, x, m)["output"]
+        if progress is not None:
+            progress(1, 1)
+        return finish(output, prepared)
