@@ -54,8 +54,8 @@ def rounded_size(width: int, height: int, multiple: int) -> tuple[int, int]:
     return (max(multiple, int(round(width / multiple)) * multiple), max(multiple, int(round(height / multiple)) * multiple))
 
 
-def check_photo_size(image: Image.Image, *, minimum: int = 2) -> None:
-    """Refuse photos too small to restore, with a clear message rather than a crash inside a conv."""
+def check_photo_size(image: Image.Image, *, minimum: int = 8) -> None:
+    """Refuse photos too small to restore (the latent must be at least 2×2 for its reflection pads)."""
     w, h = image.size
     if w < minimum or h < minimum:
         raise ImageError(f"photo is {w}×{h} pixels; at least {minimum}×{minimum} is needed")

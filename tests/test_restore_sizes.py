@@ -1,0 +1,67 @@
+"""The default behaviour keeps every photo's exact size; published rounds as the published code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from oldphoto import Restorer
+from oldphoto.errors import ImageError
+
+
+@pytest.fixture(scope="module")
+def restorer(tiny_weights: Path) -> Restorer:
+    return Restorer(tiny_weights, device="cpu", precision="fp32")
+
+
+def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["quality", "scratch", "hr"])
+@pytest.mark.parametrize("size", [(157, 213), (8, 8), (31, 9), (64, 64)])
+def test_default_keeps_exact_size(restorer: Restorer, mode: str, size: tuple[int, int]) -> None:
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (0, 0, max(1, size[0] // 3), size[1]))
+    out = restorer.restore(_photo(*size), mask if mode != "quality" else None, mode=mode)
+    assert out.size == size and out.mode == "RGB"
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("quality", (156, 212)), ("scratch", (160, 208)), ("hr", (160, 208))])
+def test_published_rounds_like_the_published_code(restorer: Restorer, mode: str, expected: tuple[int, int]) -> None:
+    mask = Image.new("L", (157, 213), 0) if mode != "quality" else None
+    out = restorer.restore(_photo(157, 213), mask, mode=mode, postprocess="published")
+    assert out.size == expected
+
+
+def test_output_is_stretched_to_full_range(restorer: Restorer) -> None:
+    out = np.asarray(restorer.restore(_photo(40, 52)))
+    assert out.min() == 0 and out.max() == 255
+
+
+def test_one_pixel_photo_is_a_clear_error(restorer: Restorer) -> None:
+    with pytest.raises(ImageError, match=r"photo is 1×1 pixels; at least 8×8 is needed"):
+        restorer.restore(_photo(1, 1))
+
+
+def test_grey_photo_stays_grey(restorer: Restorer) -> None:
+    out = restorer.restore(_photo(33, 21).convert("L"))
+    assert out.mode == "L" and out.size == (33, 21)
+
+
+def test_auto_mode_follows_the_mask(restorer: Restorer) -> None:
+    clean = Image.new("L", (48, 40), 0)
+    damaged = clean.copy()
+    damaged.paste(255, (10, 10, 20, 30))
+    assert restorer.restore_detailed(_photo(48, 40), clean).mode == "quality"
+    assert restorer.restore_detailed(_photo(48, 40), damaged).mode == "scratch"
+
+
+def test_scratch_mode_without_a_mask_detects_one(restorer: Restorer) -> None:
+    result = restorer.restore_detailed(_photo(64, 48), mode="scratch")
+    assert result.mode == "scratch"
+    assert result.detected_mask is not None and result.detected_mask.size == (64, 48)
