@@ -36,15 +36,24 @@ def clear_positions(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (1 - mb) * mn
 
 
-def renormalised_attention(q: torch.Tensor, k: torch.Tensor, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The published renormalised masked attention for B×N×C q, k, g and B×N×1 weights v."""
-    zeros = q.new_zeros(q.shape[:-1] + (1,))
-    q1 = torch.cat([q, zeros], dim=-1).unsqueeze(1)
-    k1 = torch.cat([k, zeros], dim=-1).unsqueeze(1)
-    values = torch.cat([g * v, v], dim=-1).unsqueeze(1)
-    out = F.scaled_dot_product_attention(q1, k1, values, scale=1.0).squeeze(1)
-    numerator, mass = out[..., :-1], out[..., -1:]
-    return numerator / mass.clamp_min(1e-12)
+def attention_heads(t: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """B×C×h×w features to a B×1×N×(C+1) attention head: ``[t, 0]``, or ``[t·w, w]`` with weights."""
+    b, c = t.shape[:2]
+    flat = t.flatten(2).transpose(1, 2)
+    out = t.new_empty(b, flat.shape[1], c + 1)
+    if weight is None:
+        out[..., :c] = flat
+        out[..., c:] = 0
+    else:
+        torch.mul(flat, weight, out=out[..., :c])
+        out[..., c:] = weight
+    return out.unsqueeze(1)
+
+
+def renormalised_attention(q: torch.Tensor, k: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Heads from :func:`attention_heads` to the published y (B×N×C): numerator / max(mass, 1e-12)."""
+    out = F.scaled_dot_product_attention(q, k, values, scale=1.0).squeeze(1)
+    return out[..., :-1] / out[..., -1:].clamp_min(1e-12)
 
 
 class PartialNonLocal(nn.Module):
@@ -59,12 +68,18 @@ class PartialNonLocal(nn.Module):
         self.res_block = nn.Sequential(*[ResBlock(channels) for _ in range(n_blocks)])
 
     def attend(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Return y (B×C×h×w), the attention read-out for every position."""
+        """Return y (B×C×h×w), the attention read-out for every position.
+
+        Each head is built straight into its padded buffer and dropped as soon as the kernel
+        has run, so at 512 channels the block holds about five feature-map copies at its peak.
+        """
         b, c, h, w = x.shape
-        q = self.theta(x).flatten(2).transpose(1, 2)
-        k = self.phi(x).flatten(2).transpose(1, 2)
-        g = self.g(x).flatten(2).transpose(1, 2)
-        y = renormalised_attention(q, k, g, v.flatten(2).transpose(1, 2))
+        weights = v.flatten(2).transpose(1, 2)
+        q = attention_heads(self.theta(x))
+        k = attention_heads(self.phi(x))
+        values = attention_heads(self.g(x), weights)
+        y = renormalised_attention(q, k, values)
+        del q, k, values
         return y.transpose(1, 2).reshape(b, c, h, w)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
