@@ -1,48 +1,195 @@
-"""``oldphoto restore IN OUT``: restore one photo through :class:`oldphoto.Restorer`."""
+"""``oldphoto restore IN OUT``: one photo or a folder of them, through :class:`oldphoto.Restorer`.
+
+The command only parses options and reports; pairing files, skipping, and restoring live in
+:mod:`oldphoto.batch`, and every photo goes through the one Restorer built for the run.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from oldphoto.cli.common import console, fail
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from oldphoto.batch import Job, Record, RestorerLike, Settings
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_MODES = ("auto", "quality", "scratch", "hr")
+_POSTPROCESS = ("default", "published")
+
+
+def _check_options(mode: str, postprocess: str, device: str, mask: Optional[Path]) -> None:
+    """Reject bad option values before any file is read or model loaded."""
+    from oldphoto.errors import UsageError
+
+    if mode not in _MODES:
+        raise UsageError(f"unknown --mode {mode!r} (choose {', '.join(_MODES)})")
+    if postprocess not in _POSTPROCESS:
+        raise UsageError(f"unknown --postprocess {postprocess!r} (choose {', '.join(_POSTPROCESS)})")
+    if not _DEVICE.match(device.strip().lower()):
+        raise UsageError(f"unknown --device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
+    if mask is not None and mode == "quality":
+        raise UsageError("--mask needs a mode that repairs damage (auto, scratch or hr), not quality")
+
 
 def restore(
-    src: Path = typer.Argument(..., help="Photo to restore."),
-    dest: Path = typer.Argument(..., help="Where to write the restored photo (format from the extension)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of oldphoto checkpoints (from 'weights import-official')."),
-    mode: str = typer.Option("auto", "--mode", help="auto, quality, scratch or hr."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Damage mask (white = damaged); implies scratch mode."),
-    detect_scratches: bool = typer.Option(False, "--detect-scratches", help="Find the damage with the scratch detector."),
-    postprocess: str = typer.Option("default", "--postprocess", help="default (exact input size) or published."),
+    src: Path = typer.Argument(..., help="A photo, or a folder of photos.", show_default=False),
+    dest: Path = typer.Argument(
+        ..., help="Output file (format from its extension), or folder (created; keeps the input names).", show_default=False
+    ),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also restore photos in sub-folders, keeping the tree."),
+    format: Optional[str] = typer.Option(
+        None, "--format", help="Output format for folders: png, jpg, tif, webp or bmp. Default: the input's format; PNG for GIF."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo photos whose output exists (by default they are skipped, so a re-run resumes)."),
+    mask: Optional[Path] = typer.Option(
+        None, "--mask", help="Damage mask (white = damaged, any size), or a folder of masks named like the photos. Implies a scratch mode."
+    ),
+    detect_scratches: bool = typer.Option(False, "--detect-scratches", help="Find scratches and folds with the detector."),
+    save_mask: Optional[Path] = typer.Option(
+        None, "--save-mask", help="Folder to write each detected mask to (implies --detect-scratches); edit one and pass it back with --mask."
+    ),
+    mode: str = typer.Option("auto", "--mode", help="auto, quality, scratch or hr. auto: scratch when damage is given or detected (hr for large photos), else quality."),
+    postprocess: str = typer.Option("default", "--postprocess", help="default (exact input size) or published (the published code's rounded size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
+    tile: str = typer.Option("auto", "--tile", help="Tile size in pixels for large scans, or auto."),
+    max_memory: str = typer.Option("auto", "--max-memory", help="Memory budget for tiling (e.g. 4GB), or auto."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of oldphoto checkpoints (from 'weights import-official'); default: download."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Hugging Face repo to download weights from."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Revision (commit) of that repo."),
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", min=0, help="Refuse photos larger than this many pixels (decompression-bomb guard). Default 250000000; 0 for no limit."
+    ),
+    comparison: Optional[Path] = typer.Option(None, "--comparison", help="Also write a before/after image here (a file, or a folder for many photos)."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON record per photo on stdout instead of progress and a summary."),
 ) -> None:
-    """Restore an old photo.
+    """Restore old photos: a single file, or a whole folder (re-run to resume).
 
-    Example: oldphoto restore old.jpg restored.png --mask scratches.png
+    Exit status: 0 when every photo was restored or skipped, 1 when any failed, 2 for usage errors.
+
+    Examples:
+
+      oldphoto restore old.jpg restored.jpg
+
+      oldphoto restore scans/ restored/ --recursive --detect-scratches --save-mask masks/
+
+      oldphoto restore torn.png fixed.png --mask torn-mask.png --comparison before-after.png
     """
-    from oldphoto.api import Restorer
+    from oldphoto import batch
     from oldphoto.errors import OldPhotoError, UsageError
-    from oldphoto.imageio import load_image, output_format, save_image
+    from oldphoto.imageio import DEFAULT_MAX_PIXELS
 
     try:
-        if src.resolve() == dest.resolve():
-            raise UsageError(f"{dest}: refusing to write over the input photo")
-        output_format(dest)
-        restorer = Restorer(weights, device=device, precision=precision)
-        photo = load_image(src)
-        for warning in photo.warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-        result = restorer.restore_detailed(
-            photo.image, mask, mode=mode, detect_scratches=detect_scratches, postprocess=postprocess
-        )
-        save_image(result.image, dest, exif=photo.exif, icc_profile=photo.icc_profile)
+        _check_options(mode, postprocess, device, mask)
+        jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
+    except UsageError as exc:
+        fail(str(exc), code=2)
+    settings = batch.Settings(
+        mode=mode,
+        postprocess=postprocess,
+        detect_scratches=detect_scratches,
+        overwrite=overwrite,
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
+    )
+    single = not src.is_dir()
+    try:
+        restorer = None
+        if batch.needs_work(jobs, overwrite):
+            from oldphoto.api import Restorer
+
+            restorer = Restorer(
+                weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision
+            )
+        records = _run(jobs, lambda: restorer, settings, json_lines=json_lines, single=single)
     except UsageError as exc:
         fail(str(exc), code=2)
     except OldPhotoError as exc:
         fail(str(exc))
-    console.print(f"restored {src} -> {dest} ({result.mode} mode, {result.seconds:.1f} s)", highlight=False)
+    except KeyboardInterrupt:
+        fail("interrupted; finished photos are kept, run the same command again to resume", code=130)
+    if any(r.status == "failed" for r in records):
+        raise typer.Exit(1)
+
+
+def _run(
+    jobs: list[Job], get_restorer: Callable[[], RestorerLike], settings: Settings, *, json_lines: bool, single: bool
+) -> list[Record]:
+    """Run the batch with the report the user asked for: JSON lines, one line, or progress + summary."""
+    from oldphoto import batch
+
+    if json_lines:
+        return batch.run(jobs, get_restorer, settings, on_record=lambda r: typer.echo(r.to_json()))
+    if single:
+        records = batch.run(jobs, get_restorer, settings)
+        _report_single(records[0])
+        return records
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("restoring", total=len(jobs))
+
+        def started(job: Job) -> None:
+            progress.update(task, description=f"restoring {job.source.name}")
+
+        def finished(record: Record) -> None:
+            for warning in record.warnings:
+                progress.console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+            progress.advance(task)
+
+        records = batch.run(jobs, get_restorer, settings, on_start=started, on_record=finished)
+    _report_summary(records)
+    return records
+
+
+def _report_single(record: Record) -> None:
+    for warning in record.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    if record.status == "failed":
+        console.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+    elif record.status == "skipped":
+        console.print(f"skipped {record.input}: {record.output} exists (use --overwrite to redo it)", highlight=False, soft_wrap=True)
+    else:
+        console.print(
+            f"restored {record.input} -> {record.output} ({record.mode} mode, {record.seconds:.1f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _report_summary(records: list[Record]) -> None:
+    """A table of counts, then each failure with its reason."""
+    from rich.table import Table
+
+    counts = {status: sum(r.status == status for r in records) for status in ("restored", "skipped", "failed")}
+    seconds = sum(r.seconds for r in records)
+    summary = Table(title="oldphoto restore", show_header=True, title_justify="left")
+    summary.add_column("restored", justify="right", style="green")
+    summary.add_column("skipped", justify="right")
+    summary.add_column("failed", justify="right", style="red")
+    summary.add_column("time", justify="right")
+    summary.add_row(str(counts["restored"]), str(counts["skipped"]), str(counts["failed"]), f"{seconds:.1f} s")
+    console.print(summary)
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        table = Table(title="failed", show_header=True, title_justify="left")
+        table.add_column("photo", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for r in failed:
+            reason = r.error or ""
+            table.add_row(r.input, reason.removeprefix(f"{r.input}: "))
+        console.print(table)
