@@ -171,11 +171,10 @@ def plan(
     if src.is_dir():
         jobs = _plan_folder(src, dest, recursive, format, mask_path, comparison_path, save_mask_path)
         masks = [mask_path / m for m in _walk(mask_path, True, ())] if mask_path is not None else []
-        inputs = [job.source for job in jobs] + masks
     else:
         jobs = [_plan_file(src, dest, format, mask_path, comparison_path, save_mask_path)]
-        inputs = [src] + ([mask_path] if mask_path is not None and mask_path.is_file() else [])
-    _refuse_overwriting_inputs(jobs, inputs)
+        masks = [mask_path] if mask_path is not None and mask_path.is_file() else []
+    _refuse_overwriting_inputs(jobs, [job.source for job in jobs], masks)
     return jobs
 
 
@@ -260,9 +259,11 @@ def _plan_folder(
     return jobs
 
 
-def _refuse_overwriting_inputs(jobs: list[Job], inputs: list[Path]) -> None:
+def _refuse_overwriting_inputs(jobs: list[Job], photos: list[Path], masks: list[Path]) -> None:
     """Raise UsageError if any file a job writes is one of the inputs (photo or mask)."""
+    inputs = photos + masks
     resolved = {p.resolve(): p for p in inputs}
+    kinds = {p: "photo" for p in photos} | {p: "mask" for p in masks}
     for job in jobs:
         for written in (job.output, job.comparison, job.save_mask):
             if written is None:
@@ -271,7 +272,8 @@ def _refuse_overwriting_inputs(jobs: list[Job], inputs: list[Path]) -> None:
             if hit is None:
                 hit = next((p for p in inputs if _same_file(p, written)), None) if written.exists() else None
             if hit is not None:
-                raise UsageError(f"{written}: refusing to write over the input {hit}")
+                which = "" if str(hit) == str(written) else f" {hit}"
+                raise UsageError(f"{written}: refusing to write over the input {kinds[hit]}{which}")
 
 
 def side_by_side(before: Image.Image, after: Image.Image) -> Image.Image:

@@ -1,8 +1,91 @@
-"""Placeholder: the `info` command is being written (issue 3)."""
+"""``oldphoto info``: what this installation can run on and which weights it can find.
+
+The first thing to paste into a bug report: versions, the devices torch sees, and where
+weights are looked for, so "it is slow" or "weights not found" can be answered at a glance.
+"""
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+from typing import Any, Optional
 
-def info() -> None:
-    """Not yet available."""
-    raise SystemExit("oldphoto info: not yet available")
+import typer
+
+
+def _devices() -> list[tuple[str, str]]:
+    """``(device, description)`` for the CPU, every CUDA GPU and Apple's MPS, as torch sees them."""
+    import torch
+
+    from oldphoto.devices import cpu_has_fast_bf16
+
+    cpu = platform.processor() or platform.machine()
+    bf16 = ", fast bf16" if cpu_has_fast_bf16() else ""
+    found = [("cpu", f"{cpu} ({torch.get_num_threads()} threads{bf16})")]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            found.append(
+                (f"cuda:{index}", f"{props.name}, {props.total_memory / 2**30:.1f} GiB, compute {props.major}.{props.minor}")
+            )
+    else:
+        found.append(("cuda", "not available" + ("" if torch.version.cuda else " (this torch build has no CUDA)")))
+    mps = getattr(torch.backends, "mps", None)
+    found.append(("mps", "available" if mps is not None and mps.is_available() else "not available"))
+    return found
+
+
+def _weights_status(weights: Optional[Path]) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows of name/location/present for the models, and a note when the status is partial."""
+    from oldphoto.cards import card_names
+
+    if weights is not None:
+        from oldphoto.checkpoint import checkpoint_paths, has_checkpoint
+
+        rows = [
+            {"name": name, "location": str(checkpoint_paths(weights, name)[0]), "present": has_checkpoint(weights, name)}
+            for name in card_names()
+        ]
+        return rows, None
+    try:
+        from oldphoto.hub import weights_status
+
+        return list(weights_status()), None
+    except (ImportError, AttributeError):
+        rows = [{"name": name, "location": "-", "present": False} for name in card_names()]
+        return rows, "download support is not installed in this version; pass --weights DIR to check a folder"
+
+
+def info(
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Check this folder of checkpoints instead of the download cache."),
+) -> None:
+    """Show versions, the devices found, and where weights are looked for.
+
+    Example: oldphoto info --weights ./weights-local
+    """
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from oldphoto import __version__
+
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"oldphoto {__version__}")
+    out.print(f"python   {platform.python_version()} ({platform.system()} {platform.machine()})")
+    out.print(f"torch    {torch.__version__}" + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else ""))
+    devices = Table(title="devices", title_justify="left")
+    devices.add_column("device")
+    devices.add_column("details", overflow="fold")
+    for name, details in _devices():
+        devices.add_row(name, details)
+    out.print(devices)
+    rows, note = _weights_status(weights)
+    table = Table(title=f"weights ({weights})" if weights is not None else "weights", title_justify="left")
+    table.add_column("model")
+    table.add_column("present")
+    table.add_column("location", overflow="fold")
+    for row in rows:
+        table.add_row(str(row["name"]), "yes" if row.get("present") else "no", str(row.get("location", "-")))
+    out.print(table)
+    if note:
+        out.print(f"note: {note}")
