@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def instance_norm(channels: int) -> nn.InstanceNorm2d:
+class InstanceNorm(nn.InstanceNorm2d):
+    """Instance norm without affine parameters or running statistics, fast in both layouts.
+
+    NCHW input takes PyTorch's instance norm, which reproduces the published numbers bit for
+    bit. Channels-last input (the reduced-precision path) takes group norm with one channel
+    per group: the same statistics, but its kernels work on channels-last tensors in place,
+    where instance norm copies each one to NCHW and back (a third of the CPU time at 512
+    channels). It stays an ``InstanceNorm2d`` so code that looks for instance norms finds it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return F.group_norm(x, x.shape[1], eps=self.eps)
+        return F.instance_norm(x, eps=self.eps)
+
+
+class ReflectionPad(nn.ReflectionPad2d):
+    """Reflection padding that keeps its input's dtype under autocast.
+
+    CPU autocast runs reflection padding in fp32, so in bf16 every pad would widen the
+    feature map to fp32 and the next convolution would narrow it back: two extra copies of
+    each map, a fifth of the bf16 run time. Padding only moves values, so it is exact in
+    any dtype and needs no widening.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x)
+
+
+def instance_norm(channels: int) -> InstanceNorm:
     """Instance norm as published: no affine parameters, no running statistics, eps 1e-5."""
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False, eps=1e-5)
+    return InstanceNorm(channels, affine=False, track_running_stats=False, eps=1e-5)
 
 
 class ResBlock(nn.Module):
@@ -21,11 +52,11 @@ class ResBlock(nn.Module):
         super().__init__()
         self.channels = channels
         self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1),
+            ReflectionPad(1),
             nn.Conv2d(channels, channels, 3),
             instance_norm(channels),
             nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1),
+            ReflectionPad(1),
             nn.Conv2d(channels, channels, 3),
             instance_norm(channels),
         )

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oldphoto.networks.blocks import ReflectionPad
+
 
 def _lrelu() -> nn.LeakyReLU:
     return nn.LeakyReLU(0.2, inplace=True)
@@ -20,9 +22,10 @@ class BlurPool(nn.Module):
         k = torch.tensor([1.0, 2.0, 1.0])
         filt = (k[:, None] * k[None, :]) / 16.0
         self.register_buffer("filt", filt.expand(channels, 1, 3, 3).clone())
+        self.pad = ReflectionPad(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt, stride=2, groups=x.shape[1])
+        return F.conv2d(self.pad(x), self.filt, stride=2, groups=x.shape[1])
 
 
 class ConvBlock(nn.Module):
@@ -31,8 +34,8 @@ class ConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.BatchNorm2d(cout), _lrelu(),
-            nn.ReflectionPad2d(1), nn.Conv2d(cout, cout, 3), nn.BatchNorm2d(cout), _lrelu(),
+            ReflectionPad(1), nn.Conv2d(cin, cout, 3), nn.BatchNorm2d(cout), _lrelu(),
+            ReflectionPad(1), nn.Conv2d(cout, cout, 3), nn.BatchNorm2d(cout), _lrelu(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +49,7 @@ class UpBlock(nn.Module):
         super().__init__()
         self.up = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            nn.ReflectionPad2d(1),
+            ReflectionPad(1),
             nn.Conv2d(cin, cout, 3),
         )
         self.conv_block = ConvBlock(cin, cout)
@@ -62,14 +65,14 @@ class ScratchUNet(nn.Module):
         super().__init__()
         self.config = {"in_channels": in_channels, "out_channels": out_channels, "depth": depth, "wf": wf}
         chans = [2 ** (wf + i) for i in range(depth + 1)]
-        self.first = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, chans[0], 7), _lrelu())
+        self.first = nn.Sequential(ReflectionPad(3), nn.Conv2d(in_channels, chans[0], 7), _lrelu())
         self.down_sample = nn.ModuleList(
-            nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.BatchNorm2d(c), _lrelu(), BlurPool(c))
+            nn.Sequential(ReflectionPad(1), nn.Conv2d(c, c, 3), nn.BatchNorm2d(c), _lrelu(), BlurPool(c))
             for c in chans[:depth]
         )
         self.down_path = nn.ModuleList(ConvBlock(c, 2 * c) for c in chans[:depth])
         self.up_path = nn.ModuleList(UpBlock(chans[i + 1], chans[i]) for i in reversed(range(depth)))
-        self.last = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(chans[0], out_channels, 3))
+        self.last = nn.Sequential(ReflectionPad(1), nn.Conv2d(chans[0], out_channels, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first(x)

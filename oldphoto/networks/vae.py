@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from oldphoto.networks.blocks import ResBlock, instance_norm
+from oldphoto.networks.blocks import ReflectionPad, ResBlock, instance_norm
 
 
 class VAEEncoder(nn.Sequential):
@@ -17,7 +17,7 @@ class VAEEncoder(nn.Sequential):
 
     def __init__(self, *, in_channels: int = 3, ngf: int = 64, n_downsample: int = 2, n_blocks: int = 4) -> None:
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
+            ReflectionPad(3),
             nn.Conv2d(in_channels, ngf, 7),
             instance_norm(ngf),
             nn.ReLU(inplace=True),
@@ -37,7 +37,7 @@ class VAEDecoder(nn.Sequential):
         layers: list[nn.Module] = [ResBlock(ngf) for _ in range(n_blocks)]
         for _ in range(n_downsample):
             layers += [nn.ConvTranspose2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), nn.ReLU(inplace=True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        layers += [ReflectionPad(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         super().__init__(*layers)
         self.config = {"out_channels": out_channels, "ngf": ngf, "n_downsample": n_downsample, "n_blocks": n_blocks}
         self.scale = 2**n_downsample

@@ -1,0 +1,97 @@
+"""Seconds per megapixel of each restoration mode, per precision and device.
+
+Runs the real :class:`oldphoto.Restorer` (pre-processing, networks, post-processing) on
+full-size stand-in weights (see ``standin.py``) and prints one line per mode, size and
+precision. Examples::
+
+    python benchmarks/speed.py                                   # quality, 1024x768, fp32 + bf16, CPU
+    python benchmarks/speed.py --modes quality scratch hr --precisions auto
+    python benchmarks/speed.py --device cuda --sizes 1024x1024 4096x4096 --precisions bf16 fp16
+
+Each timing is the best of ``--repeat`` runs after one warm-up run on the same size (the
+first run at a size pays one-off allocator and kernel-selection costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+from standin import DEFAULT_CACHE, sample_photo, scratch_mask, standin_weights
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1024x768`` to (1024, 768)."""
+    w, _, h = text.lower().partition("x")
+    return int(w), int(h or w)
+
+
+def describe_machine(device: str) -> str:
+    """One line naming the CPU or GPU the numbers come from."""
+    import torch
+
+    from oldphoto.devices import cpu_has_fast_bf16
+
+    if device.startswith("cuda"):
+        return f"GPU {torch.cuda.get_device_name()} · torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return (f"CPU {cpu} · {torch.get_num_threads()} threads · fast bf16: {cpu_has_fast_bf16()} · "
+            f"torch {torch.__version__}")
+
+
+def time_restore(restorer, mode: str, size: tuple[int, int], repeat: int) -> float:
+    """Best wall-clock seconds of ``restorer.restore`` on a ``size`` photo, after a warm-up."""
+    photo = sample_photo(*size)
+    mask = scratch_mask(*size) if mode != "quality" else None
+    restorer.restore(photo, mask, mode=mode)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        restorer.restore(photo, mask, mode=mode)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=["quality"], choices=["quality", "scratch", "hr"])
+    parser.add_argument("--sizes", nargs="+", default=[(1024, 768)], type=parse_size, help="WIDTHxHEIGHT")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--weights", type=str, default=None, help="oldphoto weights folder (default: stand-ins)")
+    parser.add_argument("--cache", type=str, default=str(DEFAULT_CACHE), help="where stand-in weights are kept")
+    args = parser.parse_args()
+
+    from pathlib import Path
+
+    import torch
+
+    from oldphoto import Restorer
+
+    torch.set_num_threads(args.threads)
+    weights = Path(args.weights) if args.weights else standin_weights(args.modes, Path(args.cache))
+    print(describe_machine(args.device))
+    print(f"{'mode':8} {'size':>11} {'MP':>6} {'precision':>9} {'seconds':>8} {'s/MP':>7}")
+    for mode in args.modes:
+        for precision in args.precisions:
+            restorer = Restorer(weights, device=args.device, precision=precision)
+            restorer.model(mode)
+            for size in args.sizes:
+                mp = size[0] * size[1] / 1e6
+                seconds = time_restore(restorer, mode, size, args.repeat)
+                label = precision if precision != "auto" else f"auto={restorer.precision}"
+                print(f"{mode:8} {size[0]:>5}x{size[1]:<5} {mp:6.2f} {label:>9} {seconds:8.2f} {seconds / mp:7.2f}",
+                      flush=True)
+            del restorer
+
+
+if __name__ == "__main__":
+    main()
