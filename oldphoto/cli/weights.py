@@ -36,3 +36,120 @@ def import_official(
         console.print(f"[dim]not imported {name}: {why}[/dim]", highlight=False)
     if not report.imported:
         fail(f"{src}: no model could be imported (see the reasons above)")
+
+
+def _names(names: list[str] | None) -> list[str]:
+    from oldphoto.cards import card_names
+
+    known = card_names()
+    chosen = list(names) if names else list(known)
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        fail(f"unknown model {unknown[0]!r} (known: {', '.join(known)})")
+    return chosen
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+@app.command("download")
+def download(
+    models: list[str] = typer.Argument(None, help="Models to fetch (default: every model); e.g. quality scratch hr detector."),
+    repo: str = typer.Option(None, "--repo", envvar="OLDPHOTO_REPO", help="Hub repository of converted weights to use instead of the card's (a fork or private mirror)."),
+    revision: str = typer.Option(None, "--revision", help="Branch, tag or commit of that repository."),
+    force: bool = typer.Option(False, "--force", help="Download again even if cached."),
+) -> None:
+    """Download, verify, convert and cache model weights (resolution order: cache, then the Hub).
+
+    Example: oldphoto weights download hr detector
+    """
+    from oldphoto.errors import OldPhotoError
+    from oldphoto.hub import cached_folder, download as fetch
+
+    failed = 0
+    for name in _names(models):
+        try:
+            folder = None if force else cached_folder(name, repo=repo, revision=revision)
+            folder = folder or fetch(name, repo=repo, revision=revision, force=force)
+        except OldPhotoError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            failed += 1
+            continue
+        typer.echo(f"{name}: {folder}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_models(
+    weights: Path = typer.Option(None, "--weights", help="Also look in this folder of oldphoto checkpoints."),
+) -> None:
+    """Show every known model: where it is, its size, whether it was verified, and its sources."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from oldphoto.hub import weights_status
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("model", "present", "verified", "size", "where", "sources"):
+        table.add_column(column)
+    for row in weights_status(weights_dir=weights):
+        verified = {True: "yes", None: "unknown" if row["present"] else "-", False: "NO"}[row["verified"]]
+        table.add_row(
+            row["name"],
+            row["where"] or "no",
+            verified,
+            _size(row["size"]),
+            row["path"] or "-",
+            ", ".join(row["sources"]) or "-",
+        )
+    Console(soft_wrap=True).print(table)
+
+
+@app.command("verify")
+def verify(
+    models: list[str] = typer.Argument(None, help="Models to check (default: every cached model)."),
+) -> None:
+    """Re-hash cached weights against their recorded and published sha256s."""
+    from oldphoto.hub import verify_cached
+
+    bad = 0
+    for name in _names(models):
+        folder, ok, detail = verify_cached(name)
+        if folder is None:
+            typer.echo(f"{name}: not cached")
+            continue
+        if not ok:
+            bad += 1
+            console.print(f"[red]error:[/red] {name}: {folder}: {detail}", highlight=False, soft_wrap=True)
+        else:
+            typer.echo(f"{name}: {detail} ({folder})")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("path")
+def path(
+    model: str = typer.Argument(None, help="A model name; without it, print the cache folder."),
+) -> None:
+    """Print where weights are cached (OLDPHOTO_CACHE, else <HF_HOME>/oldphoto), or one model's folder."""
+    from oldphoto.errors import OldPhotoError
+    from oldphoto.hub import cache_root, cached_folder
+
+    if model is None:
+        typer.echo(str(cache_root()))
+        return
+    try:
+        folder = cached_folder(model)
+    except OldPhotoError as exc:
+        fail(str(exc))
+    if folder is None:
+        fail(f"{model}: not cached; fetch it with 'oldphoto weights download {model}'")
+    typer.echo(str(folder))
