@@ -120,6 +120,7 @@ class Restorer:
         """Return ``(meta, bundle)`` of model ``name``, loading it on first use."""
         if name not in self._models:
             from oldphoto.checkpoint import has_checkpoint, load_checkpoint
+            from oldphoto.devices import place
             from oldphoto.models import build_bundle
 
             if self.weights is not None:
@@ -139,7 +140,7 @@ class Restorer:
                 bundle.load_state_dict(tensors, strict=True)
             except RuntimeError as exc:
                 raise WeightsError(f"{folder}/{name}.safetensors: does not match its config ({exc})") from None
-            bundle.eval().requires_grad_(False).to(self.device)
+            place(bundle, self.device, self.precision)
             self._models[name] = (meta, bundle)
         return self._models[name]
 
