@@ -148,3 +148,85 @@ def test_save_is_atomic_and_leaves_no_partial_file(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="cannot write output"):
         save_image(Image.new("RGB", (4, 4)), tmp_path / "blocker" / "out.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_16_bit_tiff_and_multipage_gif(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.tif"
+    Image.fromarray(np.array([[0, 257 * 200, 65535, 1000]] * 8, dtype=np.uint16)).save(deep)
+    loaded = load_image(deep)
+    assert loaded.image.mode == "L" and np.asarray(loaded.image)[0].tolist() == [0, 200, 255, 4]
+    gif = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (9, 8), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    loaded = load_image(gif)
+    assert loaded.image.mode == "RGB" and loaded.image.size == (9, 8) and "3 frames" in loaded.warnings[0]
+    assert loaded.image.getpixel((4, 4)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize(("mode", "value", "expected"), [("1", 1, 255), ("P", 7, None), ("LA", (90, 255), 90), ("I", 40000, 156)])
+def test_other_modes_flatten_to_8_bit(tmp_path: Path, mode: str, value: object, expected: int | None) -> None:
+    path = tmp_path / f"m{mode}.png" if mode != "I" else tmp_path / "m.tif"
+    Image.new(mode, (8, 8), value).save(path)
+    loaded = load_image(path)
+    assert loaded.warnings == []
+    if mode == "P":
+        assert loaded.image.mode == "RGB"
+    else:
+        assert loaded.image.mode == "L" and loaded.image.getpixel((3, 3)) == expected
+
+
+def test_tiff_layout_tags_are_not_carried_as_exif(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "ScanCo"
+    exif[0x0112] = 8
+    Image.new("RGB", (12, 10), (1, 2, 3)).save(tmp_path / "scan.tif", exif=exif)
+    loaded = load_image(tmp_path / "scan.tif")
+    assert loaded.image.size == (10, 12)
+    carried = Image.Exif()
+    carried.load(loaded.exif)
+    assert carried[0x010F] == "ScanCo" and carried.get(0x0112, 1) == 1
+    assert set(carried) <= {0x010F, 0x0112}  # no strip offsets, bits per sample, compression...
+
+
+def test_grey_stays_grey_in_every_format_that_can_hold_it(tmp_path: Path) -> None:
+    grey = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
+    for name in ("g.png", "g.jpg", "g.tif", "g.bmp"):
+        save_image(grey, tmp_path / name)
+        with Image.open(tmp_path / name) as back:
+            assert back.mode == "L" and back.size == (8, 8)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), np.asarray(grey))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.tif")), np.asarray(grey))
+
+
+def test_oversized_exif_is_dropped_for_jpeg_only(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 70_000
+    big = exif.tobytes()
+    save_image(Image.new("RGB", (8, 8)), tmp_path / "big.jpg", exif=big)
+    save_image(Image.new("RGB", (8, 8)), tmp_path / "big.png", exif=big)
+    assert 0x010E not in Image.open(tmp_path / "big.jpg").getexif()
+    assert len(Image.open(tmp_path / "big.png").getexif()[0x010E]) == 70_000
+
+
+def test_mask_honours_its_own_exif_orientation(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = Image.new("L", (10, 4), 0)
+    stored.paste(255, (0, 0, 10, 1))  # top row as stored; shown as the right-hand column
+    stored.save(tmp_path / "m.png", exif=exif)
+    a = np.asarray(load_mask(tmp_path / "m.png", (4, 10)))
+    assert (a[:, 3] == 255).all() and (a[:, :3] == 0).all()
+
+
+def test_format_helpers() -> None:
+    from oldphoto.errors import UsageError
+    from oldphoto.imageio import choose_output_format, normalise_format
+
+    assert [normalise_format(f) for f in ("jpg", ".TIF", "png", "jpeg", "webp")] == ["JPEG", "TIFF", "PNG", "JPEG", "WEBP"]
+    assert choose_output_format("GIF") == ("PNG", ".png") and choose_output_format("JPEG") == ("JPEG", ".jpg")
+    assert choose_output_format("GIF", "tiff") == ("TIFF", ".tif") and choose_output_format(None) == ("PNG", ".png")
+    assert output_format("a/b.JPEG") == "JPEG"
+    with pytest.raises(UsageError, match="cannot write format 'gif'"):
+        normalise_format("gif")
+    with pytest.raises(UsageError, match=r"x\.gif: cannot write '\.gif' files"):
+        output_format("x.gif")
