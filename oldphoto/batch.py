@@ -175,7 +175,20 @@ def plan(
         jobs = [_plan_file(src, dest, format, mask_path, comparison_path, save_mask_path)]
         masks = [mask_path] if mask_path is not None and mask_path.is_file() else []
     _refuse_overwriting_inputs(jobs, [job.source for job in jobs], masks)
+    _refuse_shared_outputs(jobs)
     return jobs
+
+
+def _refuse_shared_outputs(jobs: list[Job]) -> None:
+    """Raise UsageError when an output, a comparison and a saved mask would be the same file."""
+    roles: dict[Path, str] = {}
+    for job in jobs:
+        for role, written in (("output", job.output), ("comparison", job.comparison), ("saved mask", job.save_mask)):
+            if written is None:
+                continue
+            other = roles.setdefault(written.resolve(), role)
+            if other != role:
+                raise UsageError(f"{written}: would be written both as the {other} and as the {role}; use separate folders")
 
 
 def _plan_file(

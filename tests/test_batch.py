@@ -88,6 +88,7 @@ def test_plan_single_file_into_a_folder_or_a_file(tmp_path: Path) -> None:
         ("mask_is_output", "refusing to write over the input mask"),
         ("no_photos", "no photos found .add --recursive"),
         ("bad_format", "cannot write format 'gif'"),
+        ("comparison_is_output", "would be written both as the output and as the comparison"),
     ],
 )
 def test_plan_usage_errors(tmp_path: Path, setup: str, message: str) -> None:
@@ -107,6 +108,8 @@ def test_plan_usage_errors(tmp_path: Path, setup: str, message: str) -> None:
     elif setup == "no_photos":
         src = tmp_path / "empty"
         _photo(src / "sub" / "x.png")
+    elif setup == "comparison_is_output":
+        kwargs = {"comparison": dest}
     elif setup == "bad_format":
         kwargs = {"format": "gif"}
     with pytest.raises(UsageError, match=message):
