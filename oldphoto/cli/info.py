@@ -35,25 +35,26 @@ def _devices() -> list[tuple[str, str]]:
     return found
 
 
-def _weights_status(weights: Optional[Path]) -> tuple[list[dict[str, Any]], str | None]:
-    """Rows of name/location/present for the models, and a note when the status is partial."""
+def _weights_status(weights: Optional[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per model (name, present, where, path, verified) and the places that were searched."""
     from oldphoto.cards import card_names
 
-    if weights is not None:
-        from oldphoto.checkpoint import checkpoint_paths, has_checkpoint
-
-        rows = [
-            {"name": name, "location": str(checkpoint_paths(weights, name)[0]), "present": has_checkpoint(weights, name)}
-            for name in card_names()
-        ]
-        return rows, None
+    searched = [f"--weights {weights}"] if weights is not None else []
     try:
-        from oldphoto.hub import weights_status
+        from oldphoto import hub
 
-        return list(weights_status()), None
+        rows = list(hub.weights_status(weights_dir=weights))
+        return rows, [*searched, f"download cache {hub.cache_root()}"]
     except (ImportError, AttributeError):
-        rows = [{"name": name, "location": "-", "present": False} for name in card_names()]
-        return rows, "download support is not installed in this version; pass --weights DIR to check a folder"
+        pass
+    from oldphoto.checkpoint import has_checkpoint
+
+    present = {name: weights is not None and has_checkpoint(weights, name) for name in card_names()}
+    rows = [
+        {"name": name, "present": ok, "where": "weights dir" if ok else None, "path": str(weights) if ok else None}
+        for name, ok in present.items()
+    ]
+    return rows, [*searched, "download cache (not available in this version)"]
 
 
 def info(
@@ -79,13 +80,16 @@ def info(
     for name, details in _devices():
         devices.add_row(name, details)
     out.print(devices)
-    rows, note = _weights_status(weights)
-    table = Table(title=f"weights ({weights})" if weights is not None else "weights", title_justify="left")
+    rows, searched = _weights_status(weights)
+    out.print("weights are looked for in: " + "; then ".join(searched))
+    table = Table(title="weights", title_justify="left")
     table.add_column("model")
     table.add_column("present")
-    table.add_column("location", overflow="fold")
+    table.add_column("where")
+    table.add_column("verified")
+    table.add_column("path", overflow="fold")
     for row in rows:
-        table.add_row(str(row["name"]), "yes" if row.get("present") else "no", str(row.get("location", "-")))
+        verified = {True: "yes", False: "NO"}.get(row.get("verified"), "-")
+        path = row.get("path") or row.get("location") or "-"
+        table.add_row(str(row["name"]), "yes" if row.get("present") else "no", str(row.get("where") or "-"), verified, str(path))
     out.print(table)
-    if note:
-        out.print(f"note: {note}")
