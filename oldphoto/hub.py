@@ -283,7 +283,7 @@ def _hub_get(source: Mapping[str, Any], filename: str, *, offline: bool, progres
         raise _SourceLacks(f"{repo}: repository not found or private (set HF_TOKEN for a private one)") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         if offline:
-            raise _SourceLacks(f"{filename} from {where}") from None
+            raise _SourceLacks(filename) from None
         raise _SourceLacks(f"{where}: cannot reach the Hub for {filename}") from None
     except EntryNotFoundError:
         raise _SourceLacks(f"{where}: has no {filename}") from None
@@ -333,7 +333,17 @@ def _fetch(name: str, card: Mapping[str, Any], source: Mapping[str, Any], *, off
     if not offline:
         layout = "our safetensors" if source["kind"] == "oldphoto" else "published .pth layout, converted once"
         _say(f"fetching {name} from {where} ({layout})", progress)
-    pointers = {f: _hub_get(source, f, offline=offline, progress=progress, force=force) for f in files}
+    pointers: dict[str, Path] = {}
+    absent: list[str] = []
+    for f in files:
+        try:
+            pointers[f] = _hub_get(source, f, offline=offline, progress=progress, force=force)
+        except _SourceLacks as exc:
+            if not offline:
+                raise
+            absent.append(f)
+    if absent:
+        raise _SourceLacks(f"{', '.join(absent)} from {where}")
     hashes: dict[str, dict[str, Any]] = {}
     for f, pointer in pointers.items():
         actual = sha256_file(pointer)

@@ -45,7 +45,7 @@ class Repo:
 
 @dataclass
 class Request:
-    """One request as the server saw it."""
+    """One request as the server saw it (header names in lower case)."""
 
     origin: str
     method: str
@@ -186,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.hub._stopped.is_set():
             self.close_connection = True
             return
-        record = Request(self.origin, self.command, self.path, dict(self.headers.items()))
+        record = Request(self.origin, self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
         with self.hub._lock:
             self.hub.log.append(record)
         path = urlsplit(self.path).path

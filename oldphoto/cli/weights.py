@@ -98,8 +98,10 @@ def list_models(
     from oldphoto.hub import weights_status
 
     table = Table(box=None, pad_edge=False)
-    for column in ("model", "present", "verified", "size", "where", "sources"):
-        table.add_column(column)
+    for column in ("model", "present", "verified", "size"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("where", overflow="fold")
+    table.add_column("sources", overflow="fold")
     for row in weights_status(weights_dir=weights):
         verified = {True: "yes", None: "unknown" if row["present"] else "-", False: "NO"}[row["verified"]]
         table.add_row(
