@@ -148,7 +148,8 @@ def _check_entry(name: str, card: Mapping[str, Any], source: Mapping[str, Any]) 
         return None
     verified = bool(needed) and all(sha is not None for sha in known.values())
     if verified != bool(record.get("verified")):
-        _write_record(folder, {**record, "verified": verified})
+        with contextlib.suppress(OSError):  # a read-only cache still serves; the flag is only a summary
+            _write_record(folder, {**record, "verified": verified})
     return folder
 
 
@@ -423,10 +424,11 @@ def weights_status(
     weights_dir: Path | str | None = None,
     cards: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per model: name, where found, present, verified (True/False/None = unknown), size, sources.
+    """One dict per model: name, where (None, "weights dir" or "cache"), path, present, verified, size, sources.
 
-    ``verified`` is None for a model found in ``weights_dir`` (a local import: nothing to check
-    against) and for an unverified download; it never touches the network.
+    ``verified`` is True when every downloaded file matched a published sha256, None when there
+    was nothing to check against (a local import, an unpinned source). No network, no hashing:
+    ``verify_cached`` re-hashes.
     """
     from oldphoto.cards import card_names, load_card
 

@@ -418,3 +418,23 @@ def test_weights_commands_with_the_shipped_cards(recipe: dict[str, Any], env: Pa
     line = next(ln for ln in listing.stdout.splitlines() if ln.startswith("quality"))
     size = sum((folder / f).stat().st_size for f in ("quality.safetensors", "quality.json"))
     assert line.split()[:5] == ["quality", "cache", "unknown", f"{size / 1000:.1f}", "KB"]
+
+
+def test_restore_fetches_what_it_needs_by_itself(recipe: dict[str, Any], env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``oldphoto restore`` without --weights downloads the mode's model and restores exactly as a local copy."""
+    from PIL import Image
+
+    from oldphoto.cli import app
+
+    photo = Path(__file__).resolve().parent / "data" / "photos" / "scratched_b.png"
+    runner = CliRunner()
+    with HubServer(lifetime=60) as server:
+        server.add_commit(OFFICIAL, _files(recipe["out"], ("quality",)))
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        fetched = runner.invoke(app, ["restore", str(photo), str(tmp_path / "hub.png"), "--mode", "quality", "--device", "cpu"])
+        assert fetched.exit_code == 0, fetched.output
+        assert _file_requests(server) == ["quality.json", "quality.safetensors"]
+    local = runner.invoke(app, ["restore", str(photo), str(tmp_path / "local.png"), "--mode", "quality", "--device", "cpu", "--weights", str(recipe["out"])])
+    assert local.exit_code == 0, local.output
+    with Image.open(tmp_path / "hub.png") as a, Image.open(tmp_path / "local.png") as b:
+        assert a.size == b.size == (256, 256) and a.tobytes() == b.tobytes()
