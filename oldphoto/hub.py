@@ -336,13 +336,17 @@ def _fetch(name: str, card: Mapping[str, Any], source: Mapping[str, Any], *, off
         _say(f"fetching {name} from {where} ({layout})", progress)
     pointers: dict[str, Path] = {}
     absent: list[str] = []
+    pinned = dict(source)
     for f in files:
         try:
-            pointers[f] = _hub_get(source, f, offline=offline, progress=progress, force=force)
-        except _SourceLacks as exc:
+            pointers[f] = _hub_get(pinned, f, offline=offline, progress=progress, force=force)
+        except _SourceLacks:
             if not offline:
                 raise
             absent.append(f)
+            continue
+        # The rest of the model's files come from the same commit, even if the branch moves meanwhile.
+        pinned["revision"] = _commit_of(pointers[f], f, source.get("subfolder")) or pinned.get("revision")
     if absent:
         raise _SourceLacks(f"{', '.join(absent)} from {where}")
     hashes: dict[str, dict[str, Any]] = {}
@@ -389,13 +393,16 @@ def _install_converted(name: str, pointers: Mapping[str, Path], folder: Path, wh
     weights, meta = checkpoint_paths(folder, name)
     _link_or_copy(pointers[weights.name], weights)
     _link_or_copy(pointers[meta.name], meta)
-    read_meta(folder, name)
-    if not verify_checkpoint(folder, name):
+    try:
+        read_meta(folder, name)
+        if not verify_checkpoint(folder, name):
+            raise WeightsError(f"{where}/{weights.name}: does not match the sha256 in {meta.name}; the download was deleted")
+    except WeightsError:
         for p in (weights, meta):
             p.unlink(missing_ok=True)
         for pointer in pointers.values():
             _evict(pointer)
-        raise WeightsError(f"{where}/{weights.name}: does not match the sha256 in {meta.name}; the download was deleted")
+        raise
 
 
 def _install_published(
