@@ -234,9 +234,12 @@ class _SourceLacks(Exception):
     """This source cannot provide the model (absent repo or file, or no network): try the next."""
 
 
-def _tqdm_class(progress: bool) -> Any:
-    if progress:
-        return None
+def _progress_kwargs(fn: Any, progress: bool) -> dict[str, Any]:
+    """``tqdm_class`` silencing the client's bars when asked (clients before it had the argument keep theirs)."""
+    import inspect
+
+    if progress or "tqdm_class" not in inspect.signature(fn).parameters:
+        return {}
     from huggingface_hub.utils import tqdm as hf_tqdm
 
     class Silent(hf_tqdm):  # type: ignore[misc, valid-type]
@@ -244,7 +247,7 @@ def _tqdm_class(progress: bool) -> Any:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
 
-    return Silent
+    return {"tqdm_class": Silent}
 
 
 def _hub_get(source: Mapping[str, Any], filename: str, *, offline: bool, progress: bool, force: bool) -> Path:
@@ -276,7 +279,7 @@ def _hub_get(source: Mapping[str, Any], filename: str, *, offline: bool, progres
             force_download=force and not offline,
             library_name="oldphoto",
             library_version=__version__,
-            tqdm_class=_tqdm_class(progress),
+            **_progress_kwargs(hf_hub_download, progress),
         )
     except RevisionNotFoundError:
         raise WeightsError(f"{repo}: revision {rev!r} not found (check --revision or the model card)") from None
