@@ -487,7 +487,7 @@ def verify_cached(name: str, *, card: Mapping[str, Any] | None = None) -> tuple[
     record = _read_record(folder) or {}
     if record.get("kind") == "oldphoto":
         source = next((s for s in effective_sources(card) if entry_dir(name, s) == folder), {})
-        for f, path in zip((f"{name}.safetensors", f"{name}.json"), checkpoint_paths(folder, name)):
+        for f, path in zip((f"{name}.safetensors", f"{name}.json"), checkpoint_paths(folder, name), strict=True):
             expected = _expected(source, f)
             if expected is not None and sha256_file(path) != expected:
                 return folder, False, f"{f} does not match the sha256 in the model card"

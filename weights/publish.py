@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {name}: {why}")
     for rel, sha in sorted(report.published.items()):
         print(f"published file {rel}  sha256 {sha}")
-    for name, files in report.files.items():
+    for files in report.files.values():
         for fname, info in files.items():
             print(f"{fname}  sha256 {info['sha256']}  {info['size']} bytes")
     where = f"{args.repo}@{report.revision}" if report.revision else f"{args.repo} (dry run: not uploaded, no revision)"
