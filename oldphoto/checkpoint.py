@@ -43,7 +43,7 @@ def save_checkpoint(folder: Path | str, name: str, tensors: dict[str, Any], meta
     weights_path, meta_path = checkpoint_paths(folder, name)
     contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(weights_path) as tmp:
-        save_file(contiguous, str(tmp), metadata={"format": FORMAT, "name": name})
+        save_file(contiguous, str(tmp), metadata={"format": FORMAT})  # one key: the header stays byte-reproducible
     record = {"format": FORMAT, "version": FORMAT_VERSION, "name": name, **meta}
     record["weights_file"] = weights_path.name
     record["weights_sha256"] = sha256_file(weights_path)
