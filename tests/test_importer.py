@@ -143,3 +143,11 @@ def test_cli_reports_nothing_importable(tmp_path: Path) -> None:
     code, output = _import(tmp_path / "empty", tmp_path / "out")
     assert code == 1
     assert "no model could be imported" in output
+
+
+def test_conversion_is_byte_reproducible(published: Path, tmp_path: Path) -> None:
+    from oldphoto.fsutil import sha256_file
+
+    for out in ("a", "b"):
+        import_official(published, tmp_path / out, cards=tiny_cards(), models=["scratch"])
+    assert sha256_file(tmp_path / "a" / "scratch.safetensors") == sha256_file(tmp_path / "b" / "scratch.safetensors")
