@@ -232,17 +232,16 @@ class Restorer:
         postprocess: str,
         progress: Callable[[int, int], None] | None,
     ) -> np.ndarray:
-        import torch
-
-        from oldphoto.devices import autocast
-        from oldphoto.pipeline import finish, prepare, run_networks
+        from oldphoto.pipeline import prepare
+        from oldphoto.tiling import restore_pixels
 
         meta, bundle = self.model(mode)
-        prepared = prepare(image, mask, meta["pipeline"], postprocess)
-        x = prepared.x.to(self.device)
-        m = prepared.mask.to(self.device) if prepared.mask is not None else None
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            output = run_networks(bundle, x, m)["output"]
-        if progress is not None:
-            progress(1, 1)
-        return finish(output, prepared)
+        return restore_pixels(
+            bundle,
+            prepare(image, mask, meta["pipeline"], postprocess),
+            device=self.device,
+            precision=self.precision,
+            tile=self.tile,
+            max_memory=self.max_memory,
+            progress=progress,
+        )

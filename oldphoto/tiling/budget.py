@@ -1,0 +1,214 @@
+"""Deciding whether and how to tile: parse ``--tile``/``--max-memory``, estimate, plan.
+
+Estimates come from a network's structure (channels and resolution of every convolution,
+residual skip and global block), not from running it: floats per image pixel at the peak,
+times the image's or the tile's area. They are deliberately generous; the planner only has
+to keep the run inside the budget, not to predict it to the byte.
+
+``max_memory`` is the memory the networks may use on the device: on CUDA the GPU's memory
+(full-size maps then live in host RAM, on disk beyond half of what is available), on the
+CPU the process's working memory for the networks (tiles plus the full-size maps kept in
+RAM; the rest go to temporary files). The photo itself, the network input prepared from it
+and the 8-bit result are not counted: they are the same with or without tiling.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from oldphoto.errors import UsageError
+from oldphoto.networks.blocks import ResBlock
+from oldphoto.networks.nonlocal_block import PartialNonLocal
+from oldphoto.networks.patch_attention import PatchAttention
+
+_FLOAT = 4
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+#: Smallest tile side accepted (image pixels); tiles are multiples of 4 so every resolution
+#: of the networks (full, 1/2, 1/4) cuts into whole pixels.
+MIN_TILE = 16
+#: Tile sides the automatic planner tries, largest first.
+AUTO_TILES = (4096, 3072, 2048, 1536, 1024, 768, 512, 384, 256, 192, 128, 96, 64)
+#: Halo added to each side of a tile in the estimate (image pixels; the 7×7 convs need 3).
+_HALO = 8
+#: Share of the free memory the ``auto`` budget takes, leaving room for everything else.
+_AUTO_SHARE = 0.75
+
+
+def parse_memory(value: str | int | None) -> int | None:
+    """``auto``/None → None; bytes as an int or ``"4GB"``, ``"512MiB"``, ``"1.5g"`` (binary units)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        nbytes = value
+    else:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", text)
+        if match is None:
+            raise UsageError(f"--max-memory {value!r}: give a size such as 4GB, 512MB or auto")
+        nbytes = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if nbytes <= 0:
+        raise UsageError(f"--max-memory {value!r}: must be more than zero")
+    return nbytes
+
+
+def parse_tile(value: str | int | None) -> int | None:
+    """``auto``/None → None (planner decides); ``off``/0 → 0 (never tile); N → N rounded down to a multiple of 4."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if text in ("off", "none", "0"):
+        return 0
+    if not text.isdigit():
+        raise UsageError(f"--tile {value!r}: give a tile side in pixels (at least {MIN_TILE}), auto or off")
+    tile = int(text)
+    if tile < MIN_TILE:
+        raise UsageError(f"--tile {value!r}: tiles must be at least {MIN_TILE} pixels")
+    return tile - tile % 4
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free now: the GPU's (``torch.cuda.mem_get_info``) or the host's (``MemAvailable``)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return free_host_memory()
+
+
+def free_host_memory() -> int:
+    """Available host memory from ``/proc/meminfo`` (Linux), else free physical pages."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Floats per image pixel a network bundle holds at its peaks, and its weight bytes."""
+
+    conv: float
+    skip: float
+    non_local: float
+    patch: float
+    weights: int
+
+
+def profile(bundle: nn.Module) -> Profile:
+    """Walk ``bundle`` in execution order (registration order here), tracking the resolution."""
+    conv = skip = non_local = patch = 0.0
+    scale = 1.0
+    for mod in bundle.modules():
+        if isinstance(mod, nn.ConvTranspose2d):
+            out_scale = scale / mod.stride[0]
+        elif isinstance(mod, nn.Conv2d):
+            out_scale = scale * mod.stride[0]
+        elif isinstance(mod, ResBlock):
+            skip = max(skip, mod.channels / scale**2)
+            continue
+        elif isinstance(mod, PartialNonLocal):
+            non_local = max(non_local, 8 * mod.g.in_channels / scale**2)
+            continue
+        elif isinstance(mod, PatchAttention):
+            patch = max(patch, 5 * mod.F_Combine.out_channels / scale**2)
+            continue
+        else:
+            continue
+        conv = max(conv, mod.in_channels / scale**2 + mod.out_channels / out_scale**2)
+        scale = out_scale
+    weights = sum(p.numel() * p.element_size() for p in bundle.parameters())
+    return Profile(conv=conv, skip=skip, non_local=non_local, patch=patch, weights=weights)
+
+
+def untiled_bytes(prof: Profile, height: int, width: int) -> int:
+    """Estimated peak bytes of running the whole image at once."""
+    area = height * width
+    floats = max(1.5 * prof.conv + prof.skip, prof.non_local, prof.patch + prof.skip)
+    return int(_FLOAT * area * floats) + prof.weights
+
+
+def tile_bytes(prof: Profile, tile: int, height: int, width: int) -> int:
+    """Estimated peak device bytes of a tiled run with ``tile``-pixel tiles.
+
+    A tile's input with its halo, the gathered/padded copy, the output and the convolution's
+    workspace; plus the non-local block, which runs whole on the device.
+    """
+    side_h, side_w = min(tile, height) + 2 * _HALO, min(tile, width) + 2 * _HALO
+    per_tile = 2.5 * prof.conv * side_h * side_w
+    return int(_FLOAT * (per_tile + prof.non_local * height * width)) + prof.weights
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one photo runs: untiled, or tiled with ``tile``-pixel tiles."""
+
+    tiled: bool
+    tile: int
+    device_budget: int
+    host_budget: int
+    estimate: int
+    patch_search_on_host: bool = False
+
+
+def plan(
+    bundle: nn.Module,
+    height: int,
+    width: int,
+    device: torch.device,
+    tile: str | int | None = "auto",
+    max_memory: str | int | None = "auto",
+) -> Plan:
+    """Choose untiled (when it fits the budget or tiling is off) or the largest tile that fits."""
+    requested = parse_tile(tile)
+    explicit = parse_memory(max_memory)
+    budget = explicit if explicit is not None else int(_AUTO_SHARE * free_memory(device))
+    prof = profile(bundle)
+    whole = untiled_bytes(prof, height, width)
+    if requested == 0 or (requested is None and whole <= budget) or (requested and requested >= max(height, width)):
+        return Plan(False, 0, budget, 0, whole)
+    if requested is None:
+        fitting = [t for t in AUTO_TILES if tile_bytes(prof, t, height, width) <= budget]
+        if not fitting:
+            smallest = tile_bytes(prof, AUTO_TILES[-1], height, width)
+            raise UsageError(
+                f"--max-memory {_human(budget)} is too small for this photo "
+                f"({height}×{width}); it needs at least {_human(smallest)}"
+            )
+        chosen = fitting[0]
+    else:
+        chosen = requested
+        if explicit is not None and tile_bytes(prof, chosen, height, width) > budget:
+            raise UsageError(
+                f"--tile {chosen} needs about {_human(tile_bytes(prof, chosen, height, width))}, "
+                f"more than --max-memory {_human(budget)}; use a smaller tile or --tile auto"
+            )
+    estimate = tile_bytes(prof, chosen, height, width)
+    if device.type == "cpu":
+        host = max(0, budget - estimate)
+        search_on_host = False
+    else:
+        host = int(0.5 * free_host_memory())
+        search_on_host = estimate + _FLOAT * prof.patch * height * width > budget
+    return Plan(True, chosen, budget, host, estimate, search_on_host)
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024:
+            return f"{nbytes:.0f}{unit}" if unit == "B" else f"{nbytes:.1f}{unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f}TB"

@@ -1,0 +1,105 @@
+"""Restore one prepared photo: untiled when it fits the budget, tiled otherwise.
+
+This is the one place :class:`oldphoto.api.Restorer` runs the networks. The tiled path ends
+with :func:`finish_map`, the published min–max stretch computed tile by tile over the whole
+output (first its global minimum and maximum, then the 8-bit conversion), so no
+full-size float copy of the output is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from oldphoto.devices import autocast
+from oldphoto.pipeline import Prepared, finish, run_networks
+from oldphoto.tiling.budget import Plan, plan
+from oldphoto.tiling.executor import Map, TiledExecutor, count_steps, tile_grid, tiles_per_pass
+from oldphoto.tiling.store import Arena, TensorStore
+
+Progress = Callable[[int, int], None]
+
+
+def restore_pixels(
+    bundle: nn.ModuleDict,
+    prepared: Prepared,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    tile: str | int | None = "auto",
+    max_memory: str | int | None = "auto",
+    progress: Progress | None = None,
+    tmpdir: str | None = None,
+) -> np.ndarray:
+    """Run the networks over ``prepared`` and return the H×W×3 uint8 photo (see :mod:`oldphoto.tiling`)."""
+    height, width = prepared.x.shape[-2:]
+    chosen = plan(bundle, height, width, device, tile, max_memory)
+    with torch.inference_mode(), autocast(device, precision):
+        if not chosen.tiled:
+            mask = prepared.mask.to(device) if prepared.mask is not None else None
+            output = run_networks(bundle, prepared.x.to(device), mask)["output"]
+            if progress is not None:
+                progress(1, 1)
+            return finish(output, prepared)
+        return _restore_tiled(bundle, prepared, chosen, device, progress, tmpdir)
+
+
+def _restore_tiled(
+    bundle: nn.ModuleDict,
+    prepared: Prepared,
+    chosen: Plan,
+    device: torch.device,
+    progress: Progress | None,
+    tmpdir: str | None,
+) -> np.ndarray:
+    height, width = prepared.x.shape[-2:]
+    passes, whole = count_steps(bundle)
+    per_pass = tiles_per_pass(height, width, chosen.tile)
+    total = (passes + 1) * per_pass + whole
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done = min(done + 1, total)
+        if progress is not None:
+            progress(done, total)
+
+    arena = Arena(chosen.host_budget, tmpdir)
+    executor = TiledExecutor(
+        device=device,
+        tile=chosen.tile,
+        image_size=(height, width),
+        arena=arena,
+        tick=tick,
+        patch_search_on_host=chosen.patch_search_on_host,
+    )
+    out = executor.run(bundle, Map(TensorStore(prepared.x[0])), prepared.mask)
+    pixels = finish_map(out, prepared, chosen.tile, tick)
+    if progress is not None:
+        progress(total, total)
+    return pixels
+
+
+def finish_map(out: Map, prepared: Prepared, tile: int, tick: Callable[[], None] = lambda: None) -> np.ndarray:
+    """:func:`oldphoto.pipeline.finish` over a stored output map, tile by tile, bit for bit.
+
+    The same float32 operations in the same order per pixel; the minimum and maximum are
+    taken over the photo's own pixels first, as ``finish`` takes them over its crop.
+    """
+    h, w = prepared.size
+    lo = torch.tensor(float("inf"))
+    hi = torch.tensor(float("-inf"))
+    for y0, y1, x0, x1 in tile_grid(h, w, tile):
+        y = (out.store.read(y0, y1, x0, x1).float() + 1) / 2
+        lo, hi = torch.minimum(lo, y.min()), torch.maximum(hi, y.max())
+    span = torch.clamp(hi - lo, min=1e-5)
+    pixels = np.empty((h, w, 3), dtype=np.uint8)
+    for y0, y1, x0, x1 in tile_grid(h, w, tile):
+        y = (out.store.read(y0, y1, x0, x1).float() + 1) / 2
+        y = (y - lo) / span
+        pixels[y0:y1, x0:x1] = y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        tick()
+    return pixels
