@@ -1,0 +1,100 @@
+"""Scratch mode's non-local attention: the fused kernel against a naive N×N implementation.
+
+The published block builds the N×N correlation matrix of the latent's N positions,
+softmaxes it, masks damaged keys and renormalises. ``oldphoto.networks.nonlocal_block``
+gets the same numbers from one fused scaled-dot-product-attention call with an extra value
+channel. This script times both at growing latent sizes (the naive one only while its two
+N×N fp32 matrices fit in ``--max-gib``), checks they agree, and names the attention kernel
+PyTorch actually ran — on the CPU the fused path must be the flash kernel, not the math
+fallback (which a value head size different from q/k's silently selects)::
+
+    python benchmarks/attention.py --sides 64 96 128 160 192 --max-gib 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from standin import ROOT  # noqa: F401  (puts the repository on sys.path)
+
+
+def naive(theta, phi, g, v):
+    """The published computation with an explicit N×N matrix (B×N×C features, B×N×1 clear mask)."""
+    import torch
+
+    a = torch.softmax(theta @ phi.transpose(1, 2), dim=-1)
+    a.mul_(v.transpose(1, 2))
+    a.div_(a.sum(dim=-1, keepdim=True).clamp_min_(1e-12))
+    return a @ g
+
+
+def fused(theta, phi, g, v):
+    """oldphoto's path: heads with one extra channel, one fused attention call, one division."""
+    from oldphoto.networks.nonlocal_block import attention_heads, renormalised_attention
+
+    def nchw(t):
+        b, n, c = t.shape
+        return t.transpose(1, 2).reshape(b, c, n, 1)
+
+    return renormalised_attention(attention_heads(nchw(theta)), attention_heads(nchw(phi)), attention_heads(nchw(g), v))
+
+
+def kernel_names(fn, *args) -> list[str]:
+    """Names of the scaled-dot-product-attention kernels that ``fn(*args)`` dispatches to."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn(*args)
+    return sorted({e.name for e in prof.events() if "attention" in e.name and e.name.startswith("aten::_")})
+
+
+def timed(fn, *args, repeat: int = 2) -> tuple[float, object]:
+    """Best of ``repeat`` wall-clock seconds after one warm-up call, and the last result."""
+    out = fn(*args)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sides", nargs="+", type=int, default=[64, 96, 128, 160, 192],
+                        help="latent side lengths (the photo is 4x larger per side)")
+    parser.add_argument("--channels", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-gib", type=float, default=8.0, help="memory the naive N×N matrices may take")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"C={args.channels}, {args.threads} threads, torch {torch.__version__}")
+    print(f"{'latent':>9} {'N':>6} {'photo MP':>8} {'naive s':>8} {'naive GiB':>9} {'fused s':>8} {'bf16 s':>7} "
+          f"{'max diff':>9}  kernel")
+    with torch.inference_mode():
+        for side in args.sides:
+            n = side * side
+            theta, phi, g = (torch.randn(1, n, args.channels) * 0.05 for _ in range(3))
+            v = (torch.rand(1, n, 1) > 0.1).float()
+            t_fused, y_fused = timed(fused, theta, phi, g, v)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                t_bf16, _ = timed(fused, theta, phi, g, v)
+            kernels = ", ".join(kernel_names(fused, theta, phi, g, v))
+            need = 2 * n * n * 4 / 2**30
+            if need <= args.max_gib:
+                t_naive, y_naive = timed(naive, theta, phi, g, v, repeat=1)
+                diff = float((y_naive - y_fused).abs().max())
+                naive_txt, diff_txt = f"{t_naive:8.2f}", f"{diff:9.1e}"
+            else:
+                naive_txt, diff_txt = f"{'(skip)':>8}", f"{'-':>9}"
+            print(f"{side:>4}x{side:<4} {n:>6} {16 * n / 1e6:8.2f} {naive_txt} {need:9.1f} {t_fused:8.2f} "
+                  f"{t_bf16:7.2f} {diff_txt}  {kernels}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

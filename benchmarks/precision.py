@@ -1,0 +1,82 @@
+"""8-bit output error of a reduced precision against fp32, on real old photos.
+
+Restores every photo under ``--photos`` (default ``../shared/photos``: ``old/`` in quality
+mode, ``scratched/`` in scratch mode) once in fp32 and once in ``--precision``, and prints
+the mean and max absolute difference of the 8-bit outputs, per photo and over all pixels::
+
+    python benchmarks/precision.py                      # bf16 vs fp32 on the CPU
+    python benchmarks/precision.py --device cuda --precision fp16
+
+Scratched photos use one damage mask for both runs (detected in fp32 by the stand-in
+detector, or the fixed scratch pattern of ``standin.py`` with ``--mask synthetic``), so
+only the restoration's precision differs. The weights are full-size stand-ins (see
+``standin.py``), so the figures describe the arithmetic, not trained-weight behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from standin import DEFAULT_CACHE, PHOTOS, scratch_mask, standin_weights
+
+
+def photos(folder: Path) -> list[tuple[Path, str]]:
+    """(photo, mode) pairs: ``old/`` photos in quality mode, ``scratched/`` in scratch mode."""
+    found = [(p, "quality") for p in sorted((folder / "old").glob("*.png"))]
+    return found + [(p, "scratch") for p in sorted((folder / "scratched").glob("*.png"))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp16"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mask", default="detected", choices=["detected", "synthetic"])
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args()
+
+    import torch
+    from PIL import Image
+
+    from oldphoto import Restorer
+
+    torch.set_num_threads(args.threads)
+    pairs = photos(args.photos)
+    if not pairs:
+        raise SystemExit(f"no photos under {args.photos}/old or {args.photos}/scratched")
+    weights = standin_weights(["quality", "scratch", "detector"], args.cache)
+    reference = Restorer(weights, device=args.device, precision="fp32")
+    reduced = Restorer(weights, device=args.device, precision=args.precision)
+    print(f"{args.precision} vs fp32 on {args.device}, 8-bit output levels")
+    print(f"{'photo':22} {'mode':8} {'size':>10} {'mean':>6} {'max':>4} {'>1 lvl':>7} {'fp32 s':>7} {'red. s':>6}")
+    total_abs, total_n, worst = 0.0, 0, 0
+    for path, mode in pairs:
+        image = Image.open(path).convert("RGB")
+        mask = None
+        if mode == "scratch":
+            mask = reference.detect(image) if args.mask == "detected" else scratch_mask(*image.size)
+            if not np.asarray(mask).any():
+                mask = scratch_mask(*image.size)
+        start = time.perf_counter()
+        a = np.asarray(reference.restore(image, mask, mode=mode), dtype=np.int16)
+        t_ref = time.perf_counter() - start
+        start = time.perf_counter()
+        b = np.asarray(reduced.restore(image, mask, mode=mode), dtype=np.int16)
+        t_red = time.perf_counter() - start
+        diff = np.abs(a - b)
+        total_abs += float(diff.sum())
+        total_n += diff.size
+        worst = max(worst, int(diff.max()))
+        name = f"{path.parent.name}/{path.name}"
+        print(f"{name:22} {mode:8} {image.width:>4}x{image.height:<5} {diff.mean():6.3f} {diff.max():4d} "
+              f"{(diff > 1).mean():7.2%} {t_ref:7.1f} {t_red:6.1f}", flush=True)
+    print(f"all photos: mean {total_abs / total_n:.3f} levels, max {worst} levels")
+
+
+if __name__ == "__main__":
+    main()
