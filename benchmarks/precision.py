@@ -2,7 +2,9 @@
 
 Restores every photo under ``--photos`` (default ``../shared/photos``: ``old/`` in quality
 mode, ``scratched/`` in scratch mode) once in fp32 and once in ``--precision``, and prints
-the mean and max absolute difference of the 8-bit outputs, per photo and over all pixels::
+the mean and max absolute difference of the 8-bit outputs, per photo and over all pixels.
+For scale it also prints how much the fp32 output itself moves when the input is
+re-quantized by up to half a level (uniform ±½-level dither on the network input)::
 
     python benchmarks/precision.py                      # bf16 vs fp32 on the CPU
     python benchmarks/precision.py --device cuda --precision fp16
@@ -30,6 +32,21 @@ def photos(folder: Path) -> list[tuple[Path, str]]:
     return found + [(p, "scratch") for p in sorted((folder / "scratched").glob("*.png"))]
 
 
+def fp32_dither_change(restorer, image, mask, mode: str) -> float:
+    """Mean 8-bit change of ``restorer``'s (fp32) output under ±½-level dither of its input."""
+    import torch
+
+    from oldphoto.pipeline import finish, prepare, run_networks
+
+    meta, bundle = restorer.model(mode)
+    prepared = prepare(image, mask, meta["pipeline"])
+    noise = (torch.rand(prepared.x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) / 255.0
+    with torch.inference_mode():
+        outs = [finish(run_networks(bundle, x, prepared.mask)["output"], prepared).astype(np.int16)
+                for x in (prepared.x, prepared.x + noise)]
+    return float(np.abs(outs[0] - outs[1]).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=PHOTOS)
@@ -38,6 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mask", default="detected", choices=["detected", "synthetic"])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--weights", type=Path, default=None, help="oldphoto weights folder (default: stand-ins)")
     args = parser.parse_args()
 
     import torch
@@ -49,11 +67,11 @@ def main() -> None:
     pairs = photos(args.photos)
     if not pairs:
         raise SystemExit(f"no photos under {args.photos}/old or {args.photos}/scratched")
-    weights = standin_weights(["quality", "scratch", "detector"], args.cache)
+    weights = args.weights or standin_weights(["quality", "scratch", "detector"], args.cache)
     reference = Restorer(weights, device=args.device, precision="fp32")
     reduced = Restorer(weights, device=args.device, precision=args.precision)
     print(f"{args.precision} vs fp32 on {args.device}, 8-bit output levels")
-    print(f"{'photo':22} {'mode':8} {'size':>10} {'mean':>6} {'max':>4} {'>1 lvl':>7} {'fp32 s':>7} {'red. s':>6}")
+    print(f"{'photo':22} {'mode':8} {'size':>10} {'mean':>6} {'max':>4} {'>1 lvl':>7} {'dither':>6} {'fp32 s':>7} {'red. s':>6}")
     total_abs, total_n, worst = 0.0, 0, 0
     for path, mode in pairs:
         image = Image.open(path).convert("RGB")
@@ -69,12 +87,13 @@ def main() -> None:
         b = np.asarray(reduced.restore(image, mask, mode=mode), dtype=np.int16)
         t_red = time.perf_counter() - start
         diff = np.abs(a - b)
+        dither = fp32_dither_change(reference, image, mask, mode)
         total_abs += float(diff.sum())
         total_n += diff.size
         worst = max(worst, int(diff.max()))
         name = f"{path.parent.name}/{path.name}"
         print(f"{name:22} {mode:8} {image.width:>4}x{image.height:<5} {diff.mean():6.3f} {diff.max():4d} "
-              f"{(diff > 1).mean():7.2%} {t_ref:7.1f} {t_red:6.1f}", flush=True)
+              f"{(diff > 1).mean():7.2%} {dither:6.2f} {t_ref:7.1f} {t_red:6.1f}", flush=True)
     print(f"all photos: mean {total_abs / total_n:.3f} levels, max {worst} levels")
 
 
