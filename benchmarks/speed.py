@@ -15,6 +15,7 @@ first run at a size pays one-off allocator and kernel-selection costs).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -46,21 +47,37 @@ def describe_machine(device: str) -> str:
 
 
 def time_restore(restorer, mode: str, size: tuple[int, int], repeat: int) -> float:
-    """Best wall-clock seconds of ``restorer.restore`` on a ``size`` photo, after a warm-up."""
+    """Best wall-clock seconds of restoring (or, for ``detect``, detecting) a ``size`` photo, after a warm-up."""
     photo = sample_photo(*size)
-    mask = scratch_mask(*size) if mode != "quality" else None
-    restorer.restore(photo, mask, mode=mode)
+    mask = scratch_mask(*size) if mode in ("scratch", "hr") else None
+
+    def run() -> None:
+        if mode == "detect":
+            restorer.detect(photo)
+        else:
+            restorer.restore(photo, mask, mode=mode)
+
+    run()
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        restorer.restore(photo, mask, mode=mode)
+        run()
         best = min(best, time.perf_counter() - start)
     return best
 
 
+def load_average() -> str:
+    """The 1-minute load average (other processes skew CPU timings), or '?' where unknown."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):
+        return "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="+", default=["quality"], choices=["quality", "scratch", "hr"])
+    parser.add_argument("--modes", nargs="+", default=["quality"], choices=["quality", "scratch", "hr", "detect"],
+                        help="restoration modes; 'detect' times scratch detection alone")
     parser.add_argument("--sizes", nargs="+", default=[(1024, 768)], type=parse_size, help="WIDTHxHEIGHT")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--device", default="cpu")
@@ -77,18 +94,19 @@ def main() -> None:
     from oldphoto import Restorer
 
     torch.set_num_threads(args.threads)
-    weights = Path(args.weights) if args.weights else standin_weights(args.modes, Path(args.cache))
+    models = [m if m != "detect" else "detector" for m in args.modes]
+    weights = Path(args.weights) if args.weights else standin_weights(models, Path(args.cache))
     print(describe_machine(args.device))
-    print(f"{'mode':8} {'size':>11} {'MP':>6} {'precision':>9} {'seconds':>8} {'s/MP':>7}")
+    print(f"{'mode':8} {'size':>11} {'MP':>6} {'precision':>9} {'seconds':>8} {'s/MP':>7} {'load':>5}")
     for mode in args.modes:
         for precision in args.precisions:
             restorer = Restorer(weights, device=args.device, precision=precision)
-            restorer.model(mode)
+            restorer.model(mode if mode != "detect" else "detector")
             for size in args.sizes:
                 mp = size[0] * size[1] / 1e6
                 seconds = time_restore(restorer, mode, size, args.repeat)
                 label = precision if precision != "auto" else f"auto={restorer.precision}"
-                print(f"{mode:8} {size[0]:>5}x{size[1]:<5} {mp:6.2f} {label:>9} {seconds:8.2f} {seconds / mp:7.2f}",
+                print(f"{mode:8} {size[0]:>5}x{size[1]:<5} {mp:6.2f} {label:>9} {seconds:8.2f} {seconds / mp:7.2f} {load_average():>5}",
                       flush=True)
             del restorer
 
