@@ -137,7 +137,7 @@ def profile(bundle: nn.Module) -> Profile:
 def untiled_bytes(prof: Profile, height: int, width: int) -> int:
     """Estimated peak bytes of running the whole image at once."""
     area = height * width
-    floats = max(1.5 * prof.conv + prof.skip, prof.non_local, prof.patch + prof.skip)
+    floats = max(2.5 * prof.conv + prof.skip, prof.non_local, prof.patch + prof.skip)
     return int(_FLOAT * area * floats) + prof.weights
 
 

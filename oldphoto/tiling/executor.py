@@ -76,8 +76,13 @@ class Moments:
 
     def add(self, tile: torch.Tensor) -> None:
         """Fold in a 1×C×h×w tile."""
-        var, mu = torch.var_mean(tile.float(), dim=(0, 2, 3), correction=0)
+        c = tile.shape[1]
         nb = tile.shape[2] * tile.shape[3]
+        t = tile[0].float()
+        if t.is_contiguous():
+            var, mu = torch.var_mean(t.reshape(c, nb), dim=1, correction=0)
+        else:
+            var, mu = torch.var_mean(t.permute(1, 2, 0).reshape(nb, c), dim=0, correction=0)
         mu, m2 = mu.double(), var.double() * nb
         if self.n == 0:
             self.n, self.mean, self.m2 = nb, mu, m2
@@ -101,24 +106,24 @@ def tile_grid(height: int, width: int, side: int) -> Iterator[tuple[int, int, in
             yield y0, min(y0 + side, height), x0, min(x0 + side, width)
 
 
-def _axis(start: int, stop: int, size: int, mode: str) -> tuple[int, int, torch.Tensor | None, int, int]:
+def _axis(start: int, stop: int, size: int, mode: str) -> tuple[int, int, int, int]:
     """Resolve rows (or columns) ``[start, stop)`` against a border of ``size``.
 
-    Returns the in-image range to read, the gather indices relative to it for reflection (or
-    None when the range is inside the image), and the zeros to add before and after.
+    Returns the in-image range to read and how much to pad before and after it. Padding
+    only ever happens at the image border, so reflecting the in-image range there is the
+    global reflection (rows −1, −2 mirror rows 1, 2, which the range holds).
     """
-    if 0 <= start and stop <= size:
-        return start, stop, None, 0, 0
-    if mode == "reflect":
-        idx = torch.arange(start, stop)
-        idx = torch.where(idx < 0, -idx, idx)
-        idx = torch.where(idx >= size, 2 * (size - 1) - idx, idx)
-        lo, hi = int(idx.min()), int(idx.max()) + 1
-        return lo, hi, idx - lo, 0, 0
-    if mode == "zero":
-        lo, hi = max(start, 0), min(stop, size)
-        return lo, hi, None, lo - start, stop - hi
-    raise TilingUnsupported(f"rectangle [{start}, {stop}) leaves a map of size {size} with no padding")
+    lo, hi = max(start, 0), min(stop, size)
+    if (lo, hi) != (start, stop):
+        if mode == "none":
+            raise TilingUnsupported(f"rectangle [{start}, {stop}) leaves a map of size {size} with no padding")
+        if mode == "reflect" and max(lo - start, stop - hi) >= hi - lo:
+            raise TilingUnsupported(f"reflection by {max(lo - start, stop - hi)} needs more than {hi - lo} rows")
+    return lo, hi, lo - start, stop - hi
+
+
+def _cat(tiles: list[torch.Tensor]) -> torch.Tensor:
+    return tiles[0] if len(tiles) == 1 else torch.cat(tiles, dim=1)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -152,7 +157,7 @@ class TiledExecutor:
         """The in-image rectangle of ``m`` on the device, transform applied (1×C×h×w)."""
         t = self.transfer.to_device(m.store.read(y0, y1, x0, x1)).unsqueeze(0)
         if m.mean is not None:
-            t = (t - m.mean.view(1, -1, 1, 1)) * m.rstd.view(1, -1, 1, 1)
+            t = (t - m.mean.view(1, -1, 1, 1)).mul_(m.rstd.view(1, -1, 1, 1))
             if m.relu:
                 t.relu_()
         elif m.relu:
@@ -164,15 +169,11 @@ class TiledExecutor:
     def read(self, m: Map, rows: tuple[int, int], cols: tuple[int, int], mode: str) -> torch.Tensor:
         """Rows × cols of ``m`` in global coordinates, padding resolved at the image border."""
         _, h, w = m.shape
-        y0, y1, yi, top, bottom = _axis(rows[0], rows[1], h, mode)
-        x0, x1, xi, left, right = _axis(cols[0], cols[1], w, mode)
+        y0, y1, top, bottom = _axis(rows[0], rows[1], h, mode)
+        x0, x1, left, right = _axis(cols[0], cols[1], w, mode)
         t = self._fetch(m, y0, y1, x0, x1)
-        if yi is not None:
-            t = t.index_select(2, yi.to(t.device))
-        if xi is not None:
-            t = t.index_select(3, xi.to(t.device))
         if top or bottom or left or right:
-            t = F.pad(t, (left, right, top, bottom))
+            t = F.pad(t, (left, right, top, bottom), mode="reflect" if mode == "reflect" else "constant")
         return t
 
     def whole(self, m: Map, device: torch.device) -> torch.Tensor:
@@ -231,13 +232,13 @@ class TiledExecutor:
             if transposed:
                 ya, yb = max(0, _ceil_div(a + pad - k + 1, s)), min(h, (b - 1 + pad) // s + 1)
                 xa, xb = max(0, _ceil_div(c + pad - k + 1, s)), min(w, (d - 1 + pad) // s + 1)
-                t = torch.cat([self.read(m, (ya, yb), (xa, xb), "none") for m in inputs], dim=1)
+                t = _cat([self.read(m, (ya, yb), (xa, xb), "none") for m in inputs])
                 y = F.conv_transpose2d(t.contiguous(memory_format=fmt), conv.weight, conv.bias, s)
                 oy, ox = ya * s - pad, xa * s - pad
                 y = y[:, :, a - oy : b - oy, c - ox : d - ox]
             else:
                 rows, cols = (a * s - pad, (b - 1) * s - pad + k), (c * s - pad, (d - 1) * s - pad + k)
-                t = torch.cat([self.read(m, rows, cols, mode) for m in inputs], dim=1)
+                t = _cat([self.read(m, rows, cols, mode) for m in inputs])
                 if kept is not None:
                     self.transfer.write(kept, a, c, t[0, :, pad : pad + b - a, pad : pad + d - c])
                 y = F.conv2d(t.contiguous(memory_format=fmt), conv.weight, conv.bias, s, 0, 1, conv.groups)
