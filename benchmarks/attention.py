@@ -3,7 +3,8 @@
 The published block builds the N×N correlation matrix of the latent's N positions,
 softmaxes it, masks damaged keys and renormalises. ``oldphoto.networks.nonlocal_block``
 gets the same numbers from one fused scaled-dot-product-attention call with an extra value
-channel. This script times both at growing latent sizes (the naive one only while its two
+channel. This script times both at growing latent sizes (and the bf16 path with its heads
+at the odd size 513 and padded to 528) (the naive one only while its two
 N×N fp32 matrices fit in ``--max-gib``), checks they agree, and names the attention kernel
 PyTorch actually ran — on the CPU the fused path must be the flash kernel, not the math
 fallback (which a value head size different from q/k's silently selects)::
@@ -29,15 +30,21 @@ def naive(theta, phi, g, v):
     return a @ g
 
 
-def fused(theta, phi, g, v):
-    """oldphoto's path: heads with one extra channel, one fused attention call, one division."""
-    from oldphoto.networks.nonlocal_block import attention_heads, renormalised_attention
+def fused(theta, phi, g, v, multiple: int | None = None):
+    """oldphoto's path: heads with one extra channel, one fused attention call, one division.
+
+    ``multiple`` overrides the head-size padding the network would choose for this dtype.
+    """
+    from oldphoto.networks.nonlocal_block import attention_heads, head_multiple, renormalised_attention
 
     def nchw(t):
         b, n, c = t.shape
         return t.transpose(1, 2).reshape(b, c, n, 1)
 
-    return renormalised_attention(attention_heads(nchw(theta)), attention_heads(nchw(phi)), attention_heads(nchw(g), v))
+    m = head_multiple(theta) if multiple is None else multiple
+    heads = [attention_heads(nchw(theta), multiple=m), attention_heads(nchw(phi), multiple=m),
+             attention_heads(nchw(g), v.to(g.dtype), multiple=m)]
+    return renormalised_attention(*heads, theta.shape[-1])
 
 
 def kernel_names(fn, *args) -> list[str]:
@@ -74,17 +81,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"C={args.channels}, {args.threads} threads, torch {torch.__version__}")
-    print(f"{'latent':>9} {'N':>6} {'photo MP':>8} {'naive s':>8} {'naive GiB':>9} {'fused s':>8} {'bf16 s':>7} "
-          f"{'max diff':>9}  kernel")
+    print(f"{'latent':>9} {'N':>6} {'photo MP':>8} {'naive s':>8} {'naive GiB':>9} {'fused s':>8} "
+          f"{'bf16 513':>8} {'bf16 528':>8} {'max diff':>9}  kernels (fp32; bf16)")
     with torch.inference_mode():
         for side in args.sides:
             n = side * side
             theta, phi, g = (torch.randn(1, n, args.channels) * 0.05 for _ in range(3))
             v = (torch.rand(1, n, 1) > 0.1).float()
             t_fused, y_fused = timed(fused, theta, phi, g, v)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                t_bf16, _ = timed(fused, theta, phi, g, v)
-            kernels = ", ".join(kernel_names(fused, theta, phi, g, v))
+            low = [t.bfloat16() for t in (theta, phi, g)]
+            t_odd, _ = timed(fused, *low, v, 1)
+            t_bf16, _ = timed(fused, *low, v)
+            kernels = "; ".join(", ".join(kernel_names(fused, *ts, v)) for ts in ((theta, phi, g), low))
             need = 2 * n * n * 4 / 2**30
             if need <= args.max_gib:
                 t_naive, y_naive = timed(naive, theta, phi, g, v, repeat=1)
@@ -93,7 +101,7 @@ def main() -> None:
             else:
                 naive_txt, diff_txt = f"{'(skip)':>8}", f"{'-':>9}"
             print(f"{side:>4}x{side:<4} {n:>6} {16 * n / 1e6:8.2f} {naive_txt} {need:9.1f} {t_fused:8.2f} "
-                  f"{t_bf16:7.2f} {diff_txt}  {kernels}", flush=True)
+                  f"{t_odd:8.2f} {t_bf16:8.2f} {diff_txt}  {kernels}", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,24 +36,48 @@ def clear_positions(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (1 - mb) * mn
 
 
-def attention_heads(t: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """B×C×h×w features to a B×1×N×(C+1) attention head: ``[t, 0]``, or ``[t·w, w]`` with weights."""
+#: Reduced-precision and CUDA heads are zero-padded to a multiple of this size. The fused
+#: kernels tile the head dimension: at 513 the CPU bf16 flash kernel runs about four times
+#: slower than at 528 (measured, ``benchmarks/attention.py``), and odd sizes can keep CUDA's
+#: fused kernels from being chosen. Zero channels add nothing to q·k and read out zeros, so
+#: padding is exact. fp32 on the CPU is not padded: it gains nothing there, and unpadded it
+#: keeps the published summation order.
+HEAD_MULTIPLE = 16
+
+
+def head_multiple(t: torch.Tensor) -> int:
+    """The head-size multiple for features ``t``: 1 for fp32 on the CPU, else :data:`HEAD_MULTIPLE`."""
+    return 1 if t.dtype == torch.float32 and t.device.type == "cpu" else HEAD_MULTIPLE
+
+
+def attention_heads(t: torch.Tensor, weight: torch.Tensor | None = None, multiple: int = 1) -> torch.Tensor:
+    """B×C×h×w features to a B×1×N×D attention head: ``[t, 0]``, or ``[t·w, w]`` with weights.
+
+    D is C+1 rounded up to ``multiple``; channels past C+1 are zero.
+    """
     b, c = t.shape[:2]
     flat = t.flatten(2).transpose(1, 2)
-    out = t.new_empty(b, flat.shape[1], c + 1)
+    out = t.new_empty(b, flat.shape[1], -(-(c + 1) // multiple) * multiple)
     if weight is None:
         out[..., :c] = flat
         out[..., c:] = 0
     else:
         torch.mul(flat, weight, out=out[..., :c])
-        out[..., c:] = weight
+        out[..., c : c + 1] = weight
+        out[..., c + 1 :] = 0
     return out.unsqueeze(1)
 
 
-def renormalised_attention(q: torch.Tensor, k: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Heads from :func:`attention_heads` to the published y (B×N×C): numerator / max(mass, 1e-12)."""
+def renormalised_attention(
+    q: torch.Tensor, k: torch.Tensor, values: torch.Tensor, channels: int | None = None
+) -> torch.Tensor:
+    """Heads from :func:`attention_heads` to the published y (B×N×C): numerator / max(mass, 1e-12).
+
+    ``channels`` is C; without it the heads are taken to be unpadded (mass in the last channel).
+    """
+    c = values.shape[-1] - 1 if channels is None else channels
     out = F.scaled_dot_product_attention(q, k, values, scale=1.0).squeeze(1)
-    return out[..., :-1] / out[..., -1:].clamp_min(1e-12)
+    return out[..., :c] / out[..., c : c + 1].clamp_min(1e-12)
 
 
 class PartialNonLocal(nn.Module):
@@ -75,10 +99,13 @@ class PartialNonLocal(nn.Module):
         """
         b, c, h, w = x.shape
         weights = v.flatten(2).transpose(1, 2)
-        q = attention_heads(self.theta(x))
-        k = attention_heads(self.phi(x))
-        values = attention_heads(self.g(x), weights)
-        y = renormalised_attention(q, k, values)
+        theta = self.theta(x)
+        multiple = head_multiple(theta)
+        q = attention_heads(theta, multiple=multiple)
+        del theta
+        k = attention_heads(self.phi(x), multiple=multiple)
+        values = attention_heads(self.g(x), weights, multiple=multiple)
+        y = renormalised_attention(q, k, values, c)
         del q, k, values
         return y.transpose(1, 2).reshape(b, c, h, w)
 
