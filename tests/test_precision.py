@@ -137,3 +137,20 @@ def test_reflection_pad_keeps_dtype_under_autocast() -> None:
     x = torch.randn(1, 4, 6, 6, dtype=torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert ReflectionPad(1)(x).dtype == torch.bfloat16
+
+
+def test_padded_attention_heads_are_exact() -> None:
+    from oldphoto.networks.nonlocal_block import attention_heads, head_multiple, renormalised_attention
+
+    torch.manual_seed(0)
+    theta, phi, g = (torch.randn(1, 24, 5, 7) * 0.3 for _ in range(3))
+    weights = (torch.rand(1, 35, 1) > 0.3).float()
+
+    def attend(multiple: int) -> torch.Tensor:
+        heads = attention_heads(theta, multiple=multiple), attention_heads(phi, multiple=multiple)
+        return renormalised_attention(*heads, attention_heads(g, weights, multiple=multiple), 24)
+
+    padded = attention_heads(theta, multiple=16)
+    assert padded.shape[-1] == 32 and not padded[..., 24:].any()
+    torch.testing.assert_close(attend(16), attend(1), rtol=0, atol=1e-6)
+    assert head_multiple(theta) == 1 and head_multiple(theta.bfloat16()) == 16
