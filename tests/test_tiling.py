@@ -202,3 +202,33 @@ def test_64_megapixels_in_bounded_memory(tiny_weights: Path) -> None:
     pixels_added = 8000**2 - 4000**2
     assert large["peak_rss"] <= 2.5 * (1 << 30)
     assert (large["peak_rss"] - small["peak_rss"]) / pixels_added <= 32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["quality", "hr"])
+def test_cuda_stays_within_max_memory(tiny_weights: Path, mode: str) -> None:
+    """On CUDA the peak device memory of a tiled restore stays under ``--max-memory``; output as untiled."""
+    budget = "128MB"
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        side = 3000
+        photo, mask = _photo(side, side, seed=5), _mask(side, side, 700)
+        tiled = Restorer(tiny_weights, device="cuda", precision="fp32", tile="auto", max_memory=budget)
+        untiled = Restorer(tiny_weights, device="cuda", precision="fp32", tile="off")
+        tiled.restore(_photo(64, 64), _mask(64, 64, 16), mode=mode)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        out = tiled.restore(photo, mask, mode=mode)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+        _, bundle = tiled.model(mode)
+        assert plan(bundle, side, side, torch.device("cuda"), "auto", budget).tiled
+        assert peak <= parse_memory(budget)
+        reference = untiled.restore(photo, mask, mode=mode)
+        diff = np.abs(np.asarray(out, dtype=np.int16) - np.asarray(reference, dtype=np.int16))
+        assert int(diff.max()) <= 1
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
