@@ -51,6 +51,7 @@ def kernel_names(fn, *args) -> list[str]:
     """Names of the scaled-dot-product-attention kernels that ``fn(*args)`` dispatches to."""
     import torch
 
+    # Operator names are recorded on the CPU side for every device.
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fn(*args)
     return sorted({e.name for e in prof.events() if "attention" in e.name and e.name.startswith("aten::_")})
@@ -58,11 +59,19 @@ def kernel_names(fn, *args) -> list[str]:
 
 def timed(fn, *args, repeat: int = 2) -> tuple[float, object]:
     """Best of ``repeat`` wall-clock seconds after one warm-up call, and the last result."""
-    out = fn(*args)
+    import torch
+
+    def call():
+        result = fn(*args)
+        if result.is_cuda:
+            torch.cuda.synchronize()
+        return result
+
+    out = call()
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        out = fn(*args)
+        out = call()
         best = min(best, time.perf_counter() - start)
     return best, out
 
@@ -73,6 +82,7 @@ def main() -> None:
                         help="latent side lengths (the photo is 4x larger per side)")
     parser.add_argument("--channels", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-gib", type=float, default=8.0, help="memory the naive N×N matrices may take")
     args = parser.parse_args()
 
@@ -80,14 +90,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"C={args.channels}, {args.threads} threads, torch {torch.__version__}")
+    print(f"C={args.channels}, {args.device}, {args.threads} threads, torch {torch.__version__}")
     print(f"{'latent':>9} {'N':>6} {'photo MP':>8} {'naive s':>8} {'naive GiB':>9} {'fused s':>8} "
           f"{'bf16 513':>8} {'bf16 528':>8} {'max diff':>9}  kernels (fp32; bf16)")
     with torch.inference_mode():
         for side in args.sides:
             n = side * side
-            theta, phi, g = (torch.randn(1, n, args.channels) * 0.05 for _ in range(3))
-            v = (torch.rand(1, n, 1) > 0.1).float()
+            theta, phi, g = (torch.randn(1, n, args.channels, device=args.device) * 0.05 for _ in range(3))
+            v = (torch.rand(1, n, 1, device=args.device) > 0.1).float()
             t_fused, y_fused = timed(fused, theta, phi, g, v)
             low = [t.bfloat16() for t in (theta, phi, g)]
             t_odd, _ = timed(fused, *low, v, 1)
