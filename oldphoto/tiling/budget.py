@@ -33,6 +33,8 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 MIN_TILE = 16
 #: Tile sides the automatic planner tries, largest first.
 AUTO_TILES = (4096, 3072, 2048, 1536, 1024, 768, 512, 384, 256, 192, 128, 96, 64)
+#: Largest tile the automatic planner picks on the CPU (larger tiles are no faster there).
+CPU_MAX_AUTO_TILE = 2048
 #: Halo added to each side of a tile in the estimate (image pixels; the 7×7 convs need 3).
 _HALO = 8
 #: Share of the free memory the ``auto`` budget takes, leaving room for everything else.
@@ -181,9 +183,12 @@ def plan(
     if requested == 0 or (requested is None and whole <= budget) or (requested and requested >= max(height, width)):
         return Plan(False, 0, budget, 0, whole)
     if requested is None:
-        fitting = [t for t in AUTO_TILES if tile_bytes(prof, t, height, width) <= budget]
+        # On the CPU the same memory also holds the full-size maps, and tiles of 512 pixels
+        # already run the convolutions at full speed, so tiles take at most a quarter of it.
+        share, largest = (0.25, CPU_MAX_AUTO_TILE) if device.type == "cpu" else (1.0, AUTO_TILES[0])
+        fitting = [t for t in AUTO_TILES if t <= largest and tile_bytes(prof, t, height, width) <= share * budget]
         if not fitting:
-            smallest = tile_bytes(prof, AUTO_TILES[-1], height, width)
+            smallest = tile_bytes(prof, AUTO_TILES[-1], height, width) / share
             raise UsageError(
                 f"--max-memory {_human(budget)} is too small for this photo "
                 f"({height}×{width}); it needs at least {_human(smallest)}"

@@ -77,14 +77,17 @@ class Moments:
     def add(self, tile: torch.Tensor) -> None:
         """Fold in a 1×C×h×w tile.
 
-        The per-tile statistics come from batch norm's training kernel with eps 0 (for one
-        sample it is instance norm's statistics), three to seven times faster than ``var_mean``
-        on the CPU in either layout; its normalised output is discarded. Per-tile variances
-        come back as 1/invstd², exact to float32 rounding.
+        The per-tile statistics come from group norm's kernel with one channel per group and
+        eps 0 (exactly instance norm's statistics): one pass in either memory layout, several
+        times faster than ``var_mean`` on the CPU; its normalised output is discarded.
+        Per-tile variances come back as 1/rstd², exact to float32 rounding.
         """
-        nb = tile.shape[2] * tile.shape[3]
-        _, mu, invstd = torch.native_batch_norm(tile.float(), None, None, None, None, True, 0.0, 0.0)
-        var = invstd.double().pow(-2)
+        c, nb = tile.shape[1], tile.shape[2] * tile.shape[3]
+        t = tile.float()
+        if not (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
+            t = t.contiguous(memory_format=torch.channels_last)
+        _, mu, rstd = torch.native_group_norm(t, None, None, 1, c, nb, c, 0.0)
+        mu, var = mu.reshape(c), rstd.reshape(c).double().pow(-2)
         mu, m2 = mu.double(), var * nb
         if self.n == 0:
             self.n, self.mean, self.m2 = nb, mu, m2
