@@ -40,7 +40,9 @@ SOURCES = {
     "face512": "Face_Enhancement/checkpoints/FaceSR_512/latest_net_G.pth",
 }
 
-needs_dlib = pytest.mark.skipif(not faces_available(), reason="the faces extra (dlib-bin, face-recognition-models) is not installed")
+needs_dlib = pytest.mark.skipif(
+    not faces_available(), reason="the faces extra (dlib-bin, face-recognition-models) is not installed"
+)
 
 #: dlib 20's detections on the repository's photos: box (left, top, right, bottom) and five points.
 EXPECTED_FACES = {
@@ -101,7 +103,8 @@ def _gen_input(face: np.ndarray) -> torch.Tensor:
 
 def test_import_folds_spectral_norm_and_records_sources(imported: Path) -> None:
     meta, tensors = load_checkpoint(imported, "face256")
-    assert meta["networks"]["generator"] == {"arch": "spade_face_generator", "config": load_card("face256")["networks"]["generator"]["config"]}
+    card_config = load_card("face256")["networks"]["generator"]["config"]
+    assert meta["networks"]["generator"] == {"arch": "spade_face_generator", "config": card_config}
     assert meta["networks"]["generator"]["config"]["size"] == 256
     assert meta["sources"][0]["file"] == SOURCES["face256"] and len(meta["sources"][0]["sha256"]) == 64
     assert not [k for k in tensors if k.endswith(("weight_orig", "weight_u", "weight_v"))]
@@ -134,12 +137,17 @@ def test_fold_matches_torch_spectral_norm_in_eval() -> None:
     [
         (lambda s: s.pop("c.weight_v"), "incomplete spectral-norm entries, missing c.weight_v"),
         (lambda s: s.__setitem__("c.weight_u", torch.ones(3)), "spectral-norm shapes do not fit at c"),
-        (lambda s: s.__setitem__("c.weight", torch.ones(7, 5, 3, 3)), "both plain and spectral-norm weights for c.weight"),
+        (lambda s: s.__setitem__("c.weight", torch.ones(7, 5, 3, 3)), "both plain and spectral-norm weights for c"),
         (lambda s: s.__setitem__("c.weight_u", torch.zeros(7)), "spectral norm of c is 0.0"),
     ],
 )
 def test_fold_refuses_broken_triplets(edit, message: str) -> None:
-    state = {"c.weight_orig": torch.ones(7, 5, 3, 3), "c.weight_u": torch.ones(7), "c.weight_v": torch.ones(45), "c.bias": torch.ones(7)}
+    state = {
+        "c.weight_orig": torch.ones(7, 5, 3, 3),
+        "c.weight_u": torch.ones(7),
+        "c.weight_v": torch.ones(45),
+        "c.bias": torch.ones(7),
+    }
     edit(state)
     with pytest.raises(WeightsError, match=message.replace(".", r"\.")) as info:
         fold_spectral_norm(state, source="x.pth")
@@ -305,7 +313,8 @@ def test_windowed_paste_equals_whole_photo(crop: tuple[int, int, int, int]) -> N
     canvas = Canvas(photo)
     window = face_window(np.linalg.inv(to_photo), 256, photo.shape[:2])
     assert window is not None
-    canvas.write(window, paste_face(canvas.read(window), window, face, to_photo, np.linalg.inv(to_photo), photo.shape[:2]))
+    to_face = np.linalg.inv(to_photo)
+    canvas.write(window, paste_face(canvas.read(window), window, face, to_photo, to_face, photo.shape[:2]))
     expected = to_uint8(_whole_photo_paste(photo.astype(np.float64), face, to_photo))
     assert np.array_equal(canvas.finish(), expected)
 
@@ -361,8 +370,12 @@ def test_without_the_landmark_model_the_stage_says_what_to_install(monkeypatch: 
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "face_recognition_models" else real(name, *a))
+    def find_spec(name: str, *args):
+        return None if name == "face_recognition_models" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     from oldphoto.faces import landmark_model_path
 
-    with pytest.raises(FacesUnavailable, match=r"shape_predictor_68_face_landmarks\.dat .*face-recognition-models is not installed.*pip install 'oldphoto\[faces\]'"):
+    pattern = r"68_face_landmarks\.dat .*face-recognition-models is not installed.*pip install 'oldphoto\[faces\]'"
+    with pytest.raises(FacesUnavailable, match=pattern):
         landmark_model_path()

@@ -29,7 +29,8 @@ def require_dlib() -> ModuleType:
     try:
         return importlib.import_module("dlib")
     except ImportError as exc:
-        raise FacesUnavailable(f"face enhancement needs dlib, which cannot be imported ({exc}): {INSTALL_HINT}") from None
+        message = f"face enhancement needs dlib, which cannot be imported ({exc}): {INSTALL_HINT}"
+        raise FacesUnavailable(message) from None
 
 
 def landmark_model_path() -> Path:

@@ -75,7 +75,9 @@ def _save_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
-def _save_crops(save_dir: Path, stem: str, aligned: np.ndarray, restored: np.ndarray, matched: np.ndarray) -> dict[str, str]:
+def _save_crops(
+    save_dir: Path, stem: str, aligned: np.ndarray, restored: np.ndarray, matched: np.ndarray
+) -> dict[str, str]:
     """Write the aligned, restored and side-by-side compare crops of one face; return their paths."""
     files = {
         "aligned": save_dir / f"{stem}_aligned.png",
