@@ -22,7 +22,9 @@ from oldphoto.cards import RESTORATION_MODES
 from oldphoto.errors import ImageError, UsageError, WeightsError
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
-MODES = ("auto", *RESTORATION_MODES)
+#: ``none`` skips the global stage (faces only, for photos restored elsewhere).
+MODES = ("auto", *RESTORATION_MODES, "none")
+FACE_SIZES = (256, 512)
 #: ``auto`` switches scratched photos to the high-resolution mode above this many pixels.
 #: The scratch mode's non-local block attends every latent position to every other, so its
 #: cost grows with the square of the photo's area: at 1 MP (65,536 latent positions) it
@@ -42,6 +44,8 @@ class RestoreResult:
     detected_mask: Image.Image | None = None
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    faces_enabled: bool = False
+    faces: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _as_pil(image: ImageInput, what: str) -> tuple[Image.Image, list[str]]:
@@ -101,6 +105,9 @@ class Restorer:
         max_memory: str | int | None = "auto",
         repo: str | None = None,
         revision: str | None = None,
+        faces: bool | None = None,
+        face_size: int | None = None,
+        face_strength: float = 1.0,
     ) -> None:
         import torch
 
@@ -113,6 +120,18 @@ class Restorer:
         self.max_memory = max_memory
         self.repo = repo
         self.revision = revision
+        if face_size is not None and face_size not in FACE_SIZES:
+            raise UsageError(f"face size must be 256 or 512, got {face_size}")
+        if not 0.0 <= face_strength <= 1.0:
+            raise UsageError(f"face strength must be between 0 and 1, got {face_strength}")
+        if faces:
+            from oldphoto.faces.availability import landmark_model_path, require_dlib
+
+            require_dlib()
+            landmark_model_path()
+        self.faces = faces
+        self.face_size = face_size
+        self.face_strength = face_strength
         self._models: dict[str, tuple[dict[str, Any], torch.nn.ModuleDict]] = {}
         self._lock = threading.Lock()
 
@@ -185,12 +204,16 @@ class Restorer:
         detect_scratches: bool = False,
         postprocess: str = "default",
         progress: Callable[[int, int], None] | None = None,
+        save_faces: str | Path | None = None,
+        save_prefix: str = "face",
     ) -> RestoreResult:
         """Restore one photo; return the image with the mode used, the masks and the time taken.
 
         ``mode='auto'`` picks scratch when a mask is given or detected (hr above
         ``HR_AUTO_PIXELS``), quality otherwise. ``progress(done, total)`` is called as the
-        work advances (tiles of a large scan).
+        work advances (tiles of a large scan). ``mode='none'`` skips the global stage. The face
+        stage then runs on the full-resolution result when enabled (see :meth:`faces_enabled`);
+        ``save_faces`` receives the aligned, restored and compare crops of each face.
         """
         if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r} (choose {', '.join(MODES)})")
@@ -211,18 +234,73 @@ class Restorer:
                     mode = "quality"
                 else:
                     mode = "hr" if rgb.width * rgb.height > HR_AUTO_PIXELS else "scratch"
-            pixels = self._restore_pixels(rgb, damage if mode != "quality" else None, mode, postprocess, progress)
-        out = Image.fromarray(pixels, mode="RGB")
+            if mode == "none":
+                out = rgb
+            else:
+                pixels = self._restore_pixels(rgb, damage if mode != "quality" else None, mode, postprocess, progress)
+                out = Image.fromarray(pixels, mode="RGB")
+            faces_on = self.faces_enabled(mode)
+            records: list[dict[str, Any]] = []
+            if faces_on:
+                out, records = self._enhance_faces(out, mode, save_faces, save_prefix)
         if grey:
             out = out.convert("L")
+        keep_mask = mode not in ("quality", "none")
         return RestoreResult(
             image=out,
             mode=mode,
-            mask=damage if mode != "quality" else None,
+            mask=damage if keep_mask else None,
             detected_mask=detected,
             seconds=time.perf_counter() - start,
             warnings=warnings,
+            faces_enabled=faces_on,
+            faces=records,
         )
+
+    def face_model_name(self, mode: str) -> str:
+        """``face512`` when asked for, or following ``hr`` mode by default; else ``face256``."""
+        size = self.face_size or (512 if mode == "hr" else 256)
+        return f"face{size}"
+
+    def faces_enabled(self, mode: str) -> bool:
+        """Whether the face stage runs: as asked, or by default when the extra and weights are present.
+
+        ``faces=True`` with the extra missing raises FacesUnavailable (what to install);
+        the default never downloads face weights, it only uses ones already here.
+        """
+        if self.faces is False:
+            return False
+        from oldphoto.faces import faces_available
+
+        if self.faces is True:
+            return True
+        if not faces_available():
+            return False
+        name = self.face_model_name(mode)
+        if self.weights is not None:
+            from oldphoto.checkpoint import has_checkpoint
+
+            return has_checkpoint(self.weights, name)
+        from oldphoto.hub import cached_folder
+
+        return cached_folder(name, repo=self.repo, revision=self.revision) is not None
+
+    def _enhance_faces(
+        self, image: Image.Image, mode: str, save_dir: str | Path | None, prefix: str
+    ) -> tuple[Image.Image, list[dict[str, Any]]]:
+        import torch
+
+        from oldphoto.faces import enhance_faces
+
+        generator = None
+        if self.face_strength > 0:
+            _, bundle = self.model(self.face_model_name(mode))
+            generator = bundle["generator"]
+        with torch.inference_mode():
+            out, records = enhance_faces(
+                image, generator, strength=self.face_strength, save_dir=save_dir, save_prefix=prefix
+            )
+        return out, [r.as_json() for r in records]
 
     def _restore_pixels(
         self,

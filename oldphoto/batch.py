@@ -40,7 +40,8 @@ class RestorerLike(Protocol):
     """What a batch needs of :class:`oldphoto.api.Restorer` (tests pass a stand-in)."""
 
     def restore_detailed(
-        self, image: Any, mask: Any = None, *, mode: str = ..., detect_scratches: bool = ..., postprocess: str = ...
+        self, image: Any, mask: Any = None, *, mode: str = ..., detect_scratches: bool = ..., postprocess: str = ...,
+        **options: Any,
     ) -> Any: ...
 
 
@@ -70,6 +71,7 @@ class Settings:
     detect_scratches: bool = False
     overwrite: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    save_faces: Path | None = None
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Record:
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    faces: list[dict[str, Any]] | None = None
 
     def to_json(self) -> str:
         """One line of JSON (non-ASCII file names kept readable)."""
@@ -306,6 +309,13 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _face_options(job: Job, settings: Settings) -> dict[str, Any]:
+    """Where this photo's face crops go (``--save-faces``), named after the photo."""
+    if settings.save_faces is None:
+        return {}
+    return {"save_faces": settings.save_faces, "save_prefix": job.source.stem}
+
+
 def restore_job(job: Job, get_restorer: Callable[[], RestorerLike], settings: Settings) -> Record:
     """Restore one job; image problems become a failed record, setup problems propagate.
 
@@ -330,6 +340,7 @@ def restore_job(job: Job, get_restorer: Callable[[], RestorerLike], settings: Se
             mode=settings.mode,
             detect_scratches=settings.detect_scratches or job.save_mask is not None,
             postprocess=settings.postprocess,
+            **_face_options(job, settings),
         )
         record.warnings += [w for w in getattr(result, "warnings", []) if w not in record.warnings]
         if job.save_mask is not None and result.detected_mask is not None:
@@ -347,6 +358,8 @@ def restore_job(job: Job, get_restorer: Callable[[], RestorerLike], settings: Se
         record.status = "restored"
         record.mode = result.mode
         record.size = list(result.image.size)
+        if getattr(result, "faces_enabled", False):
+            record.faces = list(result.faces)
     record.seconds = round(time.perf_counter() - start, 3)
     return record
 

@@ -34,13 +34,27 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def checkpoint_root(src: Path | str) -> Path:
-    """Return the folder that holds ``restoration/`` etc.: ``src`` or its ``checkpoints/``."""
+def checkpoint_roots(src: Path | str) -> list[Path]:
+    """Folders a published file's relative path may start from, most specific first.
+
+    Accepts the folder holding ``restoration/`` and ``detection/``, the folder holding
+    ``checkpoints/``, or the published repository itself (``Global/checkpoints/`` for the
+    global stage, ``Face_Enhancement/`` beside ``Global/``); the face files are also looked
+    for above a ``Global/checkpoints`` folder given directly.
+    """
     src = Path(src)
     if not src.is_dir():
         raise WeightsError(f"{src}: not a folder")
-    nested = src / "checkpoints"
-    return nested if nested.is_dir() and not (src / "restoration").is_dir() else src
+    candidates = [src, src / "checkpoints", src / "Global" / "checkpoints", src.parent, src.parent.parent]
+    roots: list[Path] = []
+    for c in candidates:
+        if c.is_dir() and c.resolve() not in [r.resolve() for r in roots]:
+            roots.append(c)
+    return roots
+
+
+def _locate(rel: str, roots: list[Path]) -> Path | None:
+    return next((r / rel for r in roots if (r / rel).is_file()), None)
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -134,16 +148,16 @@ def _apply_transform(name: str, state: dict[str, Any], source: str) -> dict[str,
     raise WeightsError(f"{source}: unknown conversion step {name!r} in the model card")
 
 
-def _convert_model(card: Mapping[str, Any], root: Path, strict: bool, cache: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _convert_model(card: Mapping[str, Any], roots: list[Path], strict: bool, cache: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     tensors: dict[str, Any] = {}
     warnings: list[str] = []
     sources: dict[str, str] = {}
     for net, spec in card["networks"].items():
         rel = spec["source"]
         if rel not in cache:
-            cache[rel] = read_published(root / rel, spec.get("container_key"))
+            cache[rel] = read_published(_locate(rel, roots) or roots[0] / rel, spec.get("container_key"))
         if rel not in sources:
-            sources[rel] = sha256_file(root / rel)
+            sources[rel] = sha256_file(_locate(rel, roots) or roots[0] / rel)
         part, warn = convert_network(spec, cache[rel], rel, strict)
         tensors.update({f"{net}.{k}": v for k, v in part.items()})
         warnings += [w for w in warn if w not in warnings]
@@ -171,7 +185,7 @@ def import_official(
     are absent are reported in ``missing``; a malformed or unsafe file aborts the whole
     import before anything is written.
     """
-    root = checkpoint_root(src)
+    roots = checkpoint_roots(src)
     cards = dict(cards) if cards is not None else {n: load_card(n) for n in card_names()}
     names = list(models) if models is not None else list(cards)
     report = ImportReport()
@@ -181,11 +195,11 @@ def import_official(
         if name not in cards:
             raise WeightsError(f"unknown model {name!r} (known: {', '.join(cards)})")
         card = cards[name]
-        absent = sorted({s["source"] for s in card["networks"].values() if not (root / s["source"]).is_file()})
+        absent = sorted({s["source"] for s in card["networks"].values() if _locate(s["source"], roots) is None})
         if absent:
-            report.missing[name] = "needs " + ", ".join(absent) + f" (not found under {root})"
+            report.missing[name] = "needs " + ", ".join(absent) + f" (not found under {roots[0]})"
             continue
-        tensors, meta, warnings = _convert_model(card, root, strict, cache)
+        tensors, meta, warnings = _convert_model(card, roots, strict, cache)
         converted[name] = (tensors, meta)
         report.warnings += [w for w in warnings if w not in report.warnings]
     for name, (tensors, meta) in converted.items():

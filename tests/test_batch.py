@@ -242,4 +242,4 @@ def test_records_are_one_json_line_with_every_field() -> None:
     assert "\n" not in line and '"input": "é.png"' in line
     import json
 
-    assert set(json.loads(line)) == {"input", "output", "status", "mode", "size", "seconds", "error", "warnings"}
+    assert set(json.loads(line)) == {"input", "output", "status", "mode", "size", "seconds", "error", "warnings", "faces"}

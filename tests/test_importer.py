@@ -47,7 +47,7 @@ def _import(src: Path, dest: Path, *extra: str) -> tuple[int, str]:
 
 def test_imports_every_mode_and_roundtrips_tensors(published: Path, tmp_path: Path) -> None:
     report = import_official(published, tmp_path / "out", cards=tiny_cards())
-    assert sorted(report.imported) == ["detector", "hr", "quality", "scratch"]
+    assert sorted(report.imported) == ["detector", "face256", "face512", "hr", "quality", "scratch"]
     assert report.missing == {} and report.warnings == []
     ours = load_file(tmp_path / "out" / "quality.safetensors")
     theirs = torch.load(published / QUALITY_MAPPING, weights_only=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from oldphoto.cli.common import console, fail
+from oldphoto.cli.common import console, escape, fail, say
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from oldphoto.batch import Job, Record, RestorerLike, Settings
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_MODES = ("auto", "quality", "scratch", "hr")
+_MODES = ("auto", "quality", "scratch", "hr", "none")
 _POSTPROCESS = ("default", "published")
 
 
@@ -55,7 +55,7 @@ def restore(
     save_mask: Optional[Path] = typer.Option(
         None, "--save-mask", help="Folder to write each detected mask to (implies --detect-scratches); edit one and pass it back with --mask."
     ),
-    mode: str = typer.Option("auto", "--mode", help="auto, quality, scratch or hr. auto: scratch when damage is given or detected (hr for large photos), else quality."),
+    mode: str = typer.Option("auto", "--mode", help="auto, quality, scratch, hr or none (faces only). auto: scratch when damage is given or detected (hr for large photos), else quality."),
     postprocess: str = typer.Option("default", "--postprocess", help="default (exact input size) or published (the published code's rounded size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
@@ -69,6 +69,12 @@ def restore(
     ),
     comparison: Optional[Path] = typer.Option(None, "--comparison", help="Also write a before/after image here (a file, or a folder for many photos)."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON record per photo on stdout instead of progress and a summary."),
+    faces: Optional[bool] = typer.Option(
+        None, "--faces/--no-faces", help="Enhance faces (needs oldphoto[faces]). Default: on when the extra and face weights are present."
+    ),
+    face_size: Optional[int] = typer.Option(None, "--face-size", help="Face generator: 256 or 512 (default: 512 with --mode hr, else 256)."),
+    face_strength: float = typer.Option(1.0, "--face-strength", min=0.0, max=1.0, help="Blend of restored and original faces; 1 is the published behaviour."),
+    save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Folder for each face's aligned, restored and compare crops."),
 ) -> None:
     """Restore old photos: a single file, or a whole folder (re-run to resume).
 
@@ -97,6 +103,7 @@ def restore(
         detect_scratches=detect_scratches,
         overwrite=overwrite,
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
+        save_faces=save_faces,
     )
     single = not src.is_dir()
     try:
@@ -105,7 +112,9 @@ def restore(
             from oldphoto.api import Restorer
 
             restorer = Restorer(
-                weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision
+                weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision,
+                faces=faces if save_faces is None else (faces if faces is not None else True),
+                face_size=face_size, face_strength=face_strength,
             )
         records = _run(jobs, lambda: restorer, settings, json_lines=json_lines, single=single)
     except UsageError as exc:
@@ -148,7 +157,7 @@ def _run(
 
         def finished(record: Record) -> None:
             for warning in record.warnings:
-                progress.console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+                progress.console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
             progress.advance(task)
 
         records = batch.run(jobs, get_restorer, settings, on_start=started, on_record=finished)
@@ -158,17 +167,24 @@ def _run(
 
 def _report_single(record: Record) -> None:
     for warning in record.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+        say("yellow", "warning", warning)
     if record.status == "failed":
-        console.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+        say("red", "error", record.error or "")
     elif record.status == "skipped":
         console.print(f"skipped {record.input}: {record.output} exists (use --overwrite to redo it)", highlight=False, soft_wrap=True)
     else:
         console.print(
-            f"restored {record.input} -> {record.output} ({record.mode} mode, {record.seconds:.1f} s)",
+            f"restored {record.input} -> {record.output} ({record.mode} mode, {_faces_text(record)}, {record.seconds:.1f} s)",
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _faces_text(record: Record) -> str:
+    """``faces off`` or ``N faces enhanced`` for the run summary."""
+    if record.faces is None:
+        return "faces off"
+    return f"{sum(bool(f.get('enhanced')) for f in record.faces)} of {len(record.faces)} faces enhanced"
 
 
 def _report_summary(records: list[Record]) -> None:
@@ -184,6 +200,11 @@ def _report_summary(records: list[Record]) -> None:
     summary.add_column("time", justify="right")
     summary.add_row(str(counts["restored"]), str(counts["skipped"]), str(counts["failed"]), f"{seconds:.1f} s")
     console.print(summary)
+    restored = [r for r in records if r.status == "restored"]
+    if restored:
+        with_faces = [r for r in restored if r.faces is not None]
+        found = sum(len(r.faces or []) for r in with_faces)
+        console.print(f"faces: {'on' if with_faces else 'off'}" + (f" ({found} found)" if with_faces else ""), highlight=False)
     failed = [r for r in records if r.status == "failed"]
     if failed:
         table = Table(title="failed", show_header=True, title_justify="left")
@@ -191,5 +212,5 @@ def _report_summary(records: list[Record]) -> None:
         table.add_column("reason", overflow="fold")
         for r in failed:
             reason = r.error or ""
-            table.add_row(r.input, reason.removeprefix(f"{r.input}: "))
+            table.add_row(escape(r.input), escape(reason.removeprefix(f"{r.input}: ")))
         console.print(table)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from oldphoto.cli.common import fail, console
+from oldphoto.cli.common import console, fail, say
 
 app = typer.Typer(help="Get, convert and check model weights.", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def import_official(
     except OldPhotoError as exc:
         fail(str(exc))
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        say("yellow", "warning", warning)
     for name, path in report.imported.items():
         console.print(f"imported {name} -> {path}", highlight=False)
     for name, why in report.missing.items():

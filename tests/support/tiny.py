@@ -20,8 +20,9 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "mapping_scratch": {"in_channels": 8, "base": 8, "width": 16, "n_blocks": 2, "nl_blocks": 1},
     "mapping_patch_attention": {"in_channels": 8, "base": 8, "width": 16, "patch_sizes": [8, 4, 2], "threshold": 0.6},
     "scratch_unet": {"in_channels": 1, "out_channels": 1, "depth": 4, "wf": 3},
+    "spade_face_generator": {"ngf": 2, "label_channels": 3, "hidden": 4},
 }
-TINY_MODELS = (*RESTORATION_MODES, "detector")
+TINY_MODELS = (*RESTORATION_MODES, "detector", "face256", "face512")
 
 
 def tiny_cards() -> dict[str, dict[str, Any]]:
@@ -30,7 +31,7 @@ def tiny_cards() -> dict[str, dict[str, Any]]:
     for name in TINY_MODELS:
         card = copy.deepcopy(load_card(name))
         for spec in card["networks"].values():
-            spec["config"] = copy.deepcopy(TINY_CONFIGS[spec["arch"]])
+            spec["config"] = {**spec["config"], **copy.deepcopy(TINY_CONFIGS[spec["arch"]])}
         cards[name] = card
     return cards
 
