@@ -7,7 +7,8 @@ Every measurement runs in a fresh child process, so its peak RSS (and on CUDA it
 device memory) is its own. A child loads the weights, warms up on a small photo, then
 restores one square photo of the given megapixels once. Tiled runs use ``--tile`` and
 ``--max-memory``; the untiled run is made only where the planner's estimate of it fits the
-free memory. The ratio column is tiled seconds over untiled seconds (target ≤ 1.15).
+free memory. The ratio column is tiled seconds over untiled seconds (target ≤ 1.15). A numeric ``--tile``
+forces tiles; with ``--tile auto`` the planner may run a photo that fits untiled (noted).
 
 ``--weights tiny`` uses the tiny random-weight test models (their cost is memory traffic,
 not arithmetic, so they are the hard case for the ratio); ``--weights full`` uses the
@@ -140,6 +141,8 @@ def main() -> None:
                 untiled = measure(args, mode, mp, "off", "auto")
             real_mp = (tiled or untiled or {"side": 0})["side"] ** 2 / 1e6 or mp
             cells = [f"{mode:8}", f"{real_mp:5.1f}"]
+            if tiled and not tiled["tiled"]:
+                print(f"{mode:8} {mp:5g}  the planner ran this untiled (it fits --max-memory); pass --tile N to force tiles")
             if tiled:
                 dev = f"{tiled['device_peak'] / gb:.2f}GB" if tiled["device_peak"] is not None else "-"
                 cells += [f"{tiled['seconds'] / real_mp:10.3f}", f"{tiled['peak_rss'] / gb:9.2f}G", f"{dev:>10}"]
