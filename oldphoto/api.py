@@ -116,6 +116,10 @@ class Restorer:
         self.weights = Path(weights) if weights is not None else None
         self.device = select_device(device)
         self.precision = select_precision(precision, self.device)
+        from oldphoto.tiling import parse_memory, parse_tile
+
+        parse_tile(tile)
+        parse_memory(max_memory)  # bad values fail here, before the first photo
         self.tile = tile
         self.max_memory = max_memory
         self.repo = repo

@@ -68,10 +68,17 @@ def dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
     return mask
 
 
-def paint_holes(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Paint damaged pixels white as the published code does: ``uint8(img·(1−m) + 255·m)``."""
-    m = mask.astype(np.float64)[..., None] / 255.0
-    return (pixels.astype(np.float64) * (1 - m) + 255.0 * m).astype(np.uint8)
+def paint_holes(pixels: np.ndarray, mask: np.ndarray, rows: int = 256) -> np.ndarray:
+    """Paint damaged pixels white as the published code does: ``uint8(img·(1−m) + 255·m)``.
+
+    Worked in bands of ``rows`` so a large scan never needs a float64 copy of itself.
+    """
+    out = np.empty_like(pixels, dtype=np.uint8)
+    for top in range(0, pixels.shape[0], rows):
+        m = mask[top : top + rows].astype(np.float64)[..., None] / 255.0
+        band = pixels[top : top + rows].astype(np.float64)
+        out[top : top + rows] = (band * (1 - m) + 255.0 * m).astype(np.uint8)
+    return out
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

@@ -170,7 +170,7 @@ _RSS_SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(0)
     row = rng.integers(0, 256, (1, side, 3), dtype=np.uint8)
     photo = Image.fromarray(np.ascontiguousarray(np.broadcast_to(row, (side, side, 3))))
-    restorer = Restorer(weights, device="cpu", precision="fp32", tile=tile, max_memory=memory)
+    restorer = Restorer(weights, device="cpu", precision="fp32", tile=tile, max_memory=memory, faces=False)
     start = time.perf_counter()
     out = restorer.restore(photo, mode="quality")
     assert out.size == (side, side)

@@ -17,8 +17,10 @@ from torch import nn
 
 from oldphoto.networks.blocks import ResBlock
 
-#: Query patches handled per similarity block; bounds the block to CHUNK × keys floats.
+#: Query patches handled per similarity block, at most; bounds the block to CHUNK × keys floats.
 QUERY_CHUNK = 1024
+#: Largest similarity block in elements (64 MiB of float32), whatever the number of keys.
+BLOCK_ELEMENTS = 1 << 24
 
 
 def damaged_map(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -48,10 +50,11 @@ def nearest_patch_compose(x: torch.Tensor, mb: torch.Tensor, patch: int, thresho
     k_idx = (~is_query).nonzero().squeeze(1)
     keys = F.normalize(patches[k_idx], dim=1)
     best = torch.empty_like(q_idx)
-    for start in range(0, q_idx.numel(), QUERY_CHUNK):
-        chunk = q_idx[start : start + QUERY_CHUNK]
+    step = max(1, min(QUERY_CHUNK, BLOCK_ELEMENTS // k_idx.numel()))
+    for start in range(0, q_idx.numel(), step):
+        chunk = q_idx[start : start + step]
         sim = F.normalize(patches[chunk], dim=1) @ keys.T
-        best[start : start + QUERY_CHUNK] = k_idx[sim.argmax(dim=1)]
+        best[start : start + step] = k_idx[sim.argmax(dim=1)]
     composed = patches.clone()
     composed[q_idx] = patches[best]
     out = x.new_zeros(x.shape)
