@@ -316,7 +316,12 @@ def _face_options(job: Job, settings: Settings) -> dict[str, Any]:
     return {"save_faces": settings.save_faces, "save_prefix": job.source.stem}
 
 
-def restore_job(job: Job, get_restorer: Callable[[], RestorerLike], settings: Settings) -> Record:
+def restore_job(
+    job: Job,
+    get_restorer: Callable[[], RestorerLike],
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> Record:
     """Restore one job; image problems become a failed record, setup problems propagate.
 
     The main output is written last, so its presence means the mask and comparison files
@@ -341,6 +346,7 @@ def restore_job(job: Job, get_restorer: Callable[[], RestorerLike], settings: Se
             detect_scratches=settings.detect_scratches or job.save_mask is not None,
             postprocess=settings.postprocess,
             **_face_options(job, settings),
+            **({"progress": progress} if progress is not None else {}),
         )
         record.warnings += [w for w in getattr(result, "warnings", []) if w not in record.warnings]
         if job.save_mask is not None and result.detected_mask is not None:
@@ -371,18 +377,20 @@ def run(
     *,
     on_start: Callable[[Job], None] | None = None,
     on_record: Callable[[Record], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Record]:
     """Restore ``jobs`` in order and return one record each.
 
     ``get_restorer`` is called only when a photo actually needs restoring, so a resumed run
     whose outputs all exist never loads a model. :class:`WeightsError` and
     :class:`UsageError` end the run: they would fail every remaining photo the same way.
+    ``on_progress(done, total)`` reports the tiles of each photo as they finish.
     """
     records = []
     for job in jobs:
         if on_start is not None:
             on_start(job)
-        record = restore_job(job, get_restorer, settings)
+        record = restore_job(job, get_restorer, settings, on_progress)
         records.append(record)
         if on_record is not None:
             on_record(record)

@@ -243,3 +243,17 @@ def test_records_are_one_json_line_with_every_field() -> None:
     import json
 
     assert set(json.loads(line)) == {"input", "output", "status", "mode", "size", "seconds", "error", "warnings", "faces"}
+
+
+def test_tiles_of_a_large_photo_are_reported(tiny_weights: Path, tmp_path: Path) -> None:
+    from oldphoto.api import Restorer
+
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 260, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    jobs = batch.plan(tmp_path / "big.png", tmp_path / "out.png")
+    restorer = Restorer(tiny_weights, device="cpu", tile=64, faces=False)
+    seen: list[tuple[int, int]] = []
+    records = batch.run(jobs, lambda: restorer, batch.Settings(mode="quality"), on_progress=lambda d, t: seen.append((d, t)))
+    assert records[0].status == "restored"
+    total = seen[-1][1]
+    assert total > 1 and seen[-1] == (total, total)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

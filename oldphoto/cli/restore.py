@@ -135,7 +135,7 @@ def _run(
 
     if json_lines:
         return batch.run(jobs, get_restorer, settings, on_record=lambda r: typer.echo(r.to_json()))
-    if single:
+    if single and not console.is_terminal:
         records = batch.run(jobs, get_restorer, settings)
         _report_single(records[0])
         return records
@@ -150,17 +150,27 @@ def _run(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("restoring", total=len(jobs))
+        task = progress.add_task("restoring", total=len(jobs), visible=not single)
+        tiles = progress.add_task("tiles", total=1, visible=False)
 
         def started(job: Job) -> None:
             progress.update(task, description=f"restoring {job.source.name}")
+            progress.update(tiles, completed=0, total=1, visible=False)
+
+        def tiles_done(done: int, total: int) -> None:
+            # Only a photo cut into several tiles gets its own bar.
+            progress.update(tiles, completed=done, total=total, visible=total > 1, description="  tiles")
 
         def finished(record: Record) -> None:
-            for warning in record.warnings:
-                progress.console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+            if not single:
+                for warning in record.warnings:
+                    progress.console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
             progress.advance(task)
 
-        records = batch.run(jobs, get_restorer, settings, on_start=started, on_record=finished)
+        records = batch.run(jobs, get_restorer, settings, on_start=started, on_record=finished, on_progress=tiles_done)
+    if single:
+        _report_single(records[0])
+        return records
     _report_summary(records)
     return records
 
