@@ -23,6 +23,7 @@ from PIL import Image
 from oldphoto.errors import ImageError, UsageError, WeightsError
 from oldphoto.imageio import (
     DEFAULT_MAX_PIXELS,
+    LoadedImage,
     READABLE_EXTENSIONS,
     choose_output_format,
     format_for_extension,
@@ -32,6 +33,7 @@ from oldphoto.imageio import (
     output_format,
     save_image,
 )
+from oldphoto.prefetch import Loaded, prefetch
 
 STATUSES = ("restored", "skipped", "failed")
 
@@ -321,6 +323,7 @@ def restore_job(
     get_restorer: Callable[[], RestorerLike],
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
+    loaded: Loaded[Job, LoadedImage | None] | None = None,
 ) -> Record:
     """Restore one job; image problems become a failed record, setup problems propagate.
 
@@ -336,7 +339,8 @@ def restore_job(
         return record
     start = time.perf_counter()
     try:
-        photo = load_image(job.source, max_pixels=settings.max_pixels)
+        early = loaded.get() if loaded is not None else None
+        photo = early if early is not None else load_image(job.source, max_pixels=settings.max_pixels)
         record.warnings = list(photo.warnings)
         damage = load_mask(job.mask, photo.image.size, max_pixels=settings.max_pixels) if job.mask else None
         result = get_restorer().restore_detailed(
@@ -384,13 +388,21 @@ def run(
     ``get_restorer`` is called only when a photo actually needs restoring, so a resumed run
     whose outputs all exist never loads a model. :class:`WeightsError` and
     :class:`UsageError` end the run: they would fail every remaining photo the same way.
-    ``on_progress(done, total)`` reports the tiles of each photo as they finish.
+    ``on_progress(done, total)`` reports the tiles of each photo as they finish. Each next
+    photo is decoded ahead on a background thread, so reading overlaps the networks.
     """
+    def read_ahead(job: Job) -> LoadedImage | None:
+        if job.error is not None or (job.output.exists() and not settings.overwrite):
+            return None
+        return load_image(job.source, max_pixels=settings.max_pixels)
+
     records = []
-    for job in jobs:
+    # The next photo is decoded on a background thread while this one is restored.
+    for item in prefetch(jobs, read_ahead):
+        job = item.source
         if on_start is not None:
             on_start(job)
-        record = restore_job(job, get_restorer, settings, on_progress)
+        record = restore_job(job, get_restorer, settings, on_progress, item)
         records.append(record)
         if on_record is not None:
             on_record(record)
