@@ -18,12 +18,10 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from oldphoto.cards import RESTORATION_MODES
 from oldphoto.errors import ImageError, UsageError, WeightsError
+from oldphoto.options import MODES
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
-#: ``none`` skips the global stage (faces only, for photos restored elsewhere).
-MODES = ("auto", *RESTORATION_MODES, "none")
 FACE_SIZES = (256, 512)
 #: ``auto`` switches scratched photos to the high-resolution mode above this many pixels.
 #: The scratch mode's non-local block attends every latent position to every other, so its
@@ -137,6 +135,7 @@ class Restorer:
         self.face_size = face_size
         self.face_strength = face_strength
         self._models: dict[str, tuple[dict[str, Any], torch.nn.ModuleDict]] = {}
+        self._faces_present: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def model(self, name: str) -> tuple[dict[str, Any], Any]:
@@ -269,18 +268,22 @@ class Restorer:
     def faces_enabled(self, mode: str) -> bool:
         """Whether the face stage runs: as asked, or by default when the extra and weights are present.
 
-        ``faces=True`` with the extra missing raises FacesUnavailable (what to install);
-        the default never downloads face weights, it only uses ones already here.
+        ``faces=True`` was checked at construction (a missing extra raised FacesUnavailable).
+        The default never downloads face weights; it only uses ones already here, and looks
+        once per face model rather than once per photo.
         """
-        if self.faces is False:
-            return False
+        if self.faces is not None:
+            return self.faces
+        name = self.face_model_name(mode)
+        if name not in self._faces_present:
+            self._faces_present[name] = self._face_weights_here(name)
+        return self._faces_present[name]
+
+    def _face_weights_here(self, name: str) -> bool:
         from oldphoto.faces import faces_available
 
-        if self.faces is True:
-            return True
         if not faces_available():
             return False
-        name = self.face_model_name(mode)
         if self.weights is not None:
             from oldphoto.checkpoint import has_checkpoint
 

@@ -32,8 +32,8 @@ from PIL import Image
 from torch import nn
 
 from oldphoto.errors import ImageError, UsageError
+from oldphoto.options import POSTPROCESS
 
-POSTPROCESS = ("default", "published")
 #: Spatial multiple the VAE needs (two stride-2 convolutions).
 NETWORK_MULTIPLE = 4
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}

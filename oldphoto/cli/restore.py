@@ -20,18 +20,17 @@ if TYPE_CHECKING:
     from oldphoto.batch import Job, Record, RestorerLike, Settings
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_MODES = ("auto", "quality", "scratch", "hr", "none")
-_POSTPROCESS = ("default", "published")
 
 
 def _check_options(mode: str, postprocess: str, device: str, mask: Optional[Path]) -> None:
     """Reject bad option values before any file is read or model loaded."""
     from oldphoto.errors import UsageError
+    from oldphoto.options import MODES, POSTPROCESS
 
-    if mode not in _MODES:
-        raise UsageError(f"unknown --mode {mode!r} (choose {', '.join(_MODES)})")
-    if postprocess not in _POSTPROCESS:
-        raise UsageError(f"unknown --postprocess {postprocess!r} (choose {', '.join(_POSTPROCESS)})")
+    if mode not in MODES:
+        raise UsageError(f"unknown --mode {mode!r} (choose {', '.join(MODES)})")
+    if postprocess not in POSTPROCESS:
+        raise UsageError(f"unknown --postprocess {postprocess!r} (choose {', '.join(POSTPROCESS)})")
     if not _DEVICE.match(device.strip().lower()):
         raise UsageError(f"unknown --device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
     if mask is not None and mode == "quality":
