@@ -392,9 +392,7 @@ def run(
     photo is decoded ahead on a background thread, so reading overlaps the networks.
     """
     def read_ahead(job: Job) -> LoadedImage | None:
-        if job.error is not None or (job.output.exists() and not settings.overwrite):
-            return None
-        return load_image(job.source, max_pixels=settings.max_pixels)
+        return load_image(job.source, max_pixels=settings.max_pixels) if _will_restore(job, settings.overwrite) else None
 
     records = []
     # The next photo is decoded on a background thread while this one is restored.
@@ -411,4 +409,9 @@ def run(
 
 def needs_work(jobs: Iterable[Job], overwrite: bool) -> bool:
     """True when at least one job will run the networks (so the caller should build a Restorer)."""
-    return any(job.error is None and (overwrite or not job.output.exists()) for job in jobs)
+    return any(_will_restore(job, overwrite) for job in jobs)
+
+
+def _will_restore(job: Job, overwrite: bool) -> bool:
+    """True when the job is well-formed and its output is missing (or to be redone)."""
+    return job.error is None and (overwrite or not job.output.exists())
