@@ -37,6 +37,18 @@ class ReflectionPad(nn.ReflectionPad2d):
             return super().forward(x)
 
 
+def relu() -> nn.ReLU:
+    """ReLU as a new tensor rather than in place.
+
+    The published networks use in-place ReLUs; the values are the same either way. On the
+    CPU PyTorch's in-place bf16 ReLU takes about twice as long as the out-of-place one
+    (12 ms against 6 ms on a 512-channel 1-MP latent, 2 threads), which cost 7% of a bf16
+    restore; in fp32 the two are equally fast. The extra map is transient: the input is
+    dropped as soon as the ReLU returns, and a convolution already holds two maps at once.
+    """
+    return nn.ReLU()
+
+
 def instance_norm(channels: int) -> InstanceNorm:
     """Instance norm as published: no affine parameters, no running statistics, eps 1e-5."""
     return InstanceNorm(channels, affine=False, track_running_stats=False, eps=1e-5)
@@ -55,16 +67,17 @@ class ResBlock(nn.Module):
             ReflectionPad(1),
             nn.Conv2d(channels, channels, 3),
             instance_norm(channels),
-            nn.ReLU(inplace=True),
+            relu(),
             ReflectionPad(1),
             nn.Conv2d(channels, channels, 3),
             instance_norm(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv_block(x)
+        # Added into the block's fresh output (the same sum) to save allocating a third map.
+        return self.conv_block(x).add_(x)
 
 
 def conv_in_relu(cin: int, cout: int) -> list[nn.Module]:
     """Zero-padded 3×3 conv, IN, ReLU: the unit the mapping networks' heads and tails use."""
-    return [nn.Conv2d(cin, cout, 3, 1, 1), instance_norm(cout), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(cin, cout, 3, 1, 1), instance_norm(cout), relu()]

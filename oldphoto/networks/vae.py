@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from oldphoto.networks.blocks import ReflectionPad, ResBlock, instance_norm
+from oldphoto.networks.blocks import ReflectionPad, ResBlock, instance_norm, relu
 
 
 class VAEEncoder(nn.Sequential):
@@ -20,10 +20,10 @@ class VAEEncoder(nn.Sequential):
             ReflectionPad(3),
             nn.Conv2d(in_channels, ngf, 7),
             instance_norm(ngf),
-            nn.ReLU(inplace=True),
+            relu(),
         ]
         for _ in range(n_downsample):
-            layers += [nn.Conv2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), relu()]
         layers += [ResBlock(ngf) for _ in range(n_blocks)]
         super().__init__(*layers)
         self.config = {"in_channels": in_channels, "ngf": ngf, "n_downsample": n_downsample, "n_blocks": n_blocks}
@@ -36,7 +36,7 @@ class VAEDecoder(nn.Sequential):
     def __init__(self, *, out_channels: int = 3, ngf: int = 64, n_downsample: int = 2, n_blocks: int = 4) -> None:
         layers: list[nn.Module] = [ResBlock(ngf) for _ in range(n_blocks)]
         for _ in range(n_downsample):
-            layers += [nn.ConvTranspose2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), nn.ReLU(inplace=True)]
+            layers += [nn.ConvTranspose2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), relu()]
         layers += [ReflectionPad(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         super().__init__(*layers)
         self.config = {"out_channels": out_channels, "ngf": ngf, "n_downsample": n_downsample, "n_blocks": n_blocks}
