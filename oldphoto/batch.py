@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +35,7 @@ from oldphoto.imageio import (
     output_format,
     save_image,
 )
-from oldphoto.prefetch import Loaded, prefetch
+from oldphoto.prefetch import Loaded, WriteBehind, prefetch
 
 STATUSES = ("restored", "skipped", "failed")
 
@@ -325,19 +327,37 @@ def restore_job(
     progress: Callable[[int, int], None] | None = None,
     loaded: Loaded[Job, LoadedImage | None] | None = None,
 ) -> Record:
-    """Restore one job; image problems become a failed record, setup problems propagate.
+    """Restore one job and write its files; image problems become a failed record, setup problems propagate."""
+    record, write = compute_job(job, get_restorer, settings, progress, loaded)
+    if write is not None:
+        settle(record, job, write)
+    return record
 
-    The main output is written last, so its presence means the mask and comparison files
-    were written too, which is what makes skipping it on a re-run safe.
+
+def compute_job(
+    job: Job,
+    get_restorer: Callable[[], RestorerLike],
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    loaded: Loaded[Job, LoadedImage | None] | None = None,
+) -> tuple[Record, Callable[[], None] | None]:
+    """Restore one job's photo; return its record and the function that writes its files.
+
+    The record says ``restored`` once the networks are done; :func:`settle` turns it into a
+    failure if writing then fails. The writer saves the main output last, so its presence
+    means the mask and comparison files were written too, which is what makes skipping it
+    on a re-run safe. Image problems become a failed record (and no writer); weights and
+    usage problems propagate, since they would fail every photo the same way.
     """
     record = Record(input=str(job.source), output=str(job.output), status="failed")
     if job.error is not None:
         record.error = job.error
-        return record
+        return record, None
     if job.output.exists() and not settings.overwrite:
         record.status = "skipped"
-        return record
+        return record, None
     start = time.perf_counter()
+    write = None
     try:
         early = loaded.get() if loaded is not None else None
         photo = early if early is not None else load_image(job.source, max_pixels=settings.max_pixels)
@@ -353,11 +373,6 @@ def restore_job(
             **({"progress": progress} if progress is not None else {}),
         )
         record.warnings += [w for w in getattr(result, "warnings", []) if w not in record.warnings]
-        if job.save_mask is not None and result.detected_mask is not None:
-            save_image(result.detected_mask, job.save_mask)
-        if job.comparison is not None:
-            save_image(side_by_side(photo.image, result.image), job.comparison, icc_profile=photo.icc_profile)
-        save_image(result.image, job.output, format=job.format, exif=photo.exif, icc_profile=photo.icc_profile)
     except (WeightsError, UsageError):
         raise
     except ImageError as exc:
@@ -370,7 +385,39 @@ def restore_job(
         record.size = list(result.image.size)
         if getattr(result, "faces_enabled", False):
             record.faces = list(result.faces)
+        write = _writer(job, photo, result)
     record.seconds = round(time.perf_counter() - start, 3)
+    return record, write
+
+
+def _writer(job: Job, photo: LoadedImage, result: Any) -> Callable[[], None]:
+    """The writes of one restored photo: saved mask, comparison, then the main output (last)."""
+
+    def write() -> None:
+        if job.save_mask is not None and result.detected_mask is not None:
+            save_image(result.detected_mask, job.save_mask)
+        if job.comparison is not None:
+            save_image(side_by_side(photo.image, result.image), job.comparison, icc_profile=photo.icc_profile)
+        save_image(result.image, job.output, format=job.format, exif=photo.exif, icc_profile=photo.icc_profile)
+
+    return write
+
+
+def settle(record: Record, job: Job, write: Callable[[], None] | Future[Any]) -> Record:
+    """Run ``write`` (or wait for it, if already queued) and mark ``record`` failed if it raised."""
+    start = time.perf_counter()
+    try:
+        write.result() if isinstance(write, Future) else write()
+    except ImageError as exc:
+        record.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a full disk or a vanished folder fails this photo alone
+        record.error = f"{job.output}: {_one_line(exc)}"
+    else:
+        return record
+    finally:
+        record.seconds = round(record.seconds + time.perf_counter() - start, 3)
+    record.status = "failed"
+    record.mode = record.size = record.faces = None
     return record
 
 
@@ -388,22 +435,38 @@ def run(
     ``get_restorer`` is called only when a photo actually needs restoring, so a resumed run
     whose outputs all exist never loads a model. :class:`WeightsError` and
     :class:`UsageError` end the run: they would fail every remaining photo the same way.
-    ``on_progress(done, total)`` reports the tiles of each photo as they finish. Each next
-    photo is decoded ahead on a background thread, so reading overlaps the networks.
+    ``on_progress(done, total)`` reports the tiles of each photo as they finish.
+
+    Reading and writing overlap the networks: the next photo is decoded on a background
+    thread while this one is restored, and a finished photo's files are encoded and saved
+    on another while the next one is restored. Records (and ``on_record``) come in job
+    order, each once its files are on disk.
     """
     def read_ahead(job: Job) -> LoadedImage | None:
         return load_image(job.source, max_pixels=settings.max_pixels) if _will_restore(job, settings.overwrite) else None
 
-    records = []
-    # The next photo is decoded on a background thread while this one is restored.
-    for item in prefetch(jobs, read_ahead):
-        job = item.source
-        if on_start is not None:
-            on_start(job)
-        record = restore_job(job, get_restorer, settings, on_progress, item)
+    records: list[Record] = []
+    queued: deque[tuple[Record, Job, Future[Any] | None]] = deque()
+
+    def report(record: Record, job: Job, write: Future[Any] | None) -> None:
+        if write is not None:
+            settle(record, job, write)
         records.append(record)
         if on_record is not None:
             on_record(record)
+
+    with WriteBehind(depth=1) as writer:
+        for item in prefetch(jobs, read_ahead):
+            job = item.source
+            if on_start is not None:
+                on_start(job)
+            record, write = compute_job(job, get_restorer, settings, on_progress, item)
+            queued.append((record, job, writer.submit(write, source=job) if write is not None else None))
+            # Report every record whose files are written; keep at most one photo's writes pending.
+            while queued and (len(queued) > 1 or queued[0][2] is None or queued[0][2].done()):
+                report(*queued.popleft())
+        while queued:
+            report(*queued.popleft())
     return records
 
 

@@ -112,8 +112,8 @@ class WriteBehind:
         self._on_done = on_done
         self.failures: list[Failure] = []
 
-    def submit(self, write: Callable[..., Any], *args: Any, source: Any = None, **kwargs: Any) -> None:
-        """Queue ``write(*args, **kwargs)``; ``source`` labels it in :attr:`failures` and ``on_done``."""
+    def submit(self, write: Callable[..., Any], *args: Any, source: Any = None, **kwargs: Any) -> Future[Any]:
+        """Queue ``write(*args, **kwargs)`` and return its future; ``source`` labels it in :attr:`failures` and ``on_done``."""
         self._slots.acquire()
         try:
             future = self._pool.submit(write, *args, **kwargs)
@@ -121,6 +121,7 @@ class WriteBehind:
             self._slots.release()
             raise
         future.add_done_callback(lambda f: self._finished(f, source))
+        return future
 
     def _finished(self, future: Future[Any], source: Any) -> None:
         error = None if future.cancelled() else future.exception()

@@ -191,11 +191,52 @@ def test_an_interrupted_save_leaves_no_partial_file(tmp_path: Path, monkeypatch:
     jobs = batch.plan(src, tmp_path / "out", recursive=True)
     with pytest.raises(KeyboardInterrupt):
         batch.run(jobs, FakeRestorer, batch.Settings())
-    assert _files(tmp_path / "out") == ["a.jpg"]
+    # b.png's save was cut: no file and no temp file. c.png's write, queued behind it, may have finished.
+    left = _files(tmp_path / "out")
+    assert left[0] == "a.jpg" and set(left) <= {"a.jpg", "sub/deeper/c.png"}
     monkeypatch.setattr(Image.Image, "save", real_save)
     records = batch.run(jobs, FakeRestorer, batch.Settings())
-    assert [r.status for r in records] == ["skipped", "restored", "restored"]
+    assert [r.status for r in records][:2] == ["skipped", "restored"]
     assert _files(tmp_path / "out") == ["a.jpg", "b.png", "sub/deeper/c.png"]
+
+
+def test_an_interrupt_while_computing_keeps_the_finished_photos(tmp_path: Path) -> None:
+    """Ctrl-C during one photo's networks: the photo before it, still being written behind, lands whole."""
+    src = _tree(tmp_path / "in")
+
+    class Interrupted(FakeRestorer):
+        def restore_detailed(self, image: Image.Image, mask: Any = None, **kwargs: Any) -> FakeResult:
+            if len(self.calls) == 1:
+                raise KeyboardInterrupt
+            return super().restore_detailed(image, mask, **kwargs)
+
+    restorer = Interrupted()
+    jobs = batch.plan(src, tmp_path / "out", recursive=True)
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(jobs, lambda: restorer, batch.Settings())
+    assert _files(tmp_path / "out") == ["a.jpg"]
+    with Image.open(tmp_path / "out" / "a.jpg") as out:
+        out.load()
+        assert out.size == (24, 16)
+
+
+def test_a_failed_write_fails_its_photo_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes run behind the networks; one that raises turns that photo's record into a failure."""
+    src = _tree(tmp_path / "in")
+    real_save = Image.Image.save
+
+    def full_disk_for_b(self: Image.Image, fp: Any, *args: Any, **kwargs: Any) -> None:
+        if "b.png" in str(fp):
+            raise OSError(28, "No space left on device")
+        real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", full_disk_for_b)
+    seen: list[str] = []
+    records = batch.run(batch.plan(src, tmp_path / "out", recursive=True), FakeRestorer, batch.Settings(),
+                        on_record=lambda r: seen.append(r.status))
+    assert [r.status for r in records] == seen == ["restored", "failed", "restored"]
+    assert "No space left on device" in (records[1].error or "") and records[1].mode is None
+    assert _files(tmp_path / "out") == ["a.jpg", "sub/deeper/c.png"]
 
 
 def test_weights_errors_end_the_batch(tmp_path: Path) -> None:
