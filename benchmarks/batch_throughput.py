@@ -6,11 +6,14 @@ seconds per photo and the efficiency against pure compute (the target is ≥ 95%
 * ``compute``  — photos decoded beforehand, outputs never written: the networks alone;
 * ``serial``   — load, restore, save one after the other;
 * ``overlap``  — ``oldphoto.prefetch``: the next photos decode on a background thread and
-  finished ones encode on another while the current one computes.
+  finished ones encode on another while the current one computes;
+* ``batch``    — ``oldphoto.batch.plan`` + ``run`` on the folder, which is what
+  ``oldphoto restore IN_FOLDER OUT_FOLDER`` does (read-ahead, write-behind, records).
 
-Loading and saving go through ``oldphoto.imageio`` as a batch run does::
+Loading and saving go through ``oldphoto.imageio`` as a batch run does. ``--format png``
+writes PNGs (slower to encode than JPEG, so the overlap matters more)::
 
-    python benchmarks/batch_throughput.py --count 6 --precision bf16
+    python benchmarks/batch_throughput.py --count 6 --precision bf16 --format png
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--format", default="jpeg", choices=["jpeg", "png"], help="output format")
     args = parser.parse_args()
 
     import torch
 
-    from oldphoto import Restorer
+    from oldphoto import Restorer, batch
     from oldphoto.imageio import load_image, save_image
     from oldphoto.prefetch import WriteBehind, prefetch
 
@@ -45,6 +49,7 @@ def main() -> None:
     weights = args.weights or standin_weights(["quality"], DEFAULT_CACHE)
     restorer = Restorer(weights, device=args.device, precision=args.precision)
     restorer.model("quality")
+    suffix = "png" if args.format == "png" else "jpg"
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in", Path(tmp) / "out"
         src.mkdir()
@@ -65,20 +70,27 @@ def main() -> None:
 
         start = time.perf_counter()
         for path in paths:
-            save_image(restorer.restore(load_image(path).image, mode="quality"), dst / f"s_{path.name}")
+            save_image(restorer.restore(load_image(path).image, mode="quality"), dst / f"s_{path.stem}.{suffix}")
         serial = time.perf_counter() - start
 
         start = time.perf_counter()
         with WriteBehind() as writer:
             for item in prefetch(paths, load_image):
                 restored = restorer.restore(item.get().image, mode="quality")
-                writer.submit(save_image, restored, dst / f"o_{item.source.name}", source=item.source)
+                writer.submit(save_image, restored, dst / f"o_{item.source.stem}.{suffix}", source=item.source)
         overlap = time.perf_counter() - start
         assert not writer.failures, writer.failures
 
+        start = time.perf_counter()
+        records = batch.run(batch.plan(src, Path(tmp) / "batch", format=args.format), lambda: restorer,
+                            batch.Settings(mode="quality"))
+        through_batch = time.perf_counter() - start
+        assert [r.status for r in records] == ["restored"] * args.count, records
+
     mp = size[0] * size[1] / 1e6
-    print(f"{args.count} JPEGs of {size[0]}x{size[1]} ({mp:.2f} MP), quality mode, {restorer.precision} on {args.device}")
-    for name, seconds in (("compute", compute), ("serial", serial), ("overlap", overlap)):
+    print(f"{args.count} JPEGs of {size[0]}x{size[1]} ({mp:.2f} MP) to {args.format.upper()}, quality mode, "
+          f"{restorer.precision} on {args.device}")
+    for name, seconds in (("compute", compute), ("serial", serial), ("overlap", overlap), ("batch", through_batch)):
         print(f"  {name:8} {seconds / args.count:6.2f} s/photo   efficiency {compute / seconds:6.1%}")
 
 
