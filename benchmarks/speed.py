@@ -10,6 +10,13 @@ precision. Examples::
 
 Each timing is the best of ``--repeat`` runs after one warm-up run on the same size (the
 first run at a size pays one-off allocator and kernel-selection costs).
+
+Shared machines drift by 5–10% from minute to minute, so each line also says how far the
+run is from what the machine can do right then: ``TFLOP`` counts the convolutions of the
+restore (hooks on every conv during the warm-up), ``peak`` is the measured throughput of
+one 512→512 3×3 convolution at that size's latent (the mapping's workhorse, in the layout
+and precision the Restorer uses), and ``floor`` = TFLOP / peak is the time of the
+convolutions alone at that rate. ``s/MP ÷ floor`` is the overhead of everything else.
 """
 
 from __future__ import annotations
@@ -46,8 +53,9 @@ def describe_machine(device: str) -> str:
             f"torch {torch.__version__}")
 
 
-def time_restore(restorer, mode: str, size: tuple[int, int], repeat: int) -> float:
-    """Best wall-clock seconds of restoring (or, for ``detect``, detecting) a ``size`` photo, after a warm-up."""
+def time_restore(restorer, mode: str, size: tuple[int, int], repeat: int) -> tuple[float, float]:
+    """Best wall-clock seconds of restoring (or, for ``detect``, detecting) a ``size`` photo, after a
+    warm-up that also counts the convolutions' TFLOP; returns (seconds, TFLOP)."""
     photo = sample_photo(*size)
     mask = scratch_mask(*size) if mode in ("scratch", "hr") else None
 
@@ -57,13 +65,65 @@ def time_restore(restorer, mode: str, size: tuple[int, int], repeat: int) -> flo
         else:
             restorer.restore(photo, mask, mode=mode)
 
-    run()
+    tflop = conv_tflop(restorer, mode, run)
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
         run()
+        if restorer.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-    return best
+    return best, tflop
+
+
+def conv_tflop(restorer, mode: str, run) -> float:
+    """Tera-FLOPs of every convolution in one ``run()`` of ``mode``'s networks (2 per multiply-add)."""
+    import torch
+
+    total = [0.0]
+
+    def count(module, inputs, output) -> None:
+        k = module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            total[0] += 2.0 * inputs[0].numel() * module.out_channels * k / module.groups
+        else:
+            total[0] += 2.0 * output.numel() * module.in_channels * k / module.groups
+
+    _, bundle = restorer.model(mode if mode != "detect" else "detector")
+    hooks = [m.register_forward_hook(count) for m in bundle.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total[0] / 1e12
+
+
+def peak_tflops(restorer, size: tuple[int, int]) -> float:
+    """Measured TFLOP/s of one 512→512 3×3 convolution on ``size``'s latent, as the Restorer would run it."""
+    import torch
+
+    from oldphoto.devices import autocast, channels_last
+
+    device, precision = restorer.device, restorer.precision
+    conv = torch.nn.Conv2d(512, 512, 3).eval().requires_grad_(False).to(device)
+    h, w = size[1] // 4, size[0] // 4
+    x = torch.randn(1, 512, h + 2, w + 2, device=device)
+    if channels_last(device, precision, conv):
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    if precision != "fp32":
+        x = x.to(torch.bfloat16 if precision == "bf16" else torch.float16)
+    best = float("inf")
+    with torch.inference_mode(), autocast(device, precision):
+        for _ in range(3):
+            start = time.perf_counter()
+            conv(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+    return 2.0 * 9 * 512 * 512 * h * w / best / 1e12
 
 
 def load_average() -> str:
@@ -97,17 +157,20 @@ def main() -> None:
     models = [m if m != "detect" else "detector" for m in args.modes]
     weights = Path(args.weights) if args.weights else standin_weights(models, Path(args.cache))
     print(describe_machine(args.device))
-    print(f"{'mode':8} {'size':>11} {'MP':>6} {'precision':>9} {'seconds':>8} {'s/MP':>7} {'load':>5}")
+    print(f"{'mode':8} {'size':>11} {'MP':>6} {'precision':>9} {'seconds':>8} {'s/MP':>7} {'TFLOP':>6} "
+          f"{'peak':>6} {'floor':>6} {'÷floor':>6} {'load':>5}")
     for mode in args.modes:
         for precision in args.precisions:
             restorer = Restorer(weights, device=args.device, precision=precision)
             restorer.model(mode if mode != "detect" else "detector")
             for size in args.sizes:
                 mp = size[0] * size[1] / 1e6
-                seconds = time_restore(restorer, mode, size, args.repeat)
+                seconds, tflop = time_restore(restorer, mode, size, args.repeat)
+                peak = peak_tflops(restorer, size)
+                floor = tflop / peak
                 label = precision if precision != "auto" else f"auto={restorer.precision}"
-                print(f"{mode:8} {size[0]:>5}x{size[1]:<5} {mp:6.2f} {label:>9} {seconds:8.2f} {seconds / mp:7.2f} {load_average():>5}",
-                      flush=True)
+                print(f"{mode:8} {size[0]:>5}x{size[1]:<5} {mp:6.2f} {label:>9} {seconds:8.2f} {seconds / mp:7.2f} "
+                      f"{tflop:6.2f} {peak:6.2f} {floor / mp:6.2f} {seconds / floor:6.2f} {load_average():>5}", flush=True)
             del restorer
 
 

@@ -63,6 +63,26 @@ def test_network_tensors_match_published(imported: Path, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_restorer_networks_match_published(imported: Path, mode: str) -> None:
+    """The bundle as a Restorer runs it (weight layouts, norm kernels chosen for speed) still meets 1e-4."""
+    from oldphoto.networks.blocks import InstanceNorm
+
+    _, bundle = Restorer(imported / mode, device="cpu", precision="fp32").model(mode)
+    norms = [m for m in bundle.modules() if isinstance(m, InstanceNorm)]
+    assert all(m.published_kernel for m in bundle["encoder"].modules() if isinstance(m, InstanceNorm))
+    assert 0 < sum(not m.published_kernel for m in norms) < len(norms)
+    x = torch.from_numpy(tensor(mode, "input"))
+    mask = torch.from_numpy(tensor(mode, "mask")) if mode != "quality" else None
+    with torch.inference_mode():
+        out = run_networks(bundle, x, mask)
+    # The latent (and so what an attention block reads) is computed with the published kernels.
+    assert np.array_equal(out["latent"].numpy(), tensor(mode, "latent"))
+    for name in ("latent", "mapped", "output"):
+        diff = np.abs(out[name].contiguous().numpy() - tensor(mode, name)).max()
+        assert diff <= TOL, f"{mode} {name}: max abs diff {diff:.3g}"
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_preprocessing_matches_published(imported: Path, mode: str) -> None:
     meta, _ = _bundle(imported, mode)
     image = Image.open(PARITY / f"{mode}_input.png")
