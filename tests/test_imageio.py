@@ -150,6 +150,15 @@ def test_save_is_atomic_and_leaves_no_partial_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 
 
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    """The temp file behind an atomic write is created 0600; the output must not keep that."""
+    probe = tmp_path / "plain"
+    probe.write_bytes(b"")
+    expected = probe.stat().st_mode & 0o777  # what open() gives a new file under this umask
+    save_image(Image.new("RGB", (4, 4)), tmp_path / "out.png")
+    assert (tmp_path / "out.png").stat().st_mode & 0o777 == expected
+
+
 def test_16_bit_tiff_and_multipage_gif(tmp_path: Path) -> None:
     deep = tmp_path / "deep.tif"
     Image.fromarray(np.array([[0, 257 * 200, 65535, 1000]] * 8, dtype=np.uint16)).save(deep)
