@@ -320,20 +320,6 @@ def _face_options(job: Job, settings: Settings) -> dict[str, Any]:
     return {"save_faces": settings.save_faces, "save_prefix": job.source.stem}
 
 
-def restore_job(
-    job: Job,
-    get_restorer: Callable[[], RestorerLike],
-    settings: Settings,
-    progress: Callable[[int, int], None] | None = None,
-    loaded: Loaded[Job, LoadedImage | None] | None = None,
-) -> Record:
-    """Restore one job and write its files; image problems become a failed record, setup problems propagate."""
-    record, write = compute_job(job, get_restorer, settings, progress, loaded)
-    if write is not None:
-        settle(record, job, write)
-    return record
-
-
 def compute_job(
     job: Job,
     get_restorer: Callable[[], RestorerLike],
@@ -403,11 +389,11 @@ def _writer(job: Job, photo: LoadedImage, result: Any) -> Callable[[], None]:
     return write
 
 
-def settle(record: Record, job: Job, write: Callable[[], None] | Future[Any]) -> Record:
-    """Run ``write`` (or wait for it, if already queued) and mark ``record`` failed if it raised."""
+def settle(record: Record, job: Job, write: Future[Any]) -> Record:
+    """Wait for ``job``'s queued writes and mark ``record`` failed if they raised."""
     start = time.perf_counter()
     try:
-        write.result() if isinstance(write, Future) else write()
+        write.result()
     except ImageError as exc:
         record.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a full disk or a vanished folder fails this photo alone
