@@ -227,18 +227,26 @@ class _Handler(BaseHTTPRequestHandler):
             return repo.refs[revision]
         return revision if COMMIT_RE.match(revision) and revision in repo.commits else None
 
+    def _repo_at(self, name: str, revision: str, head: bool) -> tuple[Repo, str] | int:
+        """The repo ``name`` and the commit ``revision`` names in it, or the error response sent."""
+        repo = self._repo(name, head)
+        if isinstance(repo, int):
+            return repo
+        commit = self._commit(repo, revision)
+        if commit is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+        return repo, commit
+
     # ---- Hub origin --------------------------------------------------------------------------
     def _resolve(self, path: str, head: bool) -> int:
         m = re.match(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$", path)
         if m is None:
             return self._error(404, "NotFound", "Not found", head)
-        repo = self._repo(unquote(m["repo"]), head)
-        if isinstance(repo, int):
-            return repo
         revision, filename = unquote(m["rev"]), unquote(m["file"])
-        commit = self._commit(repo, revision)
-        if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+        found = self._repo_at(unquote(m["repo"]), revision, head)
+        if isinstance(found, int):
+            return found
+        repo, commit = found
         data = repo.commits[commit].get(filename)
         if data is None:
             return self._error(404, "EntryNotFound", f"{filename} does not exist on {revision!r}", head, commit)
@@ -261,13 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.match(r"^(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<rev>[^/]+))?$", rest)
         if m is None:
             return self._error(404, "NotFound", "Not found", head)
-        repo = self._repo(unquote(m["repo"]), head)
-        if isinstance(repo, int):
-            return repo
-        revision = unquote(m["rev"] or "main")
-        commit = self._commit(repo, revision)
-        if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+        found = self._repo_at(unquote(m["repo"]), unquote(m["rev"] or "main"), head)
+        if isinstance(found, int):
+            return found
+        repo, commit = found
         tree = repo.commits[commit]
         body = {
             "id": unquote(m["repo"]),
