@@ -27,8 +27,6 @@ class InstanceNorm(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or (self.published_kernel and not x.is_contiguous(memory_format=torch.channels_last)):
             return F.instance_norm(x, eps=self.eps)
-        if not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous()
         return F.group_norm(x, x.shape[1], eps=self.eps)
 
 
