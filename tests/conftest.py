@@ -24,3 +24,13 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def photos() -> Path:
     """The real old photos copied into the repository for tests."""
     return DATA / "photos"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how this CPU's float32 numbers compare with the published float32 files (a report, not a test)."""
+    from tests.support.parity import REPORT
+
+    if REPORT:
+        terminalreporter.section("parity on this CPU (report only)")
+        for line in REPORT:
+            terminalreporter.write_line(line)

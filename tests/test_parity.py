@@ -1,7 +1,17 @@
-"""Parity with tensors and images computed by the published code (tests/data/parity).
+"""Parity with what the published code computes (tests/data/parity).
 
 Each test writes the published-format ``.pth`` files from the manifest's weight rule, runs the
 real ``import-official`` path, loads our safetensors checkpoint, and compares our numbers.
+
+Why the bounds are what they are (measured numbers in ``tests/data/parity/README.md``): float32
+results depend on the CPU's summation order, so the judge is the float64 result of the same
+published networks (``<mode>/fp64.npz``), never one CPU's float32 files. A tensor passes within
+max(1e-4, 2 × the published code's own float32 error), computed here from the committed files.
+An 8-bit pixel flips only where the float error carries its exact value across a rounding
+boundary, so the whole-pipeline PNGs must differ by at most one level, only at values whose
+exact (float64) value lies that close to a boundary, and in no more places than the measured
+mean float error predicts (with a factor of two to spare). How far this CPU's float32 numbers
+are from the published float32 files is printed at the end of the run, as a report only.
 """
 
 from __future__ import annotations
@@ -20,7 +30,16 @@ from oldphoto.cli import app
 from oldphoto.detection import detect_probability, detection_input, probability_to_mask
 from oldphoto.models import build_bundle
 from oldphoto.pipeline import prepare, run_networks
-from tests.support.parity import PARITY, tensor, write_published_detector, write_published_mode
+from tests.support.parity import (
+    PARITY,
+    REPORT,
+    published_error,
+    reference,
+    tensor,
+    tolerance,
+    write_published_detector,
+    write_published_mode,
+)
 
 TOL = 1e-4
 MODES = ("quality", "scratch", "hr")
@@ -50,36 +69,51 @@ def _bundle(folder: Path, name: str) -> tuple[dict, torch.nn.ModuleDict]:
     return meta, bundle.eval()
 
 
+def _inputs(mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    x = torch.from_numpy(tensor(mode, "input"))
+    return x, (torch.from_numpy(tensor(mode, "mask")) if mode != "quality" else None)
+
+
+def _check_against_float64(mode: str, out: dict[str, torch.Tensor], label: str) -> None:
+    """Assert each tensor is within its float64-derived bound; report the distance to the float32 files."""
+    errors, drifts = [], []
+    for name in ("latent", "mapped", "output"):
+        ours = out[name].contiguous().numpy()
+        error = float(np.abs(ours.astype(np.float64) - reference(mode, name)).max())
+        bound = tolerance(mode, name)
+        assert error <= bound, f"{mode} {name}: max abs error vs float64 {error:.3g} > {bound:.3g}"
+        errors.append(f"{name} {error:.2g}≤{bound:.2g}")
+        drift = float(np.abs(ours - tensor(mode, name)).max())
+        drifts.append("exact" if drift == 0 else f"{drift:.2g}")
+    REPORT.append(f"{label} {mode}: vs float64 {', '.join(errors)}; vs published float32 {'/'.join(drifts)}")
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_network_tensors_match_published(imported: Path, mode: str) -> None:
     _, bundle = _bundle(imported, mode)
-    x = torch.from_numpy(tensor(mode, "input"))
-    mask = torch.from_numpy(tensor(mode, "mask")) if mode != "quality" else None
+    x, mask = _inputs(mode)
     with torch.inference_mode():
         out = run_networks(bundle, x, mask)
-    for name in ("latent", "mapped", "output"):
-        diff = np.abs(out[name].numpy() - tensor(mode, name)).max()
-        assert diff <= TOL, f"{mode} {name}: max abs diff {diff:.3g}"
+    _check_against_float64(mode, out, "networks")
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_restorer_networks_match_published(imported: Path, mode: str) -> None:
-    """The bundle as a Restorer runs it (weight layouts, norm kernels chosen for speed) still meets 1e-4."""
+    """The bundle as a Restorer runs it (weight layouts, norm kernels chosen for speed) meets the same bounds."""
     from oldphoto.networks.blocks import InstanceNorm
 
     _, bundle = Restorer(imported / mode, device="cpu", precision="fp32").model(mode)
     norms = [m for m in bundle.modules() if isinstance(m, InstanceNorm)]
     assert all(m.published_kernel for m in bundle["encoder"].modules() if isinstance(m, InstanceNorm))
     assert 0 < sum(not m.published_kernel for m in norms) < len(norms)
-    x = torch.from_numpy(tensor(mode, "input"))
-    mask = torch.from_numpy(tensor(mode, "mask")) if mode != "quality" else None
+    x, mask = _inputs(mode)
     with torch.inference_mode():
         out = run_networks(bundle, x, mask)
-    # The latent (and so what an attention block reads) is computed with the published kernels.
-    assert np.array_equal(out["latent"].numpy(), tensor(mode, "latent"))
-    for name in ("latent", "mapped", "output"):
-        diff = np.abs(out[name].contiguous().numpy() - tensor(mode, name)).max()
-        assert diff <= TOL, f"{mode} {name}: max abs diff {diff:.3g}"
+        plain = run_networks(_bundle(imported, mode)[1], x, mask)
+    # The latent (and so what an attention block reads) is computed with the published kernels:
+    # on any CPU it is the plain bundle's latent, bit for bit.
+    assert torch.equal(out["latent"], plain["latent"])
+    _check_against_float64(mode, out, "restorer")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -94,6 +128,13 @@ def test_preprocessing_matches_published(imported: Path, mode: str) -> None:
         assert np.array_equal(prepared.mask.numpy(), tensor(mode, "mask"))
 
 
+def _exact_levels(output: np.ndarray) -> np.ndarray:
+    """The published 8-bit postprocessing (min–max stretch, ×255, +½, truncate) before truncation, in float64."""
+    y = (output[0] + 1) / 2
+    lo, hi = y.min(), y.max()
+    return (y - lo) / max(hi - lo, 1e-5) * 255 + 0.5
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_whole_pipeline_png_matches_published(imported: Path, mode: str) -> None:
     restorer = Restorer(imported / mode, device="cpu", precision="fp32")
@@ -102,9 +143,27 @@ def test_whole_pipeline_png_matches_published(imported: Path, mode: str) -> None
     out = np.asarray(restorer.restore(image, mask, mode=mode, postprocess="published"), dtype=np.int16)
     expected = np.asarray(Image.open(PARITY / f"{mode}_expected.png"), dtype=np.int16)
     assert out.shape == expected.shape
-    diff = np.abs(out - expected)
-    assert diff.max() <= 1
-    assert (diff > 0).sum() <= 0.0005 * diff.size  # "a handful of pixels"
+    diff = np.abs(out - expected).transpose(2, 0, 1)
+    assert diff.max() <= 1, f"{mode}: a value is {diff.max()} levels off"
+
+    exact64 = reference(mode, "output")
+    levels = _exact_levels(exact64)
+    assert levels.shape == diff.shape
+    margin = np.abs(levels - np.round(levels))  # distance of each exact value to a rounding boundary
+    scale = 255.0 / float(exact64.max() - exact64.min())  # levels per unit of decoder output
+    # Where a value flips, the boundary lies between our value and the published one, each
+    # within the output's tolerance of the exact value (×3: the stretch's min and max move too).
+    reach = 3 * scale * tolerance(mode, "output")
+    flipped = diff > 0
+    assert margin[flipped].max(initial=0.0) < reach, f"{mode}: a value flipped {margin[flipped].max():.3f} levels from a boundary"
+    # A boundary falls between two values with probability |their difference|, so the expected
+    # count is N·scale·mean|ours − published| ≤ N·scale·(mean error of ours + of published).
+    # Ours is allowed 3× the published float32 mean error (measured: 1.3–2.1× on AVX2, less on
+    # AVX-512), and the count twice that expectation: 2·N·scale·(1 + 3)·published mean error.
+    mean_published = float(np.abs(tensor(mode, "output").astype(np.float64) - exact64).mean())
+    allowed = 2 * diff.size * scale * 4 * mean_published
+    REPORT.append(f"pipeline {mode}: {int(flipped.sum())} of {diff.size} values off by one level (bound {allowed:.0f})")
+    assert flipped.sum() <= allowed, f"{mode}: {flipped.sum()} values off by one level > {allowed:.0f}"
 
 
 def test_detector_matches_published(imported: Path) -> None:

@@ -7,7 +7,9 @@ stand-in weights alike, is that bf16 moves the 8-bit output less than fp32 itsel
 when the input photo is re-quantized by up to half a level (uniform ±½-level dither):
 measured here the ratio is 0.6–0.93 on tiny random weights and about 0.7 on the full-size
 stand-ins. The test holds bf16 to ``DITHER_RATIO`` times that (slack for other CPUs'
-kernels), and to an absolute ceiling that catches a broken path.
+kernels), and to an absolute ceiling that catches a broken path. It runs on every CPU: where
+bf16 is emulated (AVX2, no AVX512-BF16/AMX) it is slow at full size but takes seconds on the
+tiny weights, and a user may still ask for it.
 """
 
 from __future__ import annotations
@@ -30,9 +32,6 @@ PHOTO = Path(__file__).parent / "data" / "photos" / "old_a.png"
 CEILING_LEVELS = 6.0
 #: bf16's change may be at most this multiple of fp32's change under ±½-level input dither.
 DITHER_RATIO = 1.5
-
-needs_bf16 = pytest.mark.skipif(not devices.cpu_has_fast_bf16(), reason="CPU without native bf16: bf16 is emulated")
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -65,7 +64,6 @@ def _fp32_dither_error(weights: Path, photo: Image.Image, mask: Image.Image | No
     return float(np.abs(clean - dithered).mean())
 
 
-@needs_bf16
 @pytest.mark.parametrize("mode", ["quality", "scratch"])
 def test_bf16_agrees_with_fp32_within_documented_error(tiny: Path, photo: Image.Image, mode: str) -> None:
     mask = _scratch_mask(photo.size) if mode == "scratch" else None
@@ -79,6 +77,23 @@ def test_bf16_agrees_with_fp32_within_documented_error(tiny: Path, photo: Image.
     floor = _fp32_dither_error(tiny, photo, mask, mode)
     assert diff.mean() <= DITHER_RATIO * floor, f"bf16 moved the output {diff.mean():.2f} levels, fp32 under dither {floor:.2f}"
     assert diff.mean() <= CEILING_LEVELS
+
+
+def test_native_bf16_probe_agrees_with_the_cpu_flags() -> None:
+    """The probe ``auto`` relies on says what /proc/cpuinfo says, on whatever CPU runs the suite."""
+    flags = devices._cpuinfo_flags()
+    if not flags or not torch.backends.mkldnn.is_available():
+        pytest.skip("no /proc/cpuinfo flags or no oneDNN to compare with")
+    assert devices.cpu_has_fast_bf16() == bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def test_auto_on_this_cpu_runs_what_the_cpu_has(tiny: Path) -> None:
+    """Unpatched: on a CPU without native bf16, ``auto`` restores in fp32 (weights and compute)."""
+    expected = "bf16" if devices.AUTO_BF16_ON_CPU and devices.cpu_has_fast_bf16() else "fp32"
+    assert devices.select_precision("auto", torch.device("cpu")) == expected
+    assert Restorer(tiny, device="cpu", precision="auto").precision == expected
+    if not devices.cpu_has_fast_bf16():
+        assert expected == "fp32"
 
 
 def test_auto_is_fp32_until_bf16_is_enabled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,14 +40,18 @@ def test_prefetch_reads_ahead_only_as_far_as_asked() -> None:
 
 
 def test_prefetch_overlaps_loading_with_the_consumer() -> None:
+    """While the consumer holds photo k, photo k+1 is loaded: shown by events, not by a stopwatch."""
+    loaded = [threading.Event() for _ in range(6)]
+
     def load(n: int) -> int:
-        time.sleep(0.05)
+        loaded[n].set()
         return n
 
-    start = time.perf_counter()
-    for _ in prefetch(range(6), load):
-        time.sleep(0.05)
-    assert time.perf_counter() - start < 0.5  # serial would take 0.6 s
+    for item in prefetch(range(6), load):
+        n = item.get()
+        if n + 1 < len(loaded):
+            # A serial loader would only start photo n+1 when asked for it, after this wait.
+            assert loaded[n + 1].wait(timeout=30), f"photo {n + 1} was not loaded while photo {n} was in use"
 
 
 def test_write_behind_collects_failures_and_waits() -> None:

@@ -43,6 +43,26 @@ def tensor(mode: str, name: str) -> np.ndarray:
     return np.load(PARITY / mode / f"{name}.npy")
 
 
+def reference(mode: str, name: str) -> np.ndarray:
+    """The float64 result of the published networks for ``mode``'s tensor ``name`` (the exact answer)."""
+    with np.load(PARITY / mode / "fp64.npz") as data:
+        return data[name]
+
+
+def published_error(mode: str, name: str) -> float:
+    """How far the published code's own float32 result is from float64 (max abs)."""
+    return float(np.abs(tensor(mode, name).astype(np.float64) - reference(mode, name)).max())
+
+
+def tolerance(mode: str, name: str) -> float:
+    """The bound a float32 port meets on any CPU: max(1e-4, 2 × the published float32 error)."""
+    return max(1e-4, 2.0 * published_error(mode, name))
+
+
+#: Lines the parity tests report (never assert) about this CPU's float32 numbers; printed at the end.
+REPORT: list[str] = []
+
+
 def write_published_mode(mode: str, root: Path) -> Path:
     """Write ``mode``'s three published checkpoint files under ``root``; return ``root``."""
     m = manifest(mode)
