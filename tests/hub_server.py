@@ -105,6 +105,21 @@ class HubServer:
         with self._lock:
             return [r for r in self.log if (origin is None or r.origin == origin) and (method is None or r.method == method)]
 
+    def files_requested(self, repo_id: str | None = None) -> list[str]:
+        """Repository paths asked for through ``/resolve/`` (metadata or download), sorted, once each."""
+        found = set()
+        for r in self.requests("hub"):
+            m = re.match(r"^/(?P<repo>[^/]+/[^/]+)/resolve/[^/]+/(?P<file>.+)$", urlsplit(r.path).path)
+            if m is not None and (repo_id is None or unquote(m["repo"]) == repo_id):
+                found.add(unquote(m["file"]))
+        return sorted(found)
+
+    def replace_file(self, repo_id: str, path: str, data: bytes, *, branch: str = "main") -> None:
+        """Serve other bytes for ``path`` under the branch's current commit (what an honest Hub never does)."""
+        repo = self.repos[repo_id]
+        repo.commits[repo.refs[branch]][path] = data
+        self.blobs[hashlib.sha256(data).hexdigest()] = data
+
     # ---- life cycle ------------------------------------------------------------------------
     def start(self) -> HubServer:
         """Start both origins on free ports and arm the self-stop timer."""
