@@ -218,18 +218,20 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 
 def _announce(name: str, source: Mapping[str, Any], commit: str, remote: list[RemoteFile], progress: bool) -> None:
     """Say what will be fetched from where, and how big, before the first byte."""
-    layout = "converted weights" if source["kind"] == "oldphoto" else "published .pth layout, converted once"
+    from oldphoto.hubclient import endpoint
+
+    layout = "converted weights" if source["kind"] == "oldphoto" else "published .pth files, converted once"
     todo = [r for r in remote if not r.cached]
-    origin = f"{source['repo']}@{commit[:12]} on {endpoint_name()} ({layout})"
+    origin = f"{source['repo']}@{commit[:12]}" + (f" on {endpoint()}" if endpoint() else "") + f" ({layout})"
     if not todo:
-        _say(f"{name}: files already downloaded from {origin}; converting", progress and source["kind"] != "oldphoto")
+        _say(f"{name}: files already downloaded from {origin}", progress and source["kind"] != "oldphoto")
         return
     sizes = [r.size for r in todo]
     total = human_size(sum(s for s in sizes if s is not None)) + ("+" if None in sizes else "")
-    listing = ", ".join(f"{r.path} ({human_size(r.size)})" for r in todo)
+    listing = ", ".join(f"{r.path} {human_size(r.size)}" for r in todo)
     kept = len(remote) - len(todo)
-    more = f"; {kept} already downloaded" if kept else ""
-    _say(f"{name}: downloading {len(todo)} file{'s' if len(todo) > 1 else ''}, {total}, from {origin}: {listing}{more}", progress)
+    more = f"; {kept} more already downloaded" if kept else ""
+    _say(f"{name}: downloading {len(todo)} file{'s' if len(todo) > 1 else ''} ({total}) from {origin}: {listing}{more}", progress)
 
 
 def _fetch(name: str, card: Mapping[str, Any], source: Mapping[str, Any], *, offline: bool, progress: bool, force: bool) -> Path:
@@ -302,8 +304,8 @@ def _fetch(name: str, card: Mapping[str, Any], source: Mapping[str, Any], *, off
     _write_record(folder, record)
     if not verified:
         _say(
-            f"{name}: unverified (no published sha256 to check against): trusted on first use; the commit "
-            f"{source['repo']}@{commit or 'unknown'} and the sha256 of each file are recorded for 'oldphoto weights verify'",
+            f"{name}: unverified (no published sha256 to check against): trusted on first use and recorded as "
+            f"{source['repo']}@{commit or 'unknown'} with the sha256 of each file; 'oldphoto weights verify' re-checks",
             progress,
         )
     return folder
@@ -430,7 +432,7 @@ def verify_cached(name: str, *, card: Mapping[str, Any] | None = None, remote: b
         try:
             _, now = probe(source, list(files), revision=commit)
         except Unreachable as exc:
-            checked = f"the Hub could not be reached to re-check it ({exc})"
+            checked = f"not re-checked against the Hub, which cannot be reached: {exc}"
         except (SourceLacks, WeightsError) as exc:
             return folder, False, f"{at}: the Hub no longer serves what was downloaded ({exc})"
         else:

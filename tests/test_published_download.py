@@ -104,7 +104,7 @@ def test_the_main_job_on_a_fresh_machine(release: dict[str, Any], hub: HubServer
     assert hub.files_requested() == quality  # the three files of quality mode, nothing else, from no other repo
     assert hub.files_requested(PUBLISHED) == quality
     total = human_size(sum(len(release["tree"][p]) for p in quality))
-    assert f"quality: downloading 3 files, {total}, from {PUBLISHED}@" in first.stderr
+    assert f"quality: downloading 3 files ({total}) from {PUBLISHED}@{hub.repos[PUBLISHED].refs['main'][:12]}" in first.stderr
 
     folder = env / "oldphoto" / "quality" / f"published--{PUBLISHED.replace('/', '--')}@main--Global--checkpoints"
     record = json.loads((folder / "download.json").read_text())
