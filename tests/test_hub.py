@@ -398,3 +398,27 @@ def test_weights_status_and_verify(recipe: dict[str, Any], hub: HubServer, tmp_p
     (folder / "quality.safetensors").write_bytes(bytes(data))
     ok = verify_cached("quality", card=cards["quality"])
     assert ok[1] is False and "does not match the sha256 recorded in quality.json" in ok[2]
+
+
+def test_source_order_skips_our_repository_until_it_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oldphoto.cards import load_card
+    from oldphoto.sources import effective_sources
+
+    monkeypatch.delenv("OLDPHOTO_REPO", raising=False)
+    hr = load_card("hr")
+    assert hr["sources"][0]["repo"] == OFFICIAL and hr["sources"][0]["published"] is False
+    order = lambda c, **kw: [(s["repo"], s.get("revision")) for s in effective_sources(c, **kw)]  # noqa: E731
+    assert order(hr) == [(PUBLISHED, None), (MIRROR, None)]
+    assert order(hr, revision="abc") == [(PUBLISHED, "abc"), (MIRROR, None)]
+    assert order(hr, repo=MIRROR) == [(MIRROR, None), (PUBLISHED, None)]  # a card's own source, moved first
+    fork = effective_sources(hr, repo="me/fork")
+    assert [(s["repo"], s["kind"]) for s in fork] == [("me/fork", "oldphoto"), (PUBLISHED, "published"), (MIRROR, "published")]
+    monkeypatch.setenv("OLDPHOTO_REPO", OFFICIAL)
+    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None)]  # named by the user: tried
+    monkeypatch.delenv("OLDPHOTO_REPO")
+    hr["sources"][0]["published"] = True
+    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None)]
+    for name in ("quality", "scratch", "hr", "detector", "face256", "face512"):
+        published = next(s for s in load_card(name)["sources"] if s["repo"] == PUBLISHED)
+        assert published["subfolder"] == ("Face_Enhancement/checkpoints" if name.startswith("face") else "Global/checkpoints")
+        assert all(v == {"sha256": None, "size": None} for v in published["files"].values())  # never a guessed hash

@@ -126,7 +126,12 @@ def test_the_main_job_on_a_fresh_machine(release: dict[str, Any], hub: HubServer
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _restore(photo, tmp_path / "offline.png")
     assert len(hub.log) == seen
-    for name in ("again.png", "offline.png"):
+    # Our cache gone, the client's warm: converted again offline, from the downloaded files.
+    shutil.rmtree(env / "oldphoto")
+    _restore(photo, tmp_path / "reconverted.png")
+    assert len(hub.log) == seen
+    assert json.loads((folder / "download.json").read_text())["commit"] == record["commit"]
+    for name in ("again.png", "offline.png", "reconverted.png"):
         assert (tmp_path / name).read_bytes() == (tmp_path / "out.png").read_bytes()
 
 
