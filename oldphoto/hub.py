@@ -31,7 +31,7 @@ from oldphoto.hubclient import (
     Unreachable,
     cached_pointer,
     commit_of,
-    endpoint_name,
+    endpoint,
     evict,
     hf_home,
     hub_cache_dir,
@@ -218,8 +218,6 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 
 def _announce(name: str, source: Mapping[str, Any], commit: str, remote: list[RemoteFile], progress: bool) -> None:
     """Say what will be fetched from where, and how big, before the first byte."""
-    from oldphoto.hubclient import endpoint
-
     layout = "converted weights" if source["kind"] == "oldphoto" else "published .pth files, converted once"
     todo = [r for r in remote if not r.cached]
     origin = f"{source['repo']}@{commit[:12]}" + (f" on {endpoint()}" if endpoint() else "") + f" ({layout})"

@@ -5,7 +5,8 @@ Everything goes through ``huggingface_hub``, so its cache, ``HF_HOME``, ``HF_END
 asks for each file's metadata once, without the client's retries and with a short connect
 timeout: an unreachable Hub is known within about two seconds (:class:`Unreachable`), a
 missing file before any byte is fetched (:class:`SourceLacks`), and the sizes are known for
-the announcement.
+the announcement. (Where packets are dropped rather than refused, the client's own agent-registry
+lookup, at most once a day per process, can add up to 3 s; ``HF_HUB_DISABLE_TELEMETRY=1`` skips it.)
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ a small (git) file is served in place with its git blob id as ETag; a large (LFS
 client uses to resume a cut-off download. Errors carry the Hub's ``X-Error-Code`` header
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``). A private repository needs
 ``Authorization: Bearer TOKEN``. ``/api/models/{repo}[/revision/{rev}]`` returns the commit
-and file list. Faults for tests: serve corrupted bytes, cut a transfer halfway (then resume,
-fail, or stall). Both origins bind 127.0.0.1 only and stop themselves after ``lifetime`` seconds.
+and file list. Every request is logged (``files_requested`` lists the repository paths asked
+for, so a test can assert exactly what was fetched). Faults for tests: serve corrupted bytes,
+cut a transfer halfway (then resume, fail, or stall), change a file under its commit. Both origins bind 127.0.0.1 only and stop themselves after ``lifetime`` seconds.
 """
 
 from __future__ import annotations
