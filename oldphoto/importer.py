@@ -11,7 +11,7 @@ validated before anything is written, so a failed import leaves the destination 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,16 +148,18 @@ def _apply_transform(name: str, state: dict[str, Any], source: str) -> dict[str,
     raise WeightsError(f"{source}: unknown conversion step {name!r} in the model card")
 
 
-def _convert_model(card: Mapping[str, Any], roots: list[Path], strict: bool, cache: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _convert_model(
+    card: Mapping[str, Any], locate: Callable[[str], Path], strict: bool, cache: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     tensors: dict[str, Any] = {}
     warnings: list[str] = []
     sources: dict[str, str] = {}
     for net, spec in card["networks"].items():
         rel = spec["source"]
         if rel not in cache:
-            cache[rel] = read_published(_locate(rel, roots) or roots[0] / rel, spec.get("container_key"))
+            cache[rel] = read_published(locate(rel), spec.get("container_key"))
         if rel not in sources:
-            sources[rel] = sha256_file(_locate(rel, roots) or roots[0] / rel)
+            sources[rel] = sha256_file(locate(rel))
         part, warn = convert_network(spec, cache[rel], rel, strict)
         tensors.update({f"{net}.{k}": v for k, v in part.items()})
         warnings += [w for w in warn if w not in warnings]
@@ -199,9 +201,24 @@ def import_official(
         if absent:
             report.missing[name] = "needs " + ", ".join(absent) + f" (not found under {roots[0]})"
             continue
-        tensors, meta, warnings = _convert_model(card, roots, strict, cache)
+        tensors, meta, warnings = _convert_model(card, lambda rel: _locate(rel, roots) or roots[0] / rel, strict, cache)
         converted[name] = (tensors, meta)
         report.warnings += [w for w in warnings if w not in report.warnings]
     for name, (tensors, meta) in converted.items():
         report.imported[name] = save_checkpoint(dest, name, tensors, meta)
     return report
+
+
+def import_files(
+    name: str, card: Mapping[str, Any], files: Mapping[str, Path], dest: Path | str, *, strict: bool = False
+) -> tuple[Path, list[str]]:
+    """Convert model ``name`` from published files given by their card path; write it into ``dest``.
+
+    The download path uses this: the files sit wherever the Hub client cached them. Returns the
+    written metadata path and the warnings; a malformed or unsafe file raises before anything is written.
+    """
+    absent = sorted({s["source"] for s in card["networks"].values()} - set(files))
+    if absent:
+        raise WeightsError(f"{name}: cannot convert without {', '.join(absent)}")
+    tensors, meta, warnings = _convert_model(card, lambda rel: Path(files[rel]), strict, {})
+    return save_checkpoint(dest, name, tensors, meta), warnings

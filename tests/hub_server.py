@@ -8,8 +8,9 @@ a small (git) file is served in place with its git blob id as ETag; a large (LFS
 client uses to resume a cut-off download. Errors carry the Hub's ``X-Error-Code`` header
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``). A private repository needs
 ``Authorization: Bearer TOKEN``. ``/api/models/{repo}[/revision/{rev}]`` returns the commit
-and file list. Faults for tests: serve corrupted bytes, cut a transfer halfway (then resume,
-fail, or stall). Both origins bind 127.0.0.1 only and stop themselves after ``lifetime`` seconds.
+and file list. Every request is logged (``files_requested`` lists the repository paths asked
+for, so a test can assert exactly what was fetched). Faults for tests: serve corrupted bytes,
+cut a transfer halfway (then resume, fail, or stall), change a file under its commit. Both origins bind 127.0.0.1 only and stop themselves after ``lifetime`` seconds.
 """
 
 from __future__ import annotations
@@ -104,6 +105,21 @@ class HubServer:
         """Requests seen so far, optionally only one origin ("hub"/"cdn") or method."""
         with self._lock:
             return [r for r in self.log if (origin is None or r.origin == origin) and (method is None or r.method == method)]
+
+    def files_requested(self, repo_id: str | None = None) -> list[str]:
+        """Repository paths asked for through ``/resolve/`` (metadata or download), sorted, once each."""
+        found = set()
+        for r in self.requests("hub"):
+            m = re.match(r"^/(?P<repo>[^/]+/[^/]+)/resolve/[^/]+/(?P<file>.+)$", urlsplit(r.path).path)
+            if m is not None and (repo_id is None or unquote(m["repo"]) == repo_id):
+                found.add(unquote(m["file"]))
+        return sorted(found)
+
+    def replace_file(self, repo_id: str, path: str, data: bytes, *, branch: str = "main") -> None:
+        """Serve other bytes for ``path`` under the branch's current commit (what an honest Hub never does)."""
+        repo = self.repos[repo_id]
+        repo.commits[repo.refs[branch]][path] = data
+        self.blobs[hashlib.sha256(data).hexdigest()] = data
 
     # ---- life cycle ------------------------------------------------------------------------
     def start(self) -> HubServer:

@@ -33,6 +33,7 @@ from tests.support.tiny import tiny_cards, write_published_layout
 OURS = "test/converted"
 MIRROR = "leonelhs/zeroscratches"
 OFFICIAL = "oldphoto/bringing-old-photos-back-to-life"
+PUBLISHED = "databuzzword/bringing-old-photos-back-to-life"
 MODELS = ("quality", "scratch", "hr", "detector")
 
 
@@ -48,6 +49,8 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (cards_dir / f"{name}.json").write_text(json.dumps(card, indent=2))
     report = publish(published, repo=OURS, cards_dir=cards_dir, out=root / "out", dry_run=True)
     cards = {n: json.loads((cards_dir / f"{n}.json").read_text()) for n in MODELS}
+    for c in cards.values():  # the local server plays the upload a real run would make
+        c["sources"][0]["published"] = True
     return {"published": published, "out": root / "out", "cards": cards, "originals": originals, "report": report}
 
 
@@ -85,8 +88,12 @@ def card(recipe: dict[str, Any], name: str) -> dict[str, Any]:
     return copy.deepcopy(recipe["cards"][name])
 
 
-def _file_requests(server: HubServer) -> list[str]:
-    return sorted({r.path.split("/resolve/", 1)[1].split("/", 1)[1] for r in server.requests("hub") if "/resolve/" in r.path})
+def _file_requests(server: HubServer, repo: str | None = None) -> list[str]:
+    return server.files_requested(repo)
+
+
+def _source(c: dict[str, Any], repo: str) -> dict[str, Any]:
+    return next(s for s in c["sources"] if s["repo"] == repo)
 
 
 # ---- the recipe --------------------------------------------------------------------------
@@ -103,7 +110,8 @@ def test_publish_dry_run_pins_the_sha256_of_every_converted_file(recipe: dict[st
             assert info == {"sha256": sha256_file(out / fname), "size": (out / fname).stat().st_size}
         assert written["networks"] == original["networks"] and written["pipeline"] == original["pipeline"]
         assert written["sources"][1:] == original["sources"][1:]
-    mirror = recipe["cards"]["hr"]["sources"][1]
+    assert [s["repo"] for s in recipe["cards"]["hr"]["sources"]] == [OURS, PUBLISHED, MIRROR]
+    mirror = _source(recipe["cards"]["hr"], MIRROR)
     assert mirror["repo"] == MIRROR and all(v["sha256"] is None for v in mirror["files"].values())
     assert recipe["report"].published["detection/FT_Epoch_latest.pt"] == sha256_file(
         recipe["published"] / "detection/FT_Epoch_latest.pt"
@@ -117,7 +125,9 @@ def test_publish_dry_run_pins_the_sha256_of_every_converted_file(recipe: dict[st
     rc = publish_main([str(recipe["published"]), "--repo", OURS, "--cards", str(again), "--out", str(tmp_path / "o"), "--dry-run"])
     assert rc == 0
     for name in MODELS:
-        files = json.loads((again / f"{name}.json").read_text())["sources"][0]["files"]
+        ours = json.loads((again / f"{name}.json").read_text())["sources"][0]
+        files = ours["files"]
+        assert ours["published"] is False  # a dry run uploads nothing, so downloads still skip it
         assert {f: v["sha256"] for f, v in files.items()} == {f: sha256_file(tmp_path / "o" / f) for f in files}
 
 
@@ -211,7 +221,7 @@ def test_a_transfer_cut_halfway_is_resumed_with_a_range_request(env: Path, tmp_p
     big = {
         "name": "big",
         "networks": {},
-        "sources": [{"kind": "oldphoto", "repo": OURS, "revision": None,
+        "sources": [{"kind": "oldphoto", "repo": OURS, "revision": None, "published": True,
                      "files": {f: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for f, d in files.items()}}],
     }
     with HubServer(lifetime=60) as server:
@@ -326,7 +336,7 @@ def test_a_published_layout_mirror_is_imported_on_the_fly_like_a_local_import(
         hub.log.clear()
         folder = resolve_weights(name, card=card(recipe, name))
         assert folder.name == f"published--{MIRROR.replace('/', '--')}@main"
-        requested = _file_requests(hub)
+        requested = _file_requests(hub, OURS) + _file_requests(hub, MIRROR)
         assert [p for p in requested if not p.endswith((".pth", ".pt"))] == [f"{name}.safetensors"]  # ours lacks it
         mirror_files = [p for p in requested if p.endswith((".pth", ".pt"))]
         assert sorted(mirror_files) == sorted({s["source"] for s in recipe["cards"][name]["networks"].values()})
@@ -346,7 +356,7 @@ def test_a_published_layout_mirror_is_imported_on_the_fly_like_a_local_import(
 
 def test_a_pinned_mirror_file_that_differs_is_refused(recipe: dict[str, Any], hub: HubServer) -> None:
     pinned = card(recipe, "detector")
-    pinned["sources"][1]["files"]["detection/FT_Epoch_latest.pt"]["sha256"] = "ab" * 32
+    _source(pinned, MIRROR)["files"]["detection/FT_Epoch_latest.pt"]["sha256"] = "ab" * 32
     with pytest.raises(WeightsError, match=r"leonelhs/zeroscratches/detection/FT_Epoch_latest.pt: sha256 mismatch"):
         resolve_weights("detector", card=pinned)
     assert cached_folder("detector", card=pinned) is None
@@ -377,7 +387,9 @@ def test_weights_status_and_verify(recipe: dict[str, Any], hub: HubServer, tmp_p
     assert rows["quality"]["present"] is True and rows["quality"]["where"] == "cache"
     assert rows["quality"]["verified"] is True and rows["quality"]["path"] == str(folder)
     assert rows["quality"]["size"] == sum((folder / f).stat().st_size for f in ("quality.safetensors", "quality.json"))
-    assert rows["hr"]["present"] is False and rows["hr"]["sources"] == [f"{OURS} (oldphoto)", f"{MIRROR} (published)"]
+    assert rows["hr"]["present"] is False and rows["hr"]["sources"] == [
+        f"{OURS} (oldphoto)", f"{PUBLISHED}/Global/checkpoints (published)", f"{MIRROR} (published)"
+    ]
     assert verify_cached("quality", card=cards["quality"]) == (folder, True, "verified")
 
     data = bytearray((folder / "quality.safetensors").read_bytes())
@@ -388,53 +400,25 @@ def test_weights_status_and_verify(recipe: dict[str, Any], hub: HubServer, tmp_p
     assert ok[1] is False and "does not match the sha256 recorded in quality.json" in ok[2]
 
 
-def test_weights_commands_with_the_shipped_cards(recipe: dict[str, Any], env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped cards (no published sha256 yet) against a local copy of the official repo id."""
-    from oldphoto.cli import app
+def test_source_order_skips_our_repository_until_it_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oldphoto.cards import load_card
+    from oldphoto.sources import effective_sources
 
-    runner = CliRunner()
-    with HubServer(lifetime=60) as server:
-        server.add_commit(OFFICIAL, _files(recipe["out"], ("quality",)))
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        result = runner.invoke(app, ["weights", "download", "quality"])
-        assert result.exit_code == 0, result.output
-        folder = Path(result.stdout.strip().split(": ", 1)[1])
-        assert folder == env / "oldphoto" / "quality" / "oldphoto--oldphoto--bringing-old-photos-back-to-life@main"
-        assert "quality: unverified: no published sha256" in result.stderr
-
-        result = runner.invoke(app, ["weights", "download", "scratch"])
-        assert result.exit_code == 1
-        assert "scratch: no source could provide it (oldphoto/bringing-old-photos-back-to-life@" not in result.stderr
-        assert "has no scratch.safetensors" in result.stderr
-
-    assert runner.invoke(app, ["weights", "path"]).stdout.strip() == str(env / "oldphoto")
-    assert runner.invoke(app, ["weights", "path", "quality"]).stdout.strip() == str(folder)
-    missing = runner.invoke(app, ["weights", "path", "hr"])
-    assert missing.exit_code == 1 and "hr: not cached" in missing.stderr
-    verify = runner.invoke(app, ["weights", "verify"])
-    assert verify.exit_code == 0 and "quality: intact (unverified: no published sha256)" in verify.stdout
-    assert "hr: not cached" in verify.stdout
-    listing = runner.invoke(app, ["weights", "list"], env={"COLUMNS": "200"})
-    line = next(ln for ln in listing.stdout.splitlines() if ln.startswith("quality"))
-    size = sum((folder / f).stat().st_size for f in ("quality.safetensors", "quality.json"))
-    assert line.split()[:5] == ["quality", "cache", "unknown", f"{size / 1000:.1f}", "KB"]
-
-
-def test_restore_fetches_what_it_needs_by_itself(recipe: dict[str, Any], env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``oldphoto restore`` without --weights downloads the mode's model and restores exactly as a local copy."""
-    from PIL import Image
-
-    from oldphoto.cli import app
-
-    photo = Path(__file__).resolve().parent / "data" / "photos" / "scratched_b.png"
-    runner = CliRunner()
-    with HubServer(lifetime=60) as server:
-        server.add_commit(OFFICIAL, _files(recipe["out"], ("quality",)))
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        fetched = runner.invoke(app, ["restore", str(photo), str(tmp_path / "hub.png"), "--mode", "quality", "--device", "cpu"])
-        assert fetched.exit_code == 0, fetched.output
-        assert _file_requests(server) == ["quality.json", "quality.safetensors"]
-    local = runner.invoke(app, ["restore", str(photo), str(tmp_path / "local.png"), "--mode", "quality", "--device", "cpu", "--weights", str(recipe["out"])])
-    assert local.exit_code == 0, local.output
-    with Image.open(tmp_path / "hub.png") as a, Image.open(tmp_path / "local.png") as b:
-        assert a.size == b.size == (256, 256) and a.tobytes() == b.tobytes()
+    monkeypatch.delenv("OLDPHOTO_REPO", raising=False)
+    hr = load_card("hr")
+    assert hr["sources"][0]["repo"] == OFFICIAL and hr["sources"][0]["published"] is False
+    order = lambda c, **kw: [(s["repo"], s.get("revision")) for s in effective_sources(c, **kw)]  # noqa: E731
+    assert order(hr) == [(PUBLISHED, None), (MIRROR, None)]
+    assert order(hr, revision="abc") == [(PUBLISHED, "abc"), (MIRROR, None)]
+    assert order(hr, repo=MIRROR) == [(MIRROR, None), (PUBLISHED, None)]  # a card's own source, moved first
+    fork = effective_sources(hr, repo="me/fork")
+    assert [(s["repo"], s["kind"]) for s in fork] == [("me/fork", "oldphoto"), (PUBLISHED, "published"), (MIRROR, "published")]
+    monkeypatch.setenv("OLDPHOTO_REPO", OFFICIAL)
+    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None)]  # named by the user: tried
+    monkeypatch.delenv("OLDPHOTO_REPO")
+    hr["sources"][0]["published"] = True
+    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None)]
+    for name in ("quality", "scratch", "hr", "detector", "face256", "face512"):
+        published = next(s for s in load_card(name)["sources"] if s["repo"] == PUBLISHED)
+        assert published["subfolder"] == ("Face_Enhancement/checkpoints" if name.startswith("face") else "Global/checkpoints")
+        assert all(v == {"sha256": None, "size": None} for v in published["files"].values())  # never a guessed hash

@@ -9,9 +9,10 @@ write access::
 It imports every model with the engine's importer (``torch.load(weights_only=True)``), hashes
 ``NAME.safetensors`` and ``NAME.json``, uploads them in one commit with ``huggingface_hub``, and
 writes the repo, the commit id and the sha256 and size of each file into the first source
-(kind ``oldphoto``) of each card. A dry run writes the sha256s but no revision, because no
-commit exists. The published-mirror sources are left alone: their bytes are not ours to vouch
-for (the sha256s of the ``.pth`` files used are printed, to compare with a mirror by hand).
+(kind ``oldphoto``) of each card, and marks it ``published`` (until then downloads skip it). A
+dry run writes the sha256s but no revision and leaves it unpublished, because no commit exists.
+The published-layout sources are left alone: their bytes are not ours to vouch for (the sha256s
+of the ``.pth`` files used are printed, to compare with a mirror by hand).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def pin_source(card: dict[str, Any], repo: str, revision: str | None, files: dic
     if ours is None:
         ours = {"kind": "oldphoto"}
         sources.insert(0, ours)
-    ours.update(repo=repo, revision=revision, files=files)
+    # Only a real upload publishes the repository: from then on it is tried before the published layout.
+    ours.update(repo=repo, revision=revision, published=revision is not None, files=files)
     return {**card, "sources": sources}
 
 

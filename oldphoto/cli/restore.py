@@ -61,8 +61,8 @@ def restore(
     tile: str = typer.Option("auto", "--tile", help="Tile size in pixels for large scans, or auto."),
     max_memory: str = typer.Option("auto", "--max-memory", help="Memory budget for tiling (e.g. 4GB), or auto."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of oldphoto checkpoints (from 'weights import-official'); default: download."),
-    repo: Optional[str] = typer.Option(None, "--repo", help="Hugging Face repo to download weights from."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Revision (commit) of that repo."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Hugging Face repo to try first for weights (a fork or mirror; also OLDPHOTO_REPO)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit of the first repo tried; a commit (see 'weights list') makes runs reproducible."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", min=0, help="Refuse photos larger than this many pixels (decompression-bomb guard). Default 250000000; 0 for no limit."
     ),

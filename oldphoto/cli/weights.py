@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from oldphoto.cli.common import console, fail, say
+from oldphoto.cli.common import console, escape, fail, say
 
 app = typer.Typer(help="Get, convert and check model weights.", no_args_is_help=True)
 
@@ -50,39 +50,43 @@ def _names(names: list[str] | None) -> list[str]:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+    from oldphoto.hubclient import human_size
+
+    return human_size(n)
 
 
 @app.command("download")
 def download(
-    models: list[str] = typer.Argument(None, help="Models to fetch (default: every model); e.g. quality scratch hr detector."),
-    repo: str = typer.Option(None, "--repo", envvar="OLDPHOTO_REPO", help="Hub repository of converted weights to use instead of the card's (a fork or private mirror)."),
-    revision: str = typer.Option(None, "--revision", help="Branch, tag or commit of that repository."),
+    models: list[str] = typer.Argument(None, help="Models to fetch, e.g. quality scratch hr detector face256 face512 (default: every model)."),
+    everything: bool = typer.Option(False, "--all", help="Fetch every model (all modes, the detector and both face models), e.g. for an offline machine."),
+    repo: str = typer.Option(None, "--repo", envvar="OLDPHOTO_REPO", help="Hub repository to try first: a fork or mirror of converted weights, or one of the cards' published-layout repositories."),
+    revision: str = typer.Option(None, "--revision", help="Branch, tag or commit of the first repository tried (a commit makes the download reproducible)."),
     force: bool = typer.Option(False, "--force", help="Download again even if cached."),
 ) -> None:
-    """Download, verify, convert and cache model weights (resolution order: cache, then the Hub).
+    """Download, convert and cache model weights (resolution order: cache, then the Hub).
 
-    Example: oldphoto weights download hr detector
+    Each model says what it fetches and how big before it starts. Then copy the folder that
+    'oldphoto weights path' prints to the same place on an offline machine (or point
+    OLDPHOTO_CACHE at it there).
+
+    Example: oldphoto weights download --all
     """
     from oldphoto.errors import OldPhotoError
-    from oldphoto.hub import cached_folder, download as fetch
+    from oldphoto.hub import cache_root, cached_folder, download as fetch
 
+    if everything and models:
+        fail("name models or pass --all, not both", code=2)
     failed = 0
-    for name in _names(models):
+    for name in _names(None if everything else models):
         try:
             folder = None if force else cached_folder(name, repo=repo, revision=revision)
             folder = folder or fetch(name, repo=repo, revision=revision, force=force)
         except OldPhotoError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             failed += 1
             continue
         typer.echo(f"{name}: {folder}")
+    say("dim", "note", f"the cache is {cache_root()}: copy it to the same place on an offline machine, or set OLDPHOTO_CACHE there")
     if failed:
         raise typer.Exit(1)
 
@@ -91,7 +95,7 @@ def download(
 def list_models(
     weights: Path = typer.Option(None, "--weights", help="Also look in this folder of oldphoto checkpoints."),
 ) -> None:
-    """Show every known model: where it is, its size, whether it was verified, and its sources."""
+    """Show every known model: where it is, its size, whether it was verified, what it came from, and its sources."""
     from rich.console import Console
     from rich.table import Table
 
@@ -101,6 +105,7 @@ def list_models(
     for column in ("model", "present", "verified", "size"):
         table.add_column(column, no_wrap=True)
     table.add_column("where", overflow="fold")
+    table.add_column("from (repository@commit)", overflow="fold")
     table.add_column("sources", overflow="fold")
     for row in weights_status(weights_dir=weights):
         verified = {True: "yes", None: "unknown" if row["present"] else "-", False: "NO"}[row["verified"]]
@@ -110,6 +115,7 @@ def list_models(
             verified,
             _size(row["size"]),
             row["path"] or "-",
+            f"{row['repo']}@{(row['commit'] or 'unknown')[:12]}" if row.get("repo") else "-",
             ", ".join(row["sources"]) or "-",
         )
     Console(soft_wrap=True).print(table)
@@ -119,7 +125,12 @@ def list_models(
 def verify(
     models: list[str] = typer.Argument(None, help="Models to check (default: every cached model)."),
 ) -> None:
-    """Re-hash cached weights against their recorded and published sha256s."""
+    """Re-check cached weights: re-hash them, and ask the Hub whether it still serves what was downloaded.
+
+    Weights without a published sha256 were trusted on first use: the commit and the sha256 of
+    every file read were recorded then, and are what this checks against. With HF_HUB_OFFLINE=1
+    only the local copies are re-hashed.
+    """
     from oldphoto.hub import verify_cached
 
     bad = 0
@@ -130,7 +141,7 @@ def verify(
             continue
         if not ok:
             bad += 1
-            console.print(f"[red]error:[/red] {name}: {folder}: {detail}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(f'{name}: {folder}: {detail}')}", highlight=False, soft_wrap=True)
         else:
             typer.echo(f"{name}: {detail} ({folder})")
     if bad:
@@ -147,6 +158,7 @@ def path(
 
     if model is None:
         typer.echo(str(cache_root()))
+        say("dim", "note", "to run offline elsewhere, copy this folder to the same place there (or set OLDPHOTO_CACHE to the copy)")
         return
     try:
         folder = cached_folder(model)
