@@ -17,3 +17,15 @@ class WeightsError(OldPhotoError):
 
 class UsageError(OldPhotoError):
     """The caller asked for something contradictory or impossible (bad option values)."""
+
+
+def one_line(exc: BaseException, *, named: bool = False) -> str:
+    """An exception's message squeezed onto one line (some decoders put newlines in theirs).
+
+    ``named`` prefixes the exception's type, for errors nobody anticipated ("RuntimeError:
+    out of memory" says more than "out of memory"); an empty message gives the type alone.
+    """
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if named else text
