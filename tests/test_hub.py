@@ -417,7 +417,7 @@ def test_weights_commands_with_the_shipped_cards(recipe: dict[str, Any], env: Pa
     listing = runner.invoke(app, ["weights", "list"], env={"COLUMNS": "200"})
     line = next(ln for ln in listing.stdout.splitlines() if ln.startswith("quality"))
     size = sum((folder / f).stat().st_size for f in ("quality.safetensors", "quality.json"))
-    assert line.split()[:5] == ["quality", "cache", "unknown", f"{size / 1000:.1f}", "KB"]
+    assert line.split()[:5] == ["quality", "cache", "unknown", f"{size / 1024:.1f}", "KB"]
 
 
 def test_restore_fetches_what_it_needs_by_itself(recipe: dict[str, Any], env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from oldphoto.cli.common import console, fail, say
+from oldphoto.errors import human_bytes
 
 app = typer.Typer(help="Get, convert and check model weights.", no_args_is_help=True)
 
@@ -47,16 +48,6 @@ def _names(names: list[str] | None) -> list[str]:
     if unknown:
         fail(f"unknown model {unknown[0]!r} (known: {', '.join(known)})")
     return chosen
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 @app.command("download")
@@ -108,7 +99,7 @@ def list_models(
             row["name"],
             row["where"] or "no",
             verified,
-            _size(row["size"]),
+            human_bytes(row["size"]),
             row["path"] or "-",
             ", ".join(row["sources"]) or "-",
         )
