@@ -88,3 +88,17 @@ def test_scratch_mode_without_a_mask_detects_one(restorer: Restorer) -> None:
     result = restorer.restore_detailed(_photo(64, 48), mode="scratch")
     assert result.mode == "scratch"
     assert result.detected_mask is not None and result.detected_mask.size == (64, 48)
+
+
+def test_option_values_are_checked_where_they_enter(restorer: Restorer) -> None:
+    """The same checks (and words) as the CLI's: each is written once, in ``oldphoto.options``."""
+    from oldphoto.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown mode 'best'"):
+        restorer.restore(_photo(16, 16), mode="best")
+    with pytest.raises(UsageError, match="unknown postprocess 'exact'"):
+        restorer.restore(_photo(16, 16), postprocess="exact")
+    with pytest.raises(UsageError, match="a mask needs a mode that repairs damage"):
+        restorer.restore(_photo(16, 16), Image.new("L", (16, 16), 255), mode="quality")
+    with pytest.raises(UsageError, match="face strength must be between 0 and 1, got 1.5"):
+        Restorer(restorer.weights, device="cpu", face_strength=1.5)
