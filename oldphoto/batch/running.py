@@ -110,7 +110,7 @@ def compute_job(
     if job.error is not None:
         record.error = job.error
         return record, None
-    if job.output.exists() and not settings.overwrite:
+    if not will_restore(job, settings.overwrite):
         record.status = "skipped"
         return record, None
     start = time.perf_counter()
