@@ -10,8 +10,8 @@ seconds per photo and the efficiency against pure compute (the target is ≥ 95%
 * ``batch``    — ``oldphoto.batch.plan`` + ``run`` on the folder, which is what
   ``oldphoto restore IN_FOLDER OUT_FOLDER`` does (read-ahead, write-behind, records).
 
-Loading and saving go through ``oldphoto.imageio`` as a batch run does. ``--format png``
-writes PNGs (slower to encode than JPEG, so the overlap matters more)::
+Loading and saving go through ``oldphoto.inputs`` and ``oldphoto.imageio`` as a batch run
+does. ``--format png`` writes PNGs (slower to encode than JPEG, so the overlap matters more)::
 
     python benchmarks/batch_throughput.py --count 6 --precision bf16 --format png
 """
@@ -40,7 +40,8 @@ def main() -> None:
     import torch
 
     from oldphoto import Restorer, batch
-    from oldphoto.imageio import load_image, save_image
+    from oldphoto.imageio import save_image
+    from oldphoto.inputs import load_photo
     from oldphoto.prefetch import WriteBehind, prefetch
 
     torch.set_num_threads(args.threads)
@@ -60,9 +61,9 @@ def main() -> None:
             path = src / f"photo_{i:03d}.jpg"
             base.rotate(180 * (i % 2)).save(path, quality=92)
             paths.append(path)
-        restorer.restore(load_image(paths[0]).image, mode="quality")  # warm-up at this size
+        restorer.restore(load_photo(paths[0]).image, mode="quality")  # warm-up at this size
 
-        decoded = [load_image(p).image for p in paths]
+        decoded = [load_photo(p).image for p in paths]
         start = time.perf_counter()
         for image in decoded:
             restorer.restore(image, mode="quality")
@@ -70,12 +71,12 @@ def main() -> None:
 
         start = time.perf_counter()
         for path in paths:
-            save_image(restorer.restore(load_image(path).image, mode="quality"), dst / f"s_{path.stem}.{suffix}")
+            save_image(restorer.restore(load_photo(path).image, mode="quality"), dst / f"s_{path.stem}.{suffix}")
         serial = time.perf_counter() - start
 
         start = time.perf_counter()
         with WriteBehind() as writer:
-            for item in prefetch(paths, load_image):
+            for item in prefetch(paths, load_photo):
                 restored = restorer.restore(item.get().image, mode="quality")
                 writer.submit(save_image, restored, dst / f"o_{item.source.stem}.{suffix}", source=item.source)
         overlap = time.perf_counter() - start

@@ -13,16 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from oldphoto.errors import ImageError, UsageError, WeightsError
-from oldphoto.options import MODES
+from oldphoto.errors import WeightsError
+from oldphoto.inputs import ImageInput, load_mask, load_photo
+from oldphoto.options import check_face_size, check_face_strength, check_mask_mode, check_mode, check_postprocess
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray]
-FACE_SIZES = (256, 512)
 #: ``auto`` switches scratched photos to the high-resolution mode above this many pixels.
 #: The scratch mode's non-local block attends every latent position to every other, so its
 #: cost grows with the square of the photo's area: at 1 MP (65,536 latent positions) it
@@ -44,46 +43,6 @@ class RestoreResult:
     warnings: list[str] = field(default_factory=list)
     faces_enabled: bool = False
     faces: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _as_pil(image: ImageInput, what: str) -> tuple[Image.Image, list[str]]:
-    """Accept a path, a PIL image or a uint8/uint16/float array; return (PIL image, warnings)."""
-    if isinstance(image, (str, Path)):
-        from oldphoto.imageio import load_image
-
-        loaded = load_image(image)
-        return loaded.image, list(loaded.warnings)
-    if isinstance(image, Image.Image):
-        return image, []
-    if isinstance(image, np.ndarray):
-        a = image
-        if a.dtype == np.uint16:
-            a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
-        elif a.dtype.kind == "f":
-            a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        elif a.dtype != np.uint8:
-            raise ImageError(f"{what}: unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
-        if a.ndim == 3 and a.shape[2] == 1:
-            a = a[..., 0]
-        if a.ndim == 2:
-            return Image.fromarray(a, mode="L"), []
-        if a.ndim == 3 and a.shape[2] in (3, 4):
-            return Image.fromarray(np.ascontiguousarray(a[..., :3]), mode="RGB"), []
-        raise ImageError(f"{what}: array of shape {a.shape} is not an H×W or H×W×3 image")
-    raise ImageError(f"{what}: expected a path, a PIL image or a numpy array, got {type(image).__name__}")
-
-
-def _as_mask(mask: ImageInput, size: tuple[int, int]) -> Image.Image:
-    """Any mask input to an "L" image at ``size`` (white = damaged), resized nearest."""
-    if isinstance(mask, (str, Path)):
-        from oldphoto.imageio import load_mask
-
-        return load_mask(mask, size)
-    pil, _ = _as_pil(mask, "mask")
-    if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
-        pil = pil.convert("RGBA")
-    pil = pil.convert("L")
-    return pil if pil.size == size else pil.resize(size, Image.Resampling.NEAREST)
 
 
 class Restorer:
@@ -122,10 +81,8 @@ class Restorer:
         self.max_memory = max_memory
         self.repo = repo
         self.revision = revision
-        if face_size is not None and face_size not in FACE_SIZES:
-            raise UsageError(f"face size must be 256 or 512, got {face_size}")
-        if not 0.0 <= face_strength <= 1.0:
-            raise UsageError(f"face strength must be between 0 and 1, got {face_strength}")
+        check_face_size(face_size)
+        check_face_strength(face_strength)
         if faces:
             from oldphoto.faces.availability import landmark_model_path, require_dlib
 
@@ -170,9 +127,10 @@ class Restorer:
 
     def detect(self, image: ImageInput, *, postprocess: str = "default") -> Image.Image:
         """Return the detected damage mask ("L", 255 = damaged) at the photo's size."""
-        pil, _ = _as_pil(image, "image")
+        check_postprocess(postprocess)
+        photo = load_photo(image)
         with self._lock:
-            return self._detect(pil, postprocess)
+            return self._detect(photo.image, postprocess)
 
     def _detect(self, image: Image.Image, postprocess: str) -> Image.Image:
         import torch
@@ -220,19 +178,17 @@ class Restorer:
         stage then runs on the full-resolution result when enabled (see :meth:`faces_enabled`);
         ``save_faces`` receives the aligned, restored and compare crops of each face.
         """
-        if mode not in MODES:
-            raise UsageError(f"unknown mode {mode!r} (choose {', '.join(MODES)})")
+        check_mode(mode)
+        check_postprocess(postprocess)
+        check_mask_mode(mode, mask is not None)
         start = time.perf_counter()
-        pil, warnings = _as_pil(image, "image")
-        grey = pil.mode in ("L", "I;16", "I", "1", "LA")
-        rgb = pil.convert("RGB")
+        photo = load_photo(image)
+        rgb = photo.image.convert("RGB")
+        damage = load_mask(mask, rgb.size) if mask is not None else None
         with self._lock:
-            damage = _as_mask(mask, rgb.size) if mask is not None else None
             detected = None
             if damage is None and (detect_scratches or mode in ("scratch", "hr")):
                 detected = self._detect(rgb, postprocess)
-                if postprocess == "default" and detected.size != rgb.size:
-                    detected = detected.resize(rgb.size, Image.Resampling.NEAREST)
                 damage = detected
             if mode == "auto":
                 if damage is None or not np.asarray(damage).any():
@@ -248,7 +204,7 @@ class Restorer:
             records: list[dict[str, Any]] = []
             if faces_on:
                 out, records = self._enhance_faces(out, mode, save_faces, save_prefix)
-        if grey:
+        if photo.is_grey:
             out = out.convert("L")
         keep_mask = mode not in ("quality", "none")
         return RestoreResult(
@@ -257,7 +213,7 @@ class Restorer:
             mask=damage if keep_mask else None,
             detected_mask=detected,
             seconds=time.perf_counter() - start,
-            warnings=warnings,
+            warnings=photo.warnings,
             faces_enabled=faces_on,
             faces=records,
         )

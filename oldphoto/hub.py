@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from oldphoto.checkpoint import checkpoint_paths, has_checkpoint, read_meta, verify_checkpoint
-from oldphoto.errors import WeightsError
+from oldphoto.errors import WeightsError, human_bytes
 from oldphoto.fsutil import atomic_path, atomic_write_bytes, sha256_file
 from oldphoto.hubclient import (
     RemoteFile,
@@ -36,7 +36,6 @@ from oldphoto.hubclient import (
     hf_home,
     hub_cache_dir,
     hub_get,
-    human_size,
     is_offline,
     probe,
 )
@@ -225,8 +224,8 @@ def _announce(name: str, source: Mapping[str, Any], commit: str, remote: list[Re
         _say(f"{name}: files already downloaded from {origin}", progress and source["kind"] != "oldphoto")
         return
     sizes = [r.size for r in todo]
-    total = human_size(sum(s for s in sizes if s is not None)) + ("+" if None in sizes else "")
-    listing = ", ".join(f"{r.path} {human_size(r.size)}" for r in todo)
+    total = human_bytes(sum(s for s in sizes if s is not None)) + ("+" if None in sizes else "")
+    listing = ", ".join(f"{r.path} {human_bytes(r.size)}" for r in todo)
     kept = len(remote) - len(todo)
     more = f"; {kept} more already downloaded" if kept else ""
     _say(f"{name}: downloading {len(todo)} file{'s' if len(todo) > 1 else ''} ({total}) from {origin}: {listing}{more}", progress)

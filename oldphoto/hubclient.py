@@ -82,17 +82,6 @@ def is_offline() -> bool:
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def human_size(n: float | None) -> str:
-    """``1.2 GB``-style size (decimal units); ``-`` for unknown."""
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def _timeout() -> Any:
     try:
         import httpx2

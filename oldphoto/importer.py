@@ -18,7 +18,7 @@ from typing import Any
 
 from oldphoto.cards import card_names, load_card
 from oldphoto.checkpoint import save_checkpoint
-from oldphoto.errors import WeightsError
+from oldphoto.errors import WeightsError, short_list
 from oldphoto.fsutil import sha256_file
 
 #: Entries that published training scripts wrap a state dict in.
@@ -93,12 +93,6 @@ def read_published(path: Path, container_key: str | None = None) -> dict[str, An
     return state
 
 
-def _short(keys: Iterable[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def convert_network(spec: Mapping[str, Any], state: Mapping[str, Any], source: str, strict: bool) -> tuple[dict[str, Any], list[str]]:
     """Map one network's keys out of a published state dict and check them against the network.
 
@@ -116,19 +110,19 @@ def convert_network(spec: Mapping[str, Any], state: Mapping[str, Any], source: s
         picked = _apply_transform(transform, picked, source)
     missing = [k for k in expected if k not in picked and not k.endswith("num_batches_tracked")]
     if missing:
-        raise WeightsError(f"{source}: missing keys: {_short(prefix + k for k in missing)}")
+        raise WeightsError(f"{source}: missing keys: {short_list(prefix + k for k in missing)}")
     wrong = [
         f"{prefix}{k} {tuple(picked[k].shape)} (expected {tuple(v.shape)})"
         for k, v in expected.items()
         if k in picked and tuple(picked[k].shape) != tuple(v.shape)
     ]
     if wrong:
-        raise WeightsError(f"{source}: wrong shapes: {_short(wrong, 4)}")
+        raise WeightsError(f"{source}: wrong shapes: {short_list(wrong, 4)}")
     unexpected = [prefix + k for k in picked if k not in expected]
     unexpected += [k for k in state if not k.startswith(prefix) and not k.startswith(ignores)]
     warnings = []
     if unexpected:
-        message = f"{source}: unexpected keys: {_short(unexpected)}"
+        message = f"{source}: unexpected keys: {short_list(unexpected)}"
         if strict:
             raise WeightsError(message + " (refused under --strict)")
         warnings.append(message + " (ignored)")

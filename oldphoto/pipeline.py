@@ -32,10 +32,10 @@ from PIL import Image
 from torch import nn
 
 from oldphoto.errors import ImageError, UsageError
+from oldphoto.inputs import fit_mask
 from oldphoto.networks.blocks import InstanceNorm
 from oldphoto.networks.nonlocal_block import PartialNonLocal
 from oldphoto.networks.patch_attention import PatchAttention
-from oldphoto.options import POSTPROCESS
 
 #: Spatial multiple the VAE needs (two stride-2 convolutions).
 NETWORK_MULTIPLE = 4
@@ -94,8 +94,6 @@ def prepare(
     image: Image.Image, mask: Image.Image | None, pipeline: Mapping[str, Any], postprocess: str = "default"
 ) -> Prepared:
     """Turn an RGB photo (and an "L" damage mask at its size, 255 = damaged) into network input."""
-    if postprocess not in POSTPROCESS:
-        raise UsageError(f"unknown postprocess {postprocess!r} (choose {', '.join(POSTPROCESS)})")
     check_photo_size(image)
     image = image.convert("RGB")
     uses_mask = bool(pipeline.get("uses_mask"))
@@ -105,10 +103,10 @@ def prepare(
         size = rounded_size(*image.size, int(pipeline.get("multiple", NETWORK_MULTIPLE)))
         if size != image.size:
             image = image.resize(size, _RESAMPLE[pipeline.get("resample", "bilinear")])
-        if mask is not None and mask.size != size:
-            mask = mask.resize(size, Image.Resampling.NEAREST)
-    elif mask is not None and mask.size != image.size:
-        mask = mask.resize(image.size, Image.Resampling.NEAREST)
+        if mask is not None:
+            mask = fit_mask(mask, size)
+    elif mask is not None:
+        mask = fit_mask(mask, image.size)
     pixels = np.asarray(image)
     m = None
     if uses_mask and mask is not None:

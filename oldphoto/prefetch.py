@@ -6,7 +6,7 @@ compute almost nothing. Both helpers keep order, bound how much is in flight (so
 stays flat on a folder of thousands of scans) and hand errors back instead of losing them::
 
     with WriteBehind() as writer:
-        for item in prefetch(paths, load_image):
+        for item in prefetch(paths, load_photo):
             if item.error is not None:
                 report(item.source, item.error)
                 continue

@@ -285,10 +285,12 @@ def test_read_only_output_folder_fails_cleanly(tiny_weights: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--mode", "best"), "unknown --mode 'best'"),
+        (("--mode", "best"), "unknown mode 'best'"),
         (("--format", "gif"), "cannot write format 'gif'"),
-        (("--device", "tpu"), "unknown --device 'tpu'"),
-        (("--mode", "quality", "--mask", "m.png"), "--mask needs a mode that repairs damage"),
+        (("--device", "tpu"), "unknown device 'tpu'"),
+        (("--mode", "quality", "--mask", "m.png"), "a mask needs a mode that repairs damage"),
+        (("--postprocess", "exact"), "unknown postprocess 'exact'"),
+        (("--face-strength", "1.5"), "face strength must be between 0 and 1, got 1.5"),
     ],
 )
 def test_bad_options_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

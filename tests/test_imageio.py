@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from oldphoto.errors import ImageError
-from oldphoto.imageio import load_image, load_mask, output_format, save_image
+from oldphoto.imageio import output_format, save_image
+from oldphoto.inputs import load_mask, load_photo
 
 
 def _gradient(w: int, h: int) -> np.ndarray:
@@ -26,7 +27,7 @@ def test_exif_orientation_is_applied_and_reset(tmp_path: Path) -> None:
     exif[0x0112] = 6  # rotate 90° clockwise to display
     exif[0x010F] = "ScanCo"
     Image.fromarray(_gradient(40, 20)).save(path, exif=exif)
-    loaded = load_image(path)
+    loaded = load_photo(path)
     assert loaded.image.size == (20, 40)
     out = tmp_path / "out.jpg"
     save_image(loaded.image, out, exif=loaded.exif)
@@ -38,7 +39,7 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     path = tmp_path / "deep.png"
     a = np.array([[0, 257 * 128, 65535, 257 * 3]], dtype=np.uint16)
     Image.fromarray(a).save(path)
-    loaded = load_image(path)
+    loaded = load_photo(path)
     assert loaded.image.mode == "L"
     assert np.asarray(loaded.image).tolist() == [[0, 128, 255, 3]]
 
@@ -46,13 +47,13 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
 def test_grey_jpeg_stays_grey(tmp_path: Path) -> None:
     path = tmp_path / "grey.jpg"
     Image.fromarray(_gradient(30, 20)[..., 0]).save(path)
-    assert load_image(path).image.mode == "L"
+    assert load_photo(path).image.mode == "L"
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path: Path) -> None:
     path = tmp_path / "cmyk.jpg"
     Image.new("CMYK", (16, 12), (0, 255, 255, 0)).save(path)
-    loaded = load_image(path)
+    loaded = load_photo(path)
     assert loaded.image.mode == "RGB" and loaded.image.size == (16, 12)
     r, g, b = np.asarray(loaded.image)[6, 8]
     assert r > 200 and g < 60 and b < 60
@@ -61,11 +62,11 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path: Path) -> None:
 def test_opaque_rgba_no_warning_transparent_composited_on_white(tmp_path: Path) -> None:
     opaque = tmp_path / "opaque.png"
     Image.new("RGBA", (8, 8), (10, 20, 30, 255)).save(opaque)
-    loaded = load_image(opaque)
+    loaded = load_photo(opaque)
     assert loaded.warnings == [] and loaded.image.mode == "RGB"
     clear = tmp_path / "clear.png"
     Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(clear)
-    loaded = load_image(clear)
+    loaded = load_photo(clear)
     assert np.asarray(loaded.image)[0, 0].tolist() == [255, 255, 255]
     assert len(loaded.warnings) == 1 and "transparency" in loaded.warnings[0]
 
@@ -74,7 +75,7 @@ def test_multipage_tiff_takes_first_page_and_says_so(tmp_path: Path) -> None:
     path = tmp_path / "pages.tif"
     first = Image.new("RGB", (10, 6), (200, 0, 0))
     first.save(path, save_all=True, append_images=[Image.new("RGB", (5, 5), (0, 200, 0))])
-    loaded = load_image(path)
+    loaded = load_photo(path)
     assert loaded.image.size == (10, 6) and np.asarray(loaded.image)[0, 0].tolist() == [200, 0, 0]
     assert "2 pages" in loaded.warnings[0]
 
@@ -82,7 +83,7 @@ def test_multipage_tiff_takes_first_page_and_says_so(tmp_path: Path) -> None:
 def test_gif_and_bmp_and_webp_read(tmp_path: Path) -> None:
     for name in ("a.gif", "a.bmp", "a.webp"):
         Image.fromarray(_gradient(12, 9)).save(tmp_path / name)
-        assert load_image(tmp_path / name).image.size == (12, 9)
+        assert load_photo(tmp_path / name).image.size == (12, 9)
 
 
 def _png_header_only(path: Path, w: int, h: int) -> None:
@@ -97,7 +98,7 @@ def test_decompression_bomb_is_refused_with_the_flag_named(tmp_path: Path) -> No
     path = tmp_path / "bomb.png"
     _png_header_only(path, 100_000, 100_000)
     with pytest.raises(ImageError, match=r"bomb\.png: 100000×100000 = 10000 megapixels exceeds .* raise --max-pixels"):
-        load_image(path)
+        load_photo(path)
 
 
 @pytest.mark.parametrize(("content", "reason"), [(b"", "empty file"), (b"not an image at all", "not an image file")])
@@ -105,7 +106,7 @@ def test_empty_and_non_image_files(tmp_path: Path, content: bytes, reason: str) 
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)
     with pytest.raises(ImageError, match=reason):
-        load_image(path)
+        load_photo(path)
 
 
 def test_truncated_file_fails_with_one_line(tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_truncated_file_fails_with_one_line(tmp_path: Path) -> None:
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
     path.write_bytes(path.read_bytes()[:600])
     with pytest.raises(ImageError, match=r"cut\.png: cannot decode image") as info:
-        load_image(path)
+        load_photo(path)
     assert "\n" not in str(info.value)
 
 
@@ -137,7 +138,7 @@ def test_icc_profile_is_kept(tmp_path: Path) -> None:
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     path = tmp_path / "tagged.png"
     Image.fromarray(_gradient(8, 8)).save(path, icc_profile=icc)
-    loaded = load_image(path)
+    loaded = load_photo(path)
     assert loaded.icc_profile == icc
     save_image(loaded.image, tmp_path / "out.jpg", icc_profile=loaded.icc_profile)
     assert Image.open(tmp_path / "out.jpg").info["icc_profile"] == icc
@@ -162,12 +163,12 @@ def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
 def test_16_bit_tiff_and_multipage_gif(tmp_path: Path) -> None:
     deep = tmp_path / "deep.tif"
     Image.fromarray(np.array([[0, 257 * 200, 65535, 1000]] * 8, dtype=np.uint16)).save(deep)
-    loaded = load_image(deep)
+    loaded = load_photo(deep)
     assert loaded.image.mode == "L" and np.asarray(loaded.image)[0].tolist() == [0, 200, 255, 4]
     gif = tmp_path / "anim.gif"
     frames = [Image.new("RGB", (9, 8), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     frames[0].save(gif, save_all=True, append_images=frames[1:])
-    loaded = load_image(gif)
+    loaded = load_photo(gif)
     assert loaded.image.mode == "RGB" and loaded.image.size == (9, 8) and "3 frames" in loaded.warnings[0]
     assert loaded.image.getpixel((4, 4)) == (255, 0, 0)
 
@@ -176,7 +177,7 @@ def test_16_bit_tiff_and_multipage_gif(tmp_path: Path) -> None:
 def test_other_modes_flatten_to_8_bit(tmp_path: Path, mode: str, value: object, expected: int | None) -> None:
     path = tmp_path / f"m{mode}.png" if mode != "I" else tmp_path / "m.tif"
     Image.new(mode, (8, 8), value).save(path)
-    loaded = load_image(path)
+    loaded = load_photo(path)
     assert loaded.warnings == []
     if mode == "P":
         assert loaded.image.mode == "RGB"
@@ -189,7 +190,7 @@ def test_tiff_layout_tags_are_not_carried_as_exif(tmp_path: Path) -> None:
     exif[0x010F] = "ScanCo"
     exif[0x0112] = 8
     Image.new("RGB", (12, 10), (1, 2, 3)).save(tmp_path / "scan.tif", exif=exif)
-    loaded = load_image(tmp_path / "scan.tif")
+    loaded = load_photo(tmp_path / "scan.tif")
     assert loaded.image.size == (10, 12)
     carried = Image.Exif()
     carried.load(loaded.exif)

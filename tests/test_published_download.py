@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from oldphoto.errors import WeightsError
 from oldphoto.fsutil import sha256_file
-from oldphoto.hubclient import human_size
+from oldphoto.errors import human_bytes
 from tests.hub_server import HubServer
 from tests.support.published import MIRROR, OFFICIAL, PUBLISHED, mirror_tree, needs, published_tree
 from tests.support.tiny import tiny_cards, write_published_layout
@@ -103,7 +103,7 @@ def test_the_main_job_on_a_fresh_machine(release: dict[str, Any], hub: HubServer
     quality = needs(release["cards"]["quality"])
     assert hub.files_requested() == quality  # the three files of quality mode, nothing else, from no other repo
     assert hub.files_requested(PUBLISHED) == quality
-    total = human_size(sum(len(release["tree"][p]) for p in quality))
+    total = human_bytes(sum(len(release["tree"][p]) for p in quality))
     assert f"quality: downloading 3 files ({total}) from {PUBLISHED}@{hub.repos[PUBLISHED].refs['main'][:12]}" in first.stderr
 
     folder = env / "oldphoto" / "quality" / f"published--{PUBLISHED.replace('/', '--')}@main--Global--checkpoints"

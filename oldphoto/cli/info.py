@@ -37,24 +37,10 @@ def _devices() -> list[tuple[str, str]]:
 
 def _weights_status(weights: Optional[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per model (name, present, where, path, verified) and the places that were searched."""
-    from oldphoto.cards import card_names
+    from oldphoto import hub
 
     searched = [f"--weights {weights}"] if weights is not None else []
-    try:
-        from oldphoto import hub
-
-        rows = list(hub.weights_status(weights_dir=weights))
-        return rows, [*searched, f"download cache {hub.cache_root()}"]
-    except (ImportError, AttributeError):
-        pass
-    from oldphoto.checkpoint import has_checkpoint
-
-    present = {name: weights is not None and has_checkpoint(weights, name) for name in card_names()}
-    rows = [
-        {"name": name, "present": ok, "where": "weights dir" if ok else None, "path": str(weights) if ok else None}
-        for name, ok in present.items()
-    ]
-    return rows, [*searched, "download cache (not available in this version)"]
+    return list(hub.weights_status(weights_dir=weights)), [*searched, f"download cache {hub.cache_root()}"]
 
 
 def info(

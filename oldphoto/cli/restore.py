@@ -1,12 +1,14 @@
 """``oldphoto restore IN OUT``: one photo or a folder of them, through :class:`oldphoto.Restorer`.
 
 The command only parses options and reports; pairing files, skipping, and restoring live in
-:mod:`oldphoto.batch`, and every photo goes through the one Restorer built for the run.
+:mod:`oldphoto.batch`, and every photo goes through the one Restorer built for the run. Option
+values are checked where they enter the library (:mod:`oldphoto.options`, via
+:class:`~oldphoto.batch.Settings` and :class:`~oldphoto.Restorer`); this module reports their
+:class:`~oldphoto.errors.UsageError` as one line with exit status 2.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -18,24 +20,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from oldphoto.batch import Job, Record, RestorerLike, Settings
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def _check_options(mode: str, postprocess: str, device: str, mask: Optional[Path]) -> None:
-    """Reject bad option values before any file is read or model loaded."""
-    from oldphoto.errors import UsageError
-    from oldphoto.options import MODES, POSTPROCESS
-
-    if mode not in MODES:
-        raise UsageError(f"unknown --mode {mode!r} (choose {', '.join(MODES)})")
-    if postprocess not in POSTPROCESS:
-        raise UsageError(f"unknown --postprocess {postprocess!r} (choose {', '.join(POSTPROCESS)})")
-    if not _DEVICE.match(device.strip().lower()):
-        raise UsageError(f"unknown --device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
-    if mask is not None and mode == "quality":
-        raise UsageError("--mask needs a mode that repairs damage (auto, scratch or hr), not quality")
-
 
 def restore(
     src: Path = typer.Argument(..., help="A photo, or a folder of photos.", show_default=False),
@@ -72,7 +56,7 @@ def restore(
         None, "--faces/--no-faces", help="Enhance faces (needs oldphoto[faces]). Default: on when the extra and face weights are present."
     ),
     face_size: Optional[int] = typer.Option(None, "--face-size", help="Face generator: 256 or 512 (default: 512 with --mode hr, else 256)."),
-    face_strength: float = typer.Option(1.0, "--face-strength", min=0.0, max=1.0, help="Blend of restored and original faces; 1 is the published behaviour."),
+    face_strength: float = typer.Option(1.0, "--face-strength", help="Blend of restored and original faces; 1 is the published behaviour."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Folder for each face's aligned, restored and compare crops."),
 ) -> None:
     """Restore old photos: a single file, or a whole folder (re-run to resume).
@@ -90,20 +74,21 @@ def restore(
     from oldphoto import batch
     from oldphoto.errors import OldPhotoError, UsageError
     from oldphoto.imageio import DEFAULT_MAX_PIXELS
+    from oldphoto.options import check_mask_mode
 
     try:
-        _check_options(mode, postprocess, device, mask)
+        settings = batch.Settings(
+            mode=mode,
+            postprocess=postprocess,
+            detect_scratches=detect_scratches,
+            overwrite=overwrite,
+            max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
+            save_faces=save_faces,
+        )
+        check_mask_mode(mode, mask is not None)
         jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
     except UsageError as exc:
         fail(str(exc), code=2)
-    settings = batch.Settings(
-        mode=mode,
-        postprocess=postprocess,
-        detect_scratches=detect_scratches,
-        overwrite=overwrite,
-        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
-        save_faces=save_faces,
-    )
     single = not src.is_dir()
     try:
         restorer = None

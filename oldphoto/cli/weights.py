@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from oldphoto.cli.common import console, escape, fail, say
+from oldphoto.errors import human_bytes
 
 app = typer.Typer(help="Get, convert and check model weights.", no_args_is_help=True)
 
@@ -47,12 +48,6 @@ def _names(names: list[str] | None) -> list[str]:
     if unknown:
         fail(f"unknown model {unknown[0]!r} (known: {', '.join(known)})")
     return chosen
-
-
-def _size(n: int | None) -> str:
-    from oldphoto.hubclient import human_size
-
-    return human_size(n)
 
 
 @app.command("download")
@@ -113,7 +108,7 @@ def list_models(
             row["name"],
             row["where"] or "no",
             verified,
-            _size(row["size"]),
+            human_bytes(row["size"]),
             row["path"] or "-",
             f"{row['repo']}@{(row['commit'] or 'unknown')[:12]}" if row.get("repo") else "-",
             ", ".join(row["sources"]) or "-",

@@ -12,14 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from oldphoto.errors import WeightsError
+from oldphoto.errors import WeightsError, short_list
 
 _SUFFIXES = ("weight_orig", "weight_u", "weight_v")
-
-
-def _short(keys: list[str], limit: int = 6) -> str:
-    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(sorted(keys)[:limit]) + more
 
 
 def spectral_sigma(weight_orig: Any, u: Any, v: Any) -> Any:
@@ -44,10 +39,10 @@ def fold_spectral_norm(state: Mapping[str, Any], *, source: str = "checkpoint") 
             out[key] = value
     incomplete = [f"{s}.{x}" for s in sorted(stems) for x in _SUFFIXES if f"{s}.{x}" not in state]
     if incomplete:
-        raise WeightsError(f"{source}: incomplete spectral-norm entries, missing {_short(incomplete)}")
+        raise WeightsError(f"{source}: incomplete spectral-norm entries, missing {short_list(incomplete, 6)}")
     clashes = [f"{s}.weight" for s in stems if f"{s}.weight" in out]
     if clashes:
-        raise WeightsError(f"{source}: both plain and spectral-norm weights for {_short(clashes)}")
+        raise WeightsError(f"{source}: both plain and spectral-norm weights for {short_list(clashes, 6)}")
     for stem in sorted(stems):
         w, u, v = (state[f"{stem}.{x}"] for x in _SUFFIXES)
         if w.dim() < 2 or tuple(u.shape) != (w.shape[0],) or tuple(v.shape) != (w[0].numel(),):

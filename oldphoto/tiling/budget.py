@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from oldphoto.errors import UsageError
+from oldphoto.errors import UsageError, human_bytes
 from oldphoto.networks.blocks import ResBlock
 from oldphoto.networks.nonlocal_block import PartialNonLocal
 from oldphoto.networks.patch_attention import PatchAttention
@@ -190,16 +190,16 @@ def plan(
         if not fitting:
             smallest = tile_bytes(prof, AUTO_TILES[-1], height, width) / share
             raise UsageError(
-                f"--max-memory {_human(budget)} is too small for this photo "
-                f"({height}×{width}); it needs at least {_human(smallest)}"
+                f"--max-memory {human_bytes(budget)} is too small for this photo "
+                f"({height}×{width}); it needs at least {human_bytes(smallest)}"
             )
         chosen = fitting[0]
     else:
         chosen = requested
         if explicit is not None and tile_bytes(prof, chosen, height, width) > budget:
             raise UsageError(
-                f"--tile {chosen} needs about {_human(tile_bytes(prof, chosen, height, width))}, "
-                f"more than --max-memory {_human(budget)}; use a smaller tile or --tile auto"
+                f"--tile {chosen} needs about {human_bytes(tile_bytes(prof, chosen, height, width))}, "
+                f"more than --max-memory {human_bytes(budget)}; use a smaller tile or --tile auto"
             )
     estimate = tile_bytes(prof, chosen, height, width)
     if device.type == "cpu":
@@ -209,11 +209,3 @@ def plan(
         host = int(0.5 * free_host_memory())
         search_on_host = estimate + _FLOAT * prof.patch * height * width > budget
     return Plan(True, chosen, budget, host, estimate, search_on_host)
-
-
-def _human(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024:
-            return f"{nbytes:.0f}{unit}" if unit == "B" else f"{nbytes:.1f}{unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f}TB"

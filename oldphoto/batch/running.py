@@ -1,0 +1,227 @@
+"""Running a planned batch: restore each job, write its files, report what happened.
+
+:func:`run` restores :class:`~oldphoto.batch.planning.Job` s one by one through a
+:class:`~oldphoto.api.Restorer`: an output that already exists is skipped, a photo that cannot
+be read fails alone (its :class:`Record` says why), and every file is written atomically, so
+an interruption never leaves a partial output behind. Reading the next photo and writing the
+last one overlap the networks (:mod:`oldphoto.prefetch`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from oldphoto.batch.planning import Job, will_restore
+from oldphoto.errors import ImageError, UsageError, WeightsError, one_line
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, save_image
+from oldphoto.inputs import Photo, load_mask, load_photo
+from oldphoto.options import check_mode, check_postprocess
+from oldphoto.prefetch import Loaded, WriteBehind, prefetch
+
+
+class RestorerLike(Protocol):
+    """What a batch needs of :class:`oldphoto.api.Restorer` (tests pass a stand-in)."""
+
+    def restore_detailed(
+        self, image: Any, mask: Any = None, *, mode: str = ..., detect_scratches: bool = ..., postprocess: str = ...,
+        **options: Any,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every photo of a batch is restored."""
+
+    mode: str = "auto"
+    postprocess: str = "default"
+    detect_scratches: bool = False
+    overwrite: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    save_faces: Path | None = None
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+        check_postprocess(self.postprocess)
+
+
+@dataclass
+class Record:
+    """What happened to one photo: the line ``--json`` prints and the summary counts."""
+
+    input: str
+    output: str
+    status: str
+    mode: str | None = None
+    size: list[int] | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    faces: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> str:
+        """One line of JSON (non-ASCII file names kept readable)."""
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def side_by_side(before: Image.Image, after: Image.Image) -> Image.Image:
+    """The photo as read (left) beside its restoration (right), at the restoration's height."""
+    mode = "L" if before.mode == after.mode == "L" else "RGB"
+    if before.size != after.size:
+        w = max(1, round(before.width * after.height / before.height))
+        before = before.resize((w, after.height), Image.Resampling.LANCZOS)
+    canvas = Image.new(mode, (before.width + after.width, after.height))
+    canvas.paste(before.convert(mode), (0, 0))
+    canvas.paste(after.convert(mode), (before.width, 0))
+    return canvas
+
+
+def _face_options(job: Job, settings: Settings) -> dict[str, Any]:
+    """Where this photo's face crops go (``--save-faces``), named after the photo."""
+    if settings.save_faces is None:
+        return {}
+    return {"save_faces": settings.save_faces, "save_prefix": job.source.stem}
+
+
+def compute_job(
+    job: Job,
+    get_restorer: Callable[[], RestorerLike],
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    loaded: Loaded[Job, Photo | None] | None = None,
+) -> tuple[Record, Callable[[], None] | None]:
+    """Restore one job's photo; return its record and the function that writes its files.
+
+    The record says ``restored`` once the networks are done; :func:`settle` turns it into a
+    failure if writing then fails. The writer saves the main output last, so its presence
+    means the mask and comparison files were written too, which is what makes skipping it
+    on a re-run safe. Image problems become a failed record (and no writer); weights and
+    usage problems propagate, since they would fail every photo the same way.
+    """
+    record = Record(input=str(job.source), output=str(job.output), status="failed")
+    if job.error is not None:
+        record.error = job.error
+        return record, None
+    if not will_restore(job, settings.overwrite):
+        record.status = "skipped"
+        return record, None
+    start = time.perf_counter()
+    write = None
+    try:
+        early = loaded.get() if loaded is not None else None
+        photo = early if early is not None else load_photo(job.source, max_pixels=settings.max_pixels)
+        record.warnings = list(photo.warnings)
+        damage = load_mask(job.mask, photo.image.size, max_pixels=settings.max_pixels) if job.mask else None
+        result = get_restorer().restore_detailed(
+            photo.image,
+            damage,
+            mode=settings.mode,
+            detect_scratches=settings.detect_scratches or job.save_mask is not None,
+            postprocess=settings.postprocess,
+            **_face_options(job, settings),
+            **({"progress": progress} if progress is not None else {}),
+        )
+        record.warnings += [w for w in getattr(result, "warnings", []) if w not in record.warnings]
+    except (WeightsError, UsageError):
+        raise
+    except ImageError as exc:
+        record.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one photo's failure (out of memory, a decoder bug) must not end the batch
+        record.error = f"{job.source}: {one_line(exc, named=True)}"
+    else:
+        record.status = "restored"
+        record.mode = result.mode
+        record.size = list(result.image.size)
+        if getattr(result, "faces_enabled", False):
+            record.faces = list(result.faces)
+        write = _writer(job, photo, result)
+    record.seconds = round(time.perf_counter() - start, 3)
+    return record, write
+
+
+def _writer(job: Job, photo: Photo, result: Any) -> Callable[[], None]:
+    """The writes of one restored photo: saved mask, comparison, then the main output (last)."""
+
+    def write() -> None:
+        if job.save_mask is not None and result.detected_mask is not None:
+            save_image(result.detected_mask, job.save_mask)
+        if job.comparison is not None:
+            save_image(side_by_side(photo.image, result.image), job.comparison, icc_profile=photo.icc_profile)
+        save_image(result.image, job.output, format=job.format, exif=photo.exif, icc_profile=photo.icc_profile)
+
+    return write
+
+
+def settle(record: Record, job: Job, write: Future[Any]) -> Record:
+    """Wait for ``job``'s queued writes and mark ``record`` failed if they raised."""
+    start = time.perf_counter()
+    try:
+        write.result()
+    except ImageError as exc:
+        record.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a full disk or a vanished folder fails this photo alone
+        record.error = f"{job.output}: {one_line(exc, named=True)}"
+    else:
+        return record
+    finally:
+        record.seconds = round(record.seconds + time.perf_counter() - start, 3)
+    record.status = "failed"
+    record.mode = record.size = record.faces = None
+    return record
+
+
+def run(
+    jobs: list[Job],
+    get_restorer: Callable[[], RestorerLike],
+    settings: Settings,
+    *,
+    on_start: Callable[[Job], None] | None = None,
+    on_record: Callable[[Record], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[Record]:
+    """Restore ``jobs`` in order and return one record each.
+
+    ``get_restorer`` is called only when a photo actually needs restoring, so a resumed run
+    whose outputs all exist never loads a model. :class:`WeightsError` and
+    :class:`UsageError` end the run: they would fail every remaining photo the same way.
+    ``on_progress(done, total)`` reports the tiles of each photo as they finish.
+
+    Reading and writing overlap the networks: the next photo is decoded on a background
+    thread while this one is restored, and a finished photo's files are encoded and saved
+    on another while the next one is restored. Records (and ``on_record``) come in job
+    order, each once its files are on disk.
+    """
+    def read_ahead(job: Job) -> Photo | None:
+        return load_photo(job.source, max_pixels=settings.max_pixels) if will_restore(job, settings.overwrite) else None
+
+    records: list[Record] = []
+    queued: deque[tuple[Record, Job, Future[Any] | None]] = deque()
+
+    def report(record: Record, job: Job, write: Future[Any] | None) -> None:
+        if write is not None:
+            settle(record, job, write)
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+
+    with WriteBehind(depth=1) as writer:
+        for item in prefetch(jobs, read_ahead):
+            job = item.source
+            if on_start is not None:
+                on_start(job)
+            record, write = compute_job(job, get_restorer, settings, on_progress, item)
+            queued.append((record, job, writer.submit(write, source=job) if write is not None else None))
+            # Report every record whose files are written; keep at most one photo's writes pending.
+            while queued and (len(queued) > 1 or queued[0][2] is None or queued[0][2].done()):
+                report(*queued.popleft())
+        while queued:
+            report(*queued.popleft())
+    return records
