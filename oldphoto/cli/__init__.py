@@ -36,7 +36,7 @@ def _root(
 app.command("restore")(restore.restore)
 app.command("info")(info.info)
 app.command("degrade")(degrade.degrade)
-app.add_typer(train.app, name="train")
+app.command("train")(train.train)
 app.add_typer(weights.app, name="weights")
 
 
