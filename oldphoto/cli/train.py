@@ -1,9 +1,10 @@
 """``oldphoto train STAGE --clean DIR --out DIR``: train the restoration networks.
 
 Stages, in the published order: ``vae-a`` (real old photos from ``--old`` and synthetic ones
-made from ``--clean``), ``vae-b`` (clean photos), then ``mapping`` between the two frozen VAEs
-(``--vae-a`` and ``--vae-b`` are the first two runs' ``--out`` folders). The mapping's
-``--out`` folder is a ``--weights`` folder for ``oldphoto restore --mode quality``.
+made from ``--clean``), ``vae-b`` (clean photos), then ``mapping`` (or ``mapping-scratch``)
+between the two frozen VAEs (``--vae-a`` and ``--vae-b`` are the first two runs' ``--out``
+folders); ``detector`` is independent. The output folders are ``--weights`` folders for
+``oldphoto restore`` (``quality``, ``scratch`` and ``detector`` checkpoints).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _parse_losses(items: Optional[list[str]]) -> dict[str, float]:
 
 
 def train(
-    stage: str = typer.Argument(..., help="vae-a, vae-b or mapping.", show_default=False),
+    stage: str = typer.Argument(..., help="vae-a, vae-b, mapping, mapping-scratch or detector.", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: training state, log.jsonl and the stage's checkpoint.", show_default=False),
     clean: Optional[list[Path]] = typer.Option(None, "--clean", "--data", help="Folder of clean photos (repeatable)."),
     old: Optional[list[Path]] = typer.Option(None, "--old", help="Folder of real old photos for vae-a (repeatable)."),
@@ -51,11 +52,13 @@ def train(
     width: int = typer.Option(512, "--width", min=1, help="Mapping width (published 512)."),
     base: int = typer.Option(64, "--base", min=1, help="Mapping head/tail base width (published 64)."),
     blocks: int = typer.Option(6, "--blocks", min=0, help="Mapping residual blocks (published 6)."),
+    nl_blocks: int = typer.Option(3, "--nl-blocks", min=0, help="mapping-scratch: residual blocks in the non-local block (published 3)."),
+    wf: int = typer.Option(6, "--wf", min=1, help="detector: UNet first width is 2^wf (published 6)."),
     ndf: int = typer.Option(64, "--ndf", min=1, help="Discriminator width (published 64)."),
     num_d: int = typer.Option(2, "--num-d", min=1, help="Discriminator scales (published 2)."),
     lr: float = typer.Option(2e-4, "--lr", help="Learning rate (published 2e-4; the mapping uses lr/2 and 2·lr with TTUR)."),
-    ttur: bool = typer.Option(True, "--ttur/--no-ttur", help="mapping: TTUR as in the published quality run (betas 0, 0.9)."),
-    loss: Optional[list[str]] = typer.Option(None, "--loss", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mapping)."),
+    ttur: Optional[bool] = typer.Option(None, "--ttur/--no-ttur", help="TTUR (betas 0, 0.9; lr/2 and 2·lr). Default as published: on for mapping, off for mapping-scratch."),
+    loss: Optional[list[str]] = typer.Option(None, "--loss", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mappings); bce dice (detector)."),
     fade: float = typer.Option(0.0, "--fade", min=0.0, max=1.0, help="Probability of synthetic fading (not in the published recipe)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (data, initialisation)."),
     val_every: int = typer.Option(500, "--val-every", min=0, help="Validate every N steps (0: never)."),
@@ -84,7 +87,7 @@ def train(
         cfg = TrainConfig(
             stage=stage, out=out, clean=list(clean or []), old=list(old or []), val=val, vae_a=vae_a, vae_b=vae_b,
             init_from=init_from, vgg_weights=vgg_weights, steps=steps, batch=batch, crop=crop, ngf=ngf,
-            vae_blocks=vae_blocks, width=width, base=base, blocks=blocks, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
+            vae_blocks=vae_blocks, width=width, base=base, blocks=blocks, nl_blocks=nl_blocks, wf=wf, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
             weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
             val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes,
             device=device, precision=precision, resume=resume,

@@ -138,10 +138,12 @@ class Sampler:
         """VAE_B: clean crops; grey p = 0.1."""
         return Batch(x=to_batch([self._grey(random_crop(self._pick(self.clean), self.crop, self.rng))[0] for _ in range(n)]))
 
-    def pairs(self, n: int) -> Batch:
+    def pairs(self, n: int, *, paint_white: bool = False) -> Batch:
         """Mapping: (degraded, clean) crop pairs, grey together (p = 0.1); with damage when set.
 
-        With damage, half the samples stay hole-free as in the published scratch training.
+        With damage, half the samples stay hole-free as in the published scratch training;
+        ``paint_white`` then paints the damaged pixels white, as the published loader does
+        with its masks and as ``restore`` does before the scratch mapping.
         """
         xs, ys, masks = [], [], []
         for _ in range(n):
@@ -151,11 +153,35 @@ class Sampler:
             m = np.zeros(x.shape[:2], dtype=np.uint8)
             if self.damage is not None and self.rng.random() < 0.5:
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), self.damage)
+                if paint_white:
+                    x = x.copy()
+                    x[m > 0] = 255
             xs.append(x)
             ys.append(y)
             masks.append(m)
         mask = torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None]
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
+
+
+    def detection(self, n: int) -> Batch:
+        """Detector: degraded crops, damaged with probability 0.8, as grey N×1×H×W in [−1, 1],
+        with the exact damage masks as targets."""
+        xs, masks = [], []
+        damage = self.damage or Damage()
+        for _ in range(n):
+            x = self._degrade(random_crop(self._pick(self.clean), self.crop, self.rng))
+            m = np.zeros(x.shape[:2], dtype=np.uint8)
+            if self.rng.random() < 0.8:
+                x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage)
+            xs.append(x)
+            masks.append(m)
+        return Batch(x=grey_batch(xs), mask=torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None])
+
+
+def grey_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
+    """RGB crops to N×1×H×W grey (Pillow's "L", as detection does) in [−1, 1]."""
+    grey = [np.asarray(Image.fromarray(c).convert("L")) for c in crops]
+    return torch.from_numpy(np.stack(grey).astype(np.float32) / 127.5 - 1.0)[:, None]
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:

@@ -5,8 +5,8 @@ Everything one run produces sits in its ``--out`` folder:
 * ``state/`` — the latest training state (networks, discriminators, optimisers, step, RNG
   streams); ``--resume`` continues from it and reproduces the uninterrupted run's losses;
 * ``NAME.safetensors`` + ``NAME.json`` — the stage's output in our checkpoint format with a
-  card (``vae_a``, ``vae_b``, or ``quality`` for the mapping, which ``restore --weights``
-  reads directly);
+  card (``vae_a``, ``vae_b``; ``quality``, ``scratch`` and ``detector``, which
+  ``restore --weights`` reads directly);
 * ``log.jsonl`` — one record per logged step, validation and checkpoint.
 """
 
@@ -98,7 +98,7 @@ def run(
     old, old_names = load_photos(cfg.old) if cfg.old and cfg.stage == "vae-a" else ([], [])
     val = load_photos([cfg.val])[0] if cfg.val is not None else []
     stage = make_stage(cfg, device)
-    sampler = Sampler(clean, old, crop=cfg.crop, recipe=PUBLISHED.with_fade(cfg.fade), damage=None, rng=np_rng)
+    sampler = Sampler(clean, old, crop=cfg.crop, recipe=PUBLISHED.with_fade(cfg.fade), damage=stage.damage, rng=np_rng)
 
     state_dir = out / "state"
     step, elapsed_before = 0, 0.0
@@ -152,7 +152,7 @@ def run(
                 result.val = stage.validate(val)
                 log.write({"event": "val", "step": step, **result.val})
             if bar is not None:
-                shown = {"loss": losses["total"], **({"val_psnr": result.val["psnr"]} if result.val else {})}
+                shown = {"loss": losses["total"], **({f"val_{k}": v for k, v in result.val.items() if k in ("psnr", "f1")} if result.val else {})}
                 bar[0].update(bar[1], completed=step, losses=_summary(shown))
             timed_out = cfg.max_minutes is not None and time.monotonic() - start >= cfg.max_minutes * 60
             if timed_out and step < cfg.steps:

@@ -24,17 +24,21 @@ from torch import nn
 from oldphoto.errors import UsageError, WeightsError
 from oldphoto.models import build_network
 from oldphoto.training.data import Batch, Sampler, centre_crop, to_batch
-from oldphoto.training.degrade import degrade_photo
+from oldphoto.training.degrade import Damage, degrade_photo
 from oldphoto.training.losses import MultiscaleDiscriminator, PatchDiscriminator, VGGLoss, feature_matching, init_weights, kl, lsgan
 from oldphoto.training.metrics import psnr, ssim, stretch
 
-STAGES = ("vae-a", "vae-b", "mapping")
+STAGES = ("vae-a", "vae-b", "mapping", "mapping-scratch", "detector")
 
 #: Published loss weights per stage (see the module docstring for ``l1``).
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "vae-a": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "latent_gan": 1.0},
     "vae-b": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0},
     "mapping": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0},
+    "mapping-scratch": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0},
+    # The detector's training is unpublished: plain per-pixel BCE on the logits (the published
+    # option defaults hint at a positive weight of 1), optionally soft Dice for thin masks.
+    "detector": {"bce": 1.0, "dice": 0.0},
 }
 
 
@@ -59,11 +63,13 @@ class TrainConfig:
     width: int = 512  # mapping width (published 512)
     base: int = 64
     blocks: int = 6
+    nl_blocks: int = 3  # scratch mapping: residual blocks in the non-local block (published 3)
+    wf: int = 6  # detector: log2 of the UNet's first width (published 6)
     ndf: int = 64
     n_layers_d: int = 3
     num_d: int = 2
     lr: float = 2e-4
-    ttur: bool = True  # mapping: betas (0, 0.9), lr/2 and 2·lr, as the published run did
+    ttur: bool | None = None  # None: as published (mapping: TTUR, betas (0, 0.9), lr/2 and 2·lr; scratch: none)
     weights: dict[str, float] = field(default_factory=dict)
     fade: float = 0.0
     seed: int = 0
@@ -156,6 +162,8 @@ class Stage:
 
     name: str
     output_name: str
+    #: Structured damage the sampler draws for this stage (None: none).
+    damage: Damage | None = None
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -221,7 +229,7 @@ class Stage:
         """``(tensors, meta)`` of the stage's output checkpoint (our format)."""
         raise NotImplementedError
 
-    def restore_fn(self, x: torch.Tensor) -> torch.Tensor:
+    def restore_fn(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
     def validate(self, images: list[np.ndarray]) -> dict[str, float]:
@@ -235,10 +243,11 @@ class Stage:
         try:
             for i, img in enumerate(images[: self.cfg.val_count]):
                 clean = centre_crop(img, self.cfg.val_size)
-                src, target = self.val_pair(clean, i)
+                src, target, mask = self.val_pair(clean, i)
                 x = to_batch([src]).to(self.device)
+                m = _mask_tensor(mask, self.device)
                 with torch.no_grad(), self.autocast():
-                    out = _images_01(self.restore_fn(x))[0].cpu()
+                    out = _images_01(self.restore_fn(x, m))[0].cpu()
                 t = _images_01(to_batch([target]))[0]
                 scores["psnr"].append(psnr(out, t))
                 scores["ssim"].append(ssim(out, t))
@@ -250,7 +259,8 @@ class Stage:
                 n.train()
         return {k: float(np.mean(v)) for k, v in scores.items() if v}
 
-    def val_pair(self, clean: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def val_pair(self, clean: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(input, target, damage mask or None) of held-out photo ``i``, fixed by its index."""
         raise NotImplementedError
 
     def trainable(self) -> list[nn.Module]:
@@ -356,14 +366,14 @@ class VAEStage(Stage):
             return None
         return mu[r[:n].to(mu.device)], mu[s[:n].to(mu.device)]
 
-    def restore_fn(self, x: torch.Tensor) -> torch.Tensor:
+    def restore_fn(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.dec(self.enc(x))
 
-    def val_pair(self, clean: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def val_pair(self, clean: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self.domain == "a":
             degraded = degrade_photo(clean, 10_000 + i, grey=False)[0]
-            return degraded, degraded
-        return clean, clean
+            return degraded, degraded, None
+        return clean, clean, None
 
     def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {f"encoder.{k}": v for k, v in self.enc.state_dict().items()}
@@ -423,7 +433,7 @@ class MappingStage(Stage):
             raise UsageError(f"VAE_A codes have {latent} channels but VAE_B's decoder expects {dec_cfg['ngf']}")
         self.T = init_weights(self._build_mapping(latent)).to(device)
         self.nets = {"mapping": self.T}
-        if cfg.ttur:
+        if self.published_ttur if cfg.ttur is None else cfg.ttur:
             g_lr, d_lr, betas = cfg.lr / 2, cfg.lr * 2, (0.0, 0.9)
         else:
             g_lr, d_lr, betas = cfg.lr, cfg.lr, (0.5, 0.999)
@@ -437,6 +447,7 @@ class MappingStage(Stage):
             self.optims["D"] = _adam(self.D.parameters(), d_lr, betas)
 
     spectral = False
+    published_ttur = True
 
     def _build_mapping(self, latent: int) -> nn.Module:
         return build_network(
@@ -448,7 +459,7 @@ class MappingStage(Stage):
         return [got] if got else []
 
     def batch(self, sampler: Sampler) -> Batch:
-        return sampler.pairs(self.cfg.batch)
+        return sampler.pairs(self.cfg.batch, paint_white=self.damage is not None)
 
     def _map(self, z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.T(z)
@@ -495,11 +506,16 @@ class MappingStage(Stage):
         self.scaler.update()
         return out
 
-    def restore_fn(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dec_b(self._map(self.enc_a(x), None))
+    def restore_fn(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.dec_b(self._map(self.enc_a(x), mask))
 
-    def val_pair(self, clean: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return degrade_photo(clean, 10_000 + i, grey=False)[0], clean
+    def val_pair(self, clean: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self.damage is None:
+            return degrade_photo(clean, 10_000 + i, grey=False)[0], clean, None
+        x, mask, _ = degrade_photo(clean, 10_000 + i, grey=False, damage=self.damage)
+        x = x.copy()
+        x[mask > 0] = 255
+        return x, clean, mask
 
     def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         from oldphoto.cards import load_card
@@ -521,9 +537,127 @@ class MappingStage(Stage):
         return tensors, meta
 
 
+class ScratchMappingStage(MappingStage):
+    """The scratch mapping (partial non-local block), trained on pairs with painted damage.
+
+    As published (§6): half the samples carry damage, painted white; the mapping sees the
+    mask; the conditional discriminator has spectral norm; no TTUR (betas 0.5, 0.999, one
+    learning rate); the same losses as the quality mapping, none specific to the mask.
+    Damage is procedural here, the published masks being unreleased.
+    """
+
+    name = "mapping-scratch"
+    output_name = "scratch"
+    spectral = True
+    published_ttur = False
+    damage = Damage()
+
+    def _build_mapping(self, latent: int) -> nn.Module:
+        from oldphoto.training.differentiable import make_trainable
+
+        return make_trainable(build_network(
+            "mapping_scratch",
+            {"in_channels": latent, "base": self.cfg.base, "width": self.cfg.width, "n_blocks": self.cfg.blocks,
+             "nl_blocks": self.cfg.nl_blocks},
+        ))
+
+    def _map(self, z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if mask is None:
+            mask = z.new_zeros((z.shape[0], 1, z.shape[2] * 4, z.shape[3] * 4))
+        return self.T(z, mask)
+
+
+class DetectorStage(Stage):
+    """The scratch-detection UNet on synthetic damage (its published training is unreleased).
+
+    Adam (2e-4, betas 0.5, 0.999) like the other stages: an assumption, not published.
+    Validation reports mask precision/recall/F1/IoU at the inference threshold (0.4).
+    """
+
+    name = "detector"
+    output_name = "detector"
+    damage = Damage()
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        if cfg.crop % 16:
+            raise UsageError(f"the detector needs --crop a multiple of 16, got {cfg.crop}")
+        self.unet = init_weights(build_network("scratch_unet", {"in_channels": 1, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
+        self.nets = {"unet": self.unet}
+        self.optims = {"unet": _adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
+
+    def init_from(self, folder: Path) -> list[str]:
+        got = _load_net(folder, [("detector", "unet")], self.unet, "detector")
+        return [got] if got else []
+
+    def batch(self, sampler: Sampler) -> Batch:
+        return sampler.detection(self.cfg.batch)
+
+    def step(self, b: Batch) -> dict[str, float]:
+        x, m = b.x.to(self.device), b.mask.to(self.device)  # type: ignore[union-attr]
+        with self.autocast():
+            logits = self.unet(x)
+        logits = logits.float()
+        losses: dict[str, torch.Tensor] = {}
+        if self.w["bce"]:
+            losses["bce"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, m)
+        if self.w["dice"]:
+            p = torch.sigmoid(logits)
+            losses["dice"] = 1 - (2 * (p * m).sum() + 1) / (p.sum() + m.sum() + 1)
+        total = self._total(losses)
+        self._backward_step(total, "unet")
+        self.scaler.update()
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["total"] = float(total.detach())
+        return out
+
+    def validate(self, images: list[np.ndarray]) -> dict[str, float]:
+        from oldphoto.training.data import grey_batch
+
+        tp = fp = fn = 0
+        self.unet.eval()
+        try:
+            for i, img in enumerate(images[: self.cfg.val_count]):
+                clean = centre_crop(img, self.cfg.val_size)
+                clean = clean[: clean.shape[0] // 16 * 16, : clean.shape[1] // 16 * 16]
+                x, mask, _ = degrade_photo(clean, 10_000 + i, grey=False, damage=self.damage)
+                with torch.no_grad(), self.autocast():
+                    prob = torch.sigmoid(self.unet(grey_batch([x]).to(self.device)).float())[0, 0].cpu().numpy()
+                pred, truth = prob >= 0.4, mask > 0
+                tp += int((pred & truth).sum())
+                fp += int((pred & ~truth).sum())
+                fn += int((~pred & truth).sum())
+        finally:
+            self.unet.train()
+        precision = tp / max(1, tp + fp)
+        recall = tp / max(1, tp + fn)
+        return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / max(1e-9, precision + recall),
+                "iou": tp / max(1, tp + fp + fn)}
+
+    def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from oldphoto.cards import load_card
+
+        meta = {
+            "networks": {"unet": {"arch": "scratch_unet", "config": dict(self.unet.config)}},
+            "pipeline": load_card("detector").get("pipeline", {}),
+            "description": "Scratch-detection UNet trained by 'oldphoto train detector' on procedural damage.",
+        }
+        return {f"unet.{k}": v for k, v in self.unet.state_dict().items()}, meta
+
+
+def _mask_tensor(mask: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    return torch.from_numpy((mask > 0).astype(np.float32))[None, None].to(device)
+
+
 def make_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     if cfg.stage not in STAGES:
         raise UsageError(f"unknown stage {cfg.stage!r} (choose {', '.join(STAGES)})")
     if cfg.stage == "mapping":
         return MappingStage(cfg, device)
+    if cfg.stage == "mapping-scratch":
+        return ScratchMappingStage(cfg, device)
+    if cfg.stage == "detector":
+        return DetectorStage(cfg, device)
     return VAEStage(cfg, device, cfg.stage[-1])
