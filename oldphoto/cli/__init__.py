@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from oldphoto import __version__
-from oldphoto.cli import info, restore, weights
+from oldphoto.cli import degrade, info, restore, train, weights
 
 app = typer.Typer(
     name="oldphoto",
@@ -35,6 +35,8 @@ def _root(
 
 app.command("restore")(restore.restore)
 app.command("info")(info.info)
+app.command("degrade")(degrade.degrade)
+app.command("train")(train.train)
 app.add_typer(weights.app, name="weights")
 
 

@@ -1,0 +1,192 @@
+"""Training data: folders of photos decoded once, random crops, and the batches of each stage.
+
+Every folder is decoded into memory at start-up (the project's datasets are a few hundred
+small photos), through the same reader as ``restore``, so a corrupt file fails at once with
+one line naming it. Samples are drawn from one ``numpy`` generator owned by the trainer,
+whose state is saved in every checkpoint: a resumed run draws exactly the batches the
+uninterrupted run would have drawn.
+
+Deviation from the published loaders, for CPU speed: the synthetic degradation runs on the
+crop, not on the whole photo (the published scratch-mapping loader does the same; the others
+degrade the full photo first). Blur, noise and JPEG act locally, and the resampling range is
+relative to the side, so the statistics of a crop hardly change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from oldphoto.errors import ImageError, UsageError
+from oldphoto.training.degrade import PUBLISHED, Damage, Recipe, add_damage, degrade, to_grey
+
+
+def list_photos(folder: Path) -> list[Path]:
+    """Photo files under ``folder`` (recursive, sorted); one-line error when missing or empty."""
+    from oldphoto.imageio import READABLE_EXTENSIONS
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise UsageError(f"{folder}: no such data folder")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READABLE_EXTENSIONS)
+    if not files:
+        raise UsageError(f"{folder}: no photos in this data folder")
+    return files
+
+
+def load_photos(folders: Sequence[Path], *, min_side: int = 8) -> tuple[list[np.ndarray], list[str]]:
+    """Decode every photo of ``folders`` to H×W×3 uint8 (grey photos as three equal channels).
+
+    Returns the arrays and their paths. A file that cannot be decoded is an
+    :class:`ImageError` naming it; a photo smaller than ``min_side`` is refused likewise.
+    """
+    from oldphoto.inputs import load_photo
+
+    images, names = [], []
+    for folder in folders:
+        for path in list_photos(folder):
+            loaded = load_photo(path)
+            if min(loaded.image.size) < min_side:
+                raise ImageError(f"{path}: photo is {loaded.image.width}×{loaded.image.height}; too small to train on")
+            images.append(np.asarray(loaded.image.convert("RGB")))
+            names.append(str(path))
+    return images, names
+
+
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
+    """A uniform ``size``² crop with a horizontal flip (p = ½); short sides below ``size`` are
+    first resized bicubically to ``size`` (the published rule for small photos)."""
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        s = size / min(h, w)
+        nw, nh = max(size, round(w * s)), max(size, round(h * s))
+        img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.Resampling.BICUBIC))
+        h, w = nh, nw
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
+    crop = img[top : top + size, left : left + size]
+    if flip and rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+
+def to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
+    """N crops (H×W×3 uint8) to an N×3×H×W float tensor in [−1, 1]."""
+    arr = np.stack(crops).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class Batch:
+    """One training batch: input images, target images, flags and masks (each may be absent)."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    real: torch.Tensor | None = None  # VAE_A: 1 for a real old photo, 0 for a synthetic one
+    mask: torch.Tensor | None = None  # N×1×H×W in {0, 1}, 1 = damaged
+
+
+class Sampler:
+    """Draws the batches of every stage from decoded photo pools with one generator."""
+
+    def __init__(
+        self,
+        clean: list[np.ndarray],
+        old: list[np.ndarray] | None = None,
+        *,
+        crop: int,
+        recipe: Recipe = PUBLISHED,
+        damage: Damage | None = None,
+        rng: np.random.Generator,
+    ) -> None:
+        self.clean, self.old = clean, old or []
+        self.crop, self.recipe, self.damage, self.rng = crop, recipe, damage, rng
+
+    def _pick(self, pool: list[np.ndarray]) -> np.ndarray:
+        return pool[int(self.rng.integers(len(pool)))]
+
+    def _grey(self, *imgs: np.ndarray) -> tuple[np.ndarray, ...]:
+        if self.rng.random() < self.recipe.p_grey:
+            return tuple(to_grey(i) for i in imgs)
+        return imgs
+
+    def _degrade(self, crop: np.ndarray) -> np.ndarray:
+        seed = int(self.rng.integers(2**63))
+        return degrade(crop, np.random.default_rng(seed), self.recipe)[0]
+
+    def domain_a(self, n: int) -> Batch:
+        """VAE_A: each sample a real old photo (p = ½) or a degraded clean one; grey p = 0.1."""
+        crops, real = [], []
+        for _ in range(n):
+            is_real = bool(self.old) and self.rng.random() < 0.5
+            if is_real:
+                crop = random_crop(self._pick(self.old), self.crop, self.rng)
+            else:
+                crop = self._degrade(random_crop(self._pick(self.clean), self.crop, self.rng))
+            crops.append(self._grey(crop)[0])
+            real.append(is_real)
+        return Batch(x=to_batch(crops), real=torch.tensor(real))
+
+    def domain_b(self, n: int) -> Batch:
+        """VAE_B: clean crops; grey p = 0.1."""
+        return Batch(x=to_batch([self._grey(random_crop(self._pick(self.clean), self.crop, self.rng))[0] for _ in range(n)]))
+
+    def pairs(self, n: int, *, paint_white: bool = False) -> Batch:
+        """Mapping: (degraded, clean) crop pairs, grey together (p = 0.1); with damage when set.
+
+        With damage, half the samples stay hole-free as in the published scratch training;
+        ``paint_white`` then paints the damaged pixels white, as the published loader does
+        with its masks and as ``restore`` does before the scratch mapping.
+        """
+        xs, ys, masks = [], [], []
+        for _ in range(n):
+            y = random_crop(self._pick(self.clean), self.crop, self.rng)
+            x = self._degrade(y)
+            x, y = self._grey(x, y)
+            m = np.zeros(x.shape[:2], dtype=np.uint8)
+            if self.damage is not None and self.rng.random() < 0.5:
+                x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), self.damage)
+                if paint_white:
+                    x = x.copy()
+                    x[m > 0] = 255
+            xs.append(x)
+            ys.append(y)
+            masks.append(m)
+        mask = torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None]
+        return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
+
+
+    def detection(self, n: int) -> Batch:
+        """Detector: degraded crops, damaged with probability 0.8, as grey N×1×H×W in [−1, 1],
+        with the exact damage masks as targets."""
+        xs, masks = [], []
+        damage = self.damage or Damage()
+        for _ in range(n):
+            x = self._degrade(random_crop(self._pick(self.clean), self.crop, self.rng))
+            m = np.zeros(x.shape[:2], dtype=np.uint8)
+            if self.rng.random() < 0.8:
+                x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage)
+            xs.append(x)
+            masks.append(m)
+        return Batch(x=grey_batch(xs), mask=torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None])
+
+
+def grey_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
+    """RGB crops to N×1×H×W grey (Pillow's "L", as detection does) in [−1, 1]."""
+    grey = [np.asarray(Image.fromarray(c).convert("L")) for c in crops]
+    return torch.from_numpy(np.stack(grey).astype(np.float32) / 127.5 - 1.0)[:, None]
+
+
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size``² crop (the whole photo, cut to a multiple of 4, when smaller)."""
+    h, w = img.shape[:2]
+    ch, cw = min(size, h) // 4 * 4, min(size, w) // 4 * 4
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return img[top : top + ch, left : left + cw]

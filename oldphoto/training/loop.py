@@ -1,0 +1,204 @@
+"""The training loop: data, steps, JSONL log, validation, checkpoints, resume, time limit.
+
+Everything one run produces sits in its ``--out`` folder:
+
+* ``state/`` — the latest training state (networks, discriminators, optimisers, step, RNG
+  streams); ``--resume`` continues from it and reproduces the uninterrupted run's losses;
+* ``NAME.safetensors`` + ``NAME.json`` — the stage's output in our checkpoint format with a
+  card (``vae_a``, ``vae_b``; ``quality``, ``scratch`` and ``detector``, which
+  ``restore --weights`` reads directly);
+* ``log.jsonl`` — one record per logged step, validation and checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oldphoto.errors import UsageError
+from oldphoto.training.data import Sampler, load_photos
+from oldphoto.training.degrade import PUBLISHED
+from oldphoto.training.stages import Stage, TrainConfig, make_stage
+from oldphoto.training.state import has_state, load_state, restore_rng, rng_state, save_state
+
+
+@dataclass
+class RunResult:
+    """What a run did: its final step, the per-step losses of this session, its last scores."""
+
+    step: int
+    losses: list[dict[str, float]] = field(default_factory=list)
+    val: dict[str, float] | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+    output: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("CUDA was asked for but is not available")
+    return device
+
+
+class _Log:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.f.write(json.dumps(record) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _summary(losses: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.3g}" for k, v in losses.items())
+
+
+def run(
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+    command: str | None = None,
+    stop_after: int | None = None,
+) -> RunResult:
+    """Train ``cfg.stage``; return what happened. ``stop_after`` ends this session after that
+    many steps, as an interruption would (the state is saved), for tests of resuming."""
+    say = say or (lambda m: print(m, file=sys.stderr))
+    out = Path(cfg.out)
+    device = _device(cfg.device)
+    if cfg.crop % 4 or cfg.crop < 16:
+        raise UsageError(f"--crop must be a multiple of 4 and at least 16, got {cfg.crop}")
+    if cfg.batch < 1 or cfg.steps < 1:
+        raise UsageError("--batch and --steps must be at least 1")
+    if not cfg.clean:
+        raise UsageError("no clean photos given (--clean DIR)")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np_rng = np.random.default_rng(cfg.seed)
+
+    clean, clean_names = load_photos(cfg.clean)
+    old, old_names = load_photos(cfg.old) if cfg.old and cfg.stage == "vae-a" else ([], [])
+    val = load_photos([cfg.val])[0] if cfg.val is not None else []
+    stage = make_stage(cfg, device)
+    sampler = Sampler(clean, old, crop=cfg.crop, recipe=PUBLISHED.with_fade(cfg.fade), damage=stage.damage, rng=np_rng)
+
+    state_dir = out / "state"
+    step, elapsed_before = 0, 0.0
+    notes = list(stage.notes)
+    if cfg.resume and has_state(state_dir):
+        saved = load_state(state_dir)
+        if saved["stage"] != cfg.stage:
+            raise UsageError(f"{state_dir}: holds a {saved['stage']} run, not {cfg.stage}")
+        stage.load_state(saved["stage_state"])
+        restore_rng(saved["rng"], np_rng)
+        step, elapsed_before = int(saved["step"]), float(saved["seconds"])
+        notes.append(f"resumed at step {step}")
+    elif cfg.resume:
+        notes.append(f"nothing to resume in {state_dir}; starting afresh")
+    elif has_state(state_dir):
+        raise UsageError(f"{out}: already holds a training run; pass --resume to continue it or choose another --out")
+    elif cfg.init_from is not None:
+        got = stage.init_from(cfg.init_from)  # type: ignore[attr-defined]
+        if not got:
+            raise UsageError(f"{cfg.init_from}: no checkpoint with networks for stage {cfg.stage}")
+        notes.append(f"initialised from {cfg.init_from}: {', '.join(got)}")
+    for n in notes:
+        say(n)
+
+    log = _Log(out / "log.jsonl")
+    log.write({"event": "start", "step": step, "time": time.time(), "config": cfg.record(), "loss_weights": stage.w,
+               "data": {"clean": len(clean), "old": len(old), "val": len(val)}, "notes": notes, "command": command})
+    result = RunResult(step=step, notes=notes)
+    start = time.monotonic()
+    data_info = {"clean": [str(p) for p in cfg.clean], "clean_images": len(clean_names),
+                 "old": [str(p) for p in cfg.old] if old else [], "old_images": len(old_names),
+                 "val": str(cfg.val) if cfg.val else None}
+
+    def checkpoint(final: bool) -> None:
+        seconds = elapsed_before + time.monotonic() - start
+        save_state(state_dir, {"stage": cfg.stage, "step": step, "seconds": seconds,
+                               "stage_state": stage.state(), "rng": rng_state(np_rng)})
+        result.output = _export(stage, out, cfg, step, seconds, result.val, data_info, command)
+        log.write({"event": "checkpoint", "step": step, "seconds": seconds, "final": final})
+
+    bar = _progress(progress, cfg.steps, step)
+    session_end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    try:
+        while step < session_end:
+            losses = stage.step(stage.batch(sampler))
+            step += 1
+            result.losses.append(losses)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                log.write({"event": "step", "step": step, "seconds": elapsed_before + time.monotonic() - start, "losses": losses})
+            if val and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
+                result.val = stage.validate(val)
+                log.write({"event": "val", "step": step, **result.val})
+            if bar is not None:
+                shown = {"loss": losses["total"], **({f"val_{k}": v for k, v in result.val.items() if k in ("psnr", "f1")} if result.val else {})}
+                bar[0].update(bar[1], completed=step, losses=_summary(shown))
+            timed_out = cfg.max_minutes is not None and time.monotonic() - start >= cfg.max_minutes * 60
+            if timed_out and step < cfg.steps:
+                result.stopped_early = True
+                say(f"stopping at step {step}: --max-minutes {cfg.max_minutes:g} reached (resume with --resume)")
+                break
+            if cfg.save_every and step % cfg.save_every == 0 and step < session_end:
+                checkpoint(False)
+        if step < cfg.steps:
+            result.stopped_early = True
+        checkpoint(step >= cfg.steps)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        log.close()
+    result.step = step
+    result.seconds = elapsed_before + time.monotonic() - start
+    return result
+
+
+def _progress(enabled: bool, total: int, done: int) -> tuple[Any, Any] | None:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from oldphoto.cli.common import console
+
+    p = Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console, transient=False,
+    )
+    task = p.add_task("train", total=total, completed=done, losses="")
+    p.start()
+    return p, task
+
+
+def _export(stage: Stage, out: Path, cfg: TrainConfig, step: int, seconds: float, val: dict[str, float] | None,
+            data: dict[str, Any], command: str | None) -> Path:
+    from oldphoto.checkpoint import save_checkpoint
+
+    tensors, meta = stage.export()
+    meta["license"] = "MIT"
+    meta["origin"] = "trained with oldphoto's implementation of the published training method (Wan et al., CVPR 2020)"
+    meta["training"] = {
+        "stage": cfg.stage, "step": step, "steps_planned": cfg.steps, "wall_seconds": round(seconds, 1),
+        "command": command, "config": cfg.record(), "loss_weights": stage.w, "data": data,
+        "validation": val, "notes": stage.notes, "device": cfg.device, "torch": torch.__version__,
+    }
+    return save_checkpoint(out, stage.output_name, tensors, meta)

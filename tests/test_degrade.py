@@ -1,0 +1,129 @@
+"""Synthetic degradations: seeded, deterministic, published ranges, exact damage masks, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from oldphoto.cli import app
+from oldphoto.training import degrade as d
+
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    # A smooth gradient with texture, so every operation visibly changes it.
+    y, x = np.mgrid[0:96, 0:128]
+    base = np.stack([x * 2, y * 2, (x + y)], axis=2).astype(np.float64)
+    return np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
+
+
+def test_same_seed_same_bytes_different_seeds_differ(photo: np.ndarray) -> None:
+    a = d.degrade_photo(photo, 3, damage=d.Damage())
+    b = d.degrade_photo(photo, 3, damage=d.Damage())
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes() and a[2] == b[2]
+    others = [d.degrade_photo(photo, s, damage=d.Damage()) for s in range(4, 10)]
+    assert all(o[0].tobytes() != a[0].tobytes() for o in others)
+    assert all(o[1].tobytes() != a[1].tobytes() for o in others)
+
+
+def test_recipe_draws_published_ranges(photo: np.ndarray) -> None:
+    seen: dict[str, int] = {}
+    small = photo[:32, :32]
+    for seed in range(300):
+        _, _, ops = d.degrade_photo(small, seed)
+        for op in ops:
+            seen[op["op"]] = seen.get(op["op"], 0) + 1
+            if op["op"] == "blur":
+                assert op["size"] in (3, 5, 7) and 1 <= op["sigma"] <= 5
+            elif op["op"] in ("gaussian", "speckle"):
+                assert 5 / 255 <= op["sigma"] <= 50 / 255
+            elif op["op"] == "salt_pepper":
+                assert 0 <= op["amount"] <= 0.01 and 0.3 <= op["salt"] <= 0.8
+            elif op["op"] == "resample":
+                assert 16 <= op["size"][0] <= 32 and 16 <= op["size"][1] <= 32
+            elif op["op"] == "jpeg":
+                assert 40 <= op["quality"] <= 100
+    # Each family with probability 0.7 (300 draws: 210 ± ~25), grey 0.1, no fading by default.
+    assert all(170 < seen[k] < 250 for k in ("blur", "resample", "jpeg"))
+    assert 170 < seen["gaussian"] + seen["speckle"] + seen["salt_pepper"] < 250
+    assert 12 < seen.get("grey", 0) < 50 and "fade" not in seen
+
+
+def test_mask_marks_exactly_the_damaged_pixels(photo: np.ndarray) -> None:
+    for seed in range(5):
+        clean = d.degrade_photo(photo, seed)[0]  # the same draws up to the damage
+        damaged, mask, _ = d.degrade_photo(photo, seed, damage=d.Damage())
+        changed = np.any(damaged != clean, axis=2)
+        assert set(np.unique(mask)) <= {0, 255} and mask.any()
+        assert np.array_equal(changed, mask > 0)
+
+
+def test_each_damage_kind_alone(photo: np.ndarray) -> None:
+    for kind in d.DAMAGE_KINDS:
+        out, mask = d.add_damage(photo, np.random.default_rng(1), d.Damage(kinds=(kind,)))
+        assert 0 < (mask > 0).mean() < 0.5, kind
+        assert np.array_equal(np.any(out != photo, axis=2), mask > 0)
+
+
+def test_blur_matches_a_direct_convolution() -> None:
+    img = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    k = d.gaussian_kernel(5, 1.5)
+    padded = np.pad(img.astype(float), ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    ref = np.zeros(img.shape)
+    for i in range(5):
+        for j in range(5):
+            ref += k[i] * k[j] * padded[i : i + 9, j : j + 11]
+    assert np.abs(d.gaussian_blur(img, 5, 1.5).astype(int) - np.rint(ref)).max() <= 1
+
+
+def test_cli_writes_photo_and_mask_reproducibly(tmp_path: Path, photo: np.ndarray) -> None:
+    src = tmp_path / "clean.png"
+    Image.fromarray(photo).save(src)
+    for name in ("a", "b"):
+        r = _run("degrade", str(src), str(tmp_path / f"{name}.png"), "--seed", "5", "--scratches")
+        assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a_mask.png").read_bytes() == (tmp_path / "b_mask.png").read_bytes()
+    out = np.asarray(Image.open(tmp_path / "a.png"))
+    mask = np.asarray(Image.open(tmp_path / "a_mask.png"))
+    assert out.shape == photo.shape and mask.shape == photo.shape[:2] and mask.any()
+    r = _run("degrade", str(src), str(tmp_path / "c.png"), "--seed", "6", "--scratches", "--mask-out", str(tmp_path / "m" / "c.png"))
+    assert r.exit_code == 0 and (tmp_path / "m" / "c.png").is_file()
+    assert (tmp_path / "c.png").read_bytes() != (tmp_path / "a.png").read_bytes()
+
+
+def test_cli_folder_with_json_records(tmp_path: Path, photo: np.ndarray) -> None:
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "in" / "one.png")
+    Image.fromarray(photo[:, :, 0]).save(tmp_path / "in" / "sub" / "two.png")
+    r = _run("degrade", str(tmp_path / "in"), str(tmp_path / "out"), "--seed", "1", "--json")
+    assert r.exit_code == 0, r.output
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(records) == 2 and records[0]["seed"] != records[1]["seed"]
+    assert Image.open(tmp_path / "out" / "sub" / "two.png").mode == "L"  # grey stays grey
+    assert not (tmp_path / "out" / "one_mask.png").exists()  # no damage asked, no mask
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "kind", "same"])
+def test_cli_errors_are_one_line(tmp_path: Path, case: str) -> None:
+    src = tmp_path / "x.png"
+    if case == "corrupt":
+        src.write_bytes(b"not an image")
+    elif case != "missing":
+        Image.new("RGB", (16, 16)).save(src)
+    dest = src if case == "same" else tmp_path / "y.png"
+    extra = ["--kind", "mould"] if case == "kind" else []
+    r = _run("degrade", str(src), str(dest), *extra)
+    assert r.exit_code != 0
+    assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("error:"), r.output

@@ -1,0 +1,193 @@
+"""Training stages on a tiny config: losses fall, outputs restore, resuming is exact, errors are one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from oldphoto.checkpoint import load_checkpoint
+from oldphoto.cli import app
+from oldphoto.models import build_bundle
+from oldphoto.training.loop import run
+from oldphoto.training.stages import TrainConfig
+
+TINY = dict(batch=4, crop=32, ngf=8, vae_blocks=2, width=16, base=8, blocks=2, ndf=8, lr=1e-3,
+            val_every=10, val_count=2, val_size=48, save_every=0, log_every=5, seed=0)
+#: The loss each stage is judged by (the adversarial terms need not fall in 20 steps).
+KEY = {"vae-a": "l1", "vae-b": "l1", "mapping": "latent_l1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine two spinning OpenMP threads run these tiny
+    convolutions up to 8× slower, and the resume test needs one fixed summation order anyway."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _smooth_photo(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """A photo-like image: a few octaves of upsampled noise, so crops differ but are learnable."""
+    acc = np.zeros((size, size, 3))
+    for cells, amp in ((4, 1.0), (8, 0.5), (16, 0.25)):
+        small = Image.fromarray((rng.random((cells, cells, 3)) * 255).astype(np.uint8))
+        acc += amp * np.asarray(small.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float64)
+    return np.clip(acc / 1.75, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory, photos: Path) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for sub, n in (("clean", 6), ("val", 2)):
+        (root / sub).mkdir()
+        for i in range(n):
+            Image.fromarray(_smooth_photo(rng)).save(root / sub / f"{i}.png")
+    (root / "old").mkdir()
+    for p in sorted(photos.glob("*.png")):
+        Image.open(p).convert("RGB").resize((64, 80)).save(root / "old" / p.name)
+    return root
+
+
+def _cfg(stage: str, out: Path, data: Path, **kw) -> TrainConfig:
+    base = dict(clean=[data / "clean"], old=[data / "old"], val=data / "val", steps=20, **TINY)
+    return TrainConfig(stage=stage, out=out, **{**base, **kw})
+
+
+def _drop(losses: list[dict[str, float]], key: str) -> tuple[float, float]:
+    return float(np.mean([l[key] for l in losses[:5]])), float(np.mean([l[key] for l in losses[-5:]]))
+
+
+@pytest.fixture(scope="module")
+def vaes(tmp_path_factory: pytest.TempPathFactory, data: Path) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for stage in ("vae-a", "vae-b"):
+        out[stage] = run(_cfg(stage, root / stage, data), progress=False)
+    out["root"] = root
+    return out
+
+
+@pytest.mark.parametrize("stage", ["vae-a", "vae-b"])
+def test_twenty_vae_steps_lower_the_reconstruction_loss(vaes: dict, stage: str) -> None:
+    result = vaes[stage]
+    first, last = _drop(result.losses, KEY[stage])
+    # Measured (seed 0, one thread, mean of the first and last five steps):
+    # vae-a 0.330 -> 0.281, vae-b 0.282 -> 0.234.
+    measured = {"vae-a": (0.330, 0.281), "vae-b": (0.282, 0.234)}[stage]
+    assert (first, last) == pytest.approx(measured, abs=0.03)
+    assert last < 0.9 * first, (first, last)
+    assert {"kl", "l1", "gan", "fm", "D"} <= set(result.losses[-1])
+    assert "vgg" not in result.losses[-1]
+    assert any("VGG perceptual loss skipped" in n for n in result.notes)
+    if stage == "vae-a":
+        assert "latent_gan" in result.losses[-1] and "Dz" in result.losses[-1]
+    meta, tensors = load_checkpoint(result.output.parent, stage.replace("-", "_"))
+    build_bundle(meta["networks"]).load_state_dict(tensors, strict=True)
+    assert meta["training"]["step"] == 20 and meta["training"]["validation"]["psnr"] > 0
+
+
+def test_mapping_lowers_its_loss_and_restores_through_weights(vaes: dict, data: Path, photos: Path) -> None:
+    root = vaes["root"]
+    result = run(_cfg("mapping", root / "mapping", data, vae_a=root / "vae-a", vae_b=root / "vae-b"), progress=False)
+    first, last = _drop(result.losses, "latent_l1")
+    # Measured (seed 0, one thread): 0.676 -> 0.581.
+    assert (first, last) == pytest.approx((0.676, 0.581), abs=0.03)
+    assert last < 0.9 * first, (first, last)
+    assert result.val is not None and result.val["psnr_input"] > 15
+    src = sorted(photos.glob("*.png"))[0]
+    dest = root / "restored.png"
+    r = CliRunner().invoke(app, ["restore", str(src), str(dest), "--weights", str(root / "mapping"), "--mode", "quality"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(dest).size == Image.open(src).size
+    card = json.loads((root / "mapping" / "quality.json").read_text())
+    assert card["training"]["stage"] == "mapping" and card["pipeline"]["multiple"] == 4
+    log = [json.loads(line) for line in (root / "mapping" / "log.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in log].count("val") == 2 and log[-1]["event"] == "checkpoint"
+
+
+@pytest.mark.parametrize("stage", ["vae-a", "mapping"])
+def test_interrupted_and_resumed_run_gives_the_same_losses(vaes: dict, data: Path, tmp_path: Path, stage: str) -> None:
+    root = vaes["root"]
+    extra = dict(vae_a=root / "vae-a", vae_b=root / "vae-b") if stage == "mapping" else {}
+    whole = run(_cfg(stage, tmp_path / "whole", data, steps=8, val=None, **extra), progress=False)
+    part1 = run(_cfg(stage, tmp_path / "split", data, steps=8, val=None, **extra), progress=False, stop_after=5)
+    assert part1.step == 5 and part1.stopped_early
+    torch.manual_seed(123)  # disturb every RNG: the resumed run must restore its own
+    np.random.seed(123)
+    part2 = run(_cfg(stage, tmp_path / "split", data, steps=8, val=None, resume=True, **extra), progress=False)
+    assert part2.step == 8
+    assert part1.losses + part2.losses == whole.losses
+    a = load_checkpoint(tmp_path / "whole", "vae_a" if stage == "vae-a" else "quality")[1]
+    b = load_checkpoint(tmp_path / "split", "vae_a" if stage == "vae-a" else "quality")[1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_max_minutes_stops_cleanly_with_a_checkpoint(data: Path, tmp_path: Path) -> None:
+    result = run(_cfg("vae-b", tmp_path, data, max_minutes=0.0, val=None), progress=False)
+    assert result.stopped_early and result.step == 1
+    assert (tmp_path / "state" / "state.json").is_file() and (tmp_path / "vae_b.json").is_file()
+
+
+def test_init_from_imported_published_weights(tiny_weights: Path, data: Path, tmp_path: Path) -> None:
+    result = run(_cfg("vae-a", tmp_path, data, steps=1, val=None, init_from=tiny_weights), progress=False)
+    assert any("quality.encoder" in n for n in result.notes)
+    # The encoder starts from the imported one: a zero-step comparison is the first step's input.
+    meta, tensors = load_checkpoint(tiny_weights, "quality")
+    ours = load_checkpoint(tmp_path, "vae_a")[1]
+    moved = max(float((ours[k] - tensors[k]).abs().max()) for k in tensors if k.startswith("encoder.") and k in ours)
+    assert moved < 0.01  # one Adam step at lr 1e-3
+
+
+def test_vgg_loss_runs_with_given_weights(data: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from oldphoto.training.losses import vgg19_features
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v.contiguous() for k, v in vgg19_features().state_dict().items()}
+    save_file(state, str(tmp_path / "vgg19.safetensors"))
+    result = run(_cfg("vae-b", tmp_path / "run", data, steps=2, val=None, vgg_weights=tmp_path / "vgg19.safetensors"), progress=False)
+    assert result.losses[-1]["vgg"] > 0 and not result.notes
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, ["train", *args, "--no-progress"], env={"COLUMNS": "400"})
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "not-a-folder"])
+def test_bad_data_folder_is_a_one_line_error(tmp_path: Path, case: str) -> None:
+    folder = tmp_path / "clean"
+    if case != "missing":
+        folder.mkdir()
+    if case == "corrupt":
+        Image.new("RGB", (40, 40)).save(folder / "good.png")
+        (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    if case == "not-a-folder":
+        folder.rmdir()
+        folder.write_text("x")
+    r = _cli("vae-b", "--clean", str(folder), "--out", str(tmp_path / "out"), "--steps", "1")
+    assert r.exit_code != 0
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(folder) in lines[0], r.output
+
+
+def test_cli_refuses_to_overwrite_a_run_and_bad_options(data: Path, tmp_path: Path) -> None:
+    args = ["vae-b", "--clean", str(data / "clean"), "--out", str(tmp_path), "--steps", "1", "--crop", "32", "--ngf", "4",
+            "--vae-blocks", "1", "--ndf", "4", "--batch", "2"]
+    assert _cli(*args).exit_code == 0
+    r = _cli(*args)
+    assert r.exit_code == 2 and "--resume" in r.output
+    for bad in (["--loss", "latent_gan=1"], ["--loss", "gan"], ["--crop", "30"]):
+        r = _cli(*args, "--resume", *bad)
+        assert r.exit_code == 2 and r.output.startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
+    r = _cli("mapping", "--clean", str(data / "clean"), "--out", str(tmp_path / "m"))
+    assert r.exit_code == 2 and "--vae-a" in r.output
