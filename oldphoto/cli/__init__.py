@@ -1,6 +1,6 @@
 """The ``oldphoto`` command line: a thin Typer layer over :class:`oldphoto.Restorer`.
 
-Sub-commands live in sibling modules (``restore``, ``weights``, ``info``); this module only
+Sub-commands live in sibling modules (``restore``, ``weights``, ``info``, ``ui``...); this module only
 assembles them. Nothing here imports torch at start-up, so ``oldphoto --help`` stays fast.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from oldphoto import __version__
-from oldphoto.cli import degrade, info, restore, train, weights
+from oldphoto.cli import degrade, info, restore, train, ui, weights
 
 app = typer.Typer(
     name="oldphoto",
@@ -37,6 +37,7 @@ app.command("restore")(restore.restore)
 app.command("info")(info.info)
 app.command("degrade")(degrade.degrade)
 app.command("train")(train.train)
+app.command("ui")(ui.ui)
 app.add_typer(weights.app, name="weights")
 
 
