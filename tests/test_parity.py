@@ -25,11 +25,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from oldphoto import Restorer
-from oldphoto.checkpoint import load_checkpoint
 from oldphoto.cli import app
 from oldphoto.detection import detect_probability, detection_input, probability_to_mask
-from oldphoto.models import build_bundle
 from oldphoto.pipeline import prepare, run_networks
+from oldphoto.weights.load import load_bundle
 from tests.support.parity import (
     PARITY,
     REPORT,
@@ -63,9 +62,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _bundle(folder: Path, name: str) -> tuple[dict, torch.nn.ModuleDict]:
-    meta, tensors = load_checkpoint(folder / name, name)
-    bundle = build_bundle(meta["networks"])
-    bundle.load_state_dict(tensors, strict=True)
+    meta, bundle = load_bundle(folder / name, name)
     return meta, bundle.eval()
 
 

@@ -2,7 +2,7 @@
 
 The degraded face ``d`` (in [-1, 1], S×S) is both the generator's seed (resized to S/32 and
 convolved by ``fc``) and the modulation input of every SPADE norm. Spectral norm is folded into
-plain conv weights at import (``oldphoto.faces.importer``), so every conv here is a plain one.
+plain conv weights at import (``oldphoto.weights.importer``), so every conv here is a plain one.
 Module names follow the published state-dict keys.
 """
 
