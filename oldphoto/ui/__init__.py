@@ -49,7 +49,6 @@ def serve(
     share: bool = False,
     open_browser: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    on_ready: Any = None,
 ) -> None:
     """Serve the page until interrupted; every file it writes lives in one temporary folder, removed at exit."""
     require_gradio()
@@ -80,8 +79,13 @@ def serve(
             pwa=False,
             footer_links=[],
             theme=theme,
-            show_error=True,
+            quiet=True,
+            prevent_thread_lock=True,
         )
+        print(f"oldphoto ui: open {page.local_url} in your browser (Ctrl-C to stop)", flush=True)
+        if share and page.share_url:
+            print(f"oldphoto ui: public link {page.share_url} (anyone with it can use this computer's oldphoto)", flush=True)
+        page.block_thread()
     except KeyboardInterrupt:
         pass
     finally:

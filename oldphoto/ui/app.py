@@ -18,7 +18,7 @@ import gradio as gr
 
 from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import READABLE_EXTENSIONS
-from oldphoto.ui.session import CHOICES, MASK_COLOUR, MASK_OPACITY, Session, mask_from_layers, mask_layer, readable
+from oldphoto.ui.session import CHOICES, MASK_COLOUR, MASK_OPACITY, MIN_SIDE, Session, mask_from_layers, mask_layer, readable
 
 #: Detection and restoration share this queue slot, so one runs at a time and clicks queue.
 _SLOT = "networks"
@@ -39,57 +39,72 @@ def _status(text: str, kind: str = "info") -> str:
 def build(session: Session, *, faces_default: bool = False) -> gr.Blocks:
     """The page for ``session`` (a :class:`~oldphoto.ui.session.Session`)."""
 
-    def uploaded(files: list[str] | None) -> tuple[Any, ...]:
-        """Check each upload; list the usable ones; open the first."""
-        photos: dict[str, str] = {}
+    def uploaded(files: list[str] | None, photos: dict, masks: dict, current: str | None, editor: dict | None) -> tuple[Any, ...]:
+        """Check each new upload; add the usable ones to the photos; open the first of them.
+
+        The upload box is emptied afterwards: it is where photos are dropped, and the list of
+        photos to work on is the picker's.
+        """
+        photos, masks = dict(photos), _keep_mask(current, photos, dict(masks), editor)
+        added: list[str] = []
         problems = []
         for file in files or []:
             path = Path(file)
             try:
                 session.open(path)
-            except OldPhotoError as exc:
-                problems.append(str(exc))
-                continue
-            except Exception as exc:  # noqa: BLE001 - a decoder bug must not take the page down
+            except Exception as exc:  # noqa: BLE001 - a bad file is a message; the page keeps working
                 problems.append(readable(exc, path))
                 continue
-            label = path.name if path.name not in photos else f"{path.name} ({len(photos) + 1})"
+            label, n = path.name, 1
+            while label in photos:
+                n += 1
+                label = f"{path.stem} ({n}){path.suffix}"
             photos[label] = str(path)
-        first = next(iter(photos), None)
+            added.append(label)
         lines = [_status(p, "error") for p in problems]
-        if photos:
-            lines.append(f"{len(photos)} photo{'s' if len(photos) > 1 else ''} ready: {', '.join(photos)}.")
-        editor, warn = _editor_value(photos.get(first) if first else None)
-        lines += [_status(w, "warning") for w in warn]
+        editor_value: Any = gr.update()
+        if added:
+            current = added[0]
+            editor_value, warnings = _editor_value(photos[current], masks.get(current))
+            lines.append(f"{len(added)} photo{'s' if len(added) > 1 else ''} added: {', '.join(added)}. Working on {current}.")
+            lines += [_status(w, "warning") for w in warnings]
         return (
+            None,
             photos,
-            {},
-            gr.update(choices=list(photos), value=first, visible=len(photos) > 1),
-            first,
-            editor,
+            masks,
+            gr.update(choices=list(photos), value=current, visible=len(photos) > 1),
+            current,
+            editor_value,
             "\n\n".join(lines) or "No photo uploaded.",
         )
+
+    def _keep_mask(current: str | None, photos: dict, masks: dict, editor: dict | None) -> dict:
+        """``masks`` with the mask painted on the photo being left, so coming back to it finds it."""
+        if current in photos and editor and editor.get("layers"):
+            try:
+                masks[current] = mask_from_layers(editor["layers"], session.open(photos[current]).image.size)
+            except OldPhotoError:
+                pass
+        return masks
 
     def _editor_value(path: str | None, mask: Any = None) -> tuple[Any, list[str]]:
         if path is None:
             return None, []
         photo = session.open(path)
         rgb = photo.image.convert("RGB")
-        return {"background": rgb, "layers": [mask_layer(mask, rgb.size)], "composite": None}, photo.warnings
+        value = {"background": rgb, "layers": [mask_layer(mask, rgb.size)], "composite": None}
+        return value, photo.warnings
 
     def switched(choice: str | None, current: str | None, photos: dict, masks: dict, editor: dict | None) -> tuple[Any, ...]:
         """Keep the mask painted on the photo being left; show the chosen photo with its own mask."""
         if choice is None or choice == current or choice not in photos:
             return masks, current, gr.update(), gr.update()
-        masks = dict(masks)
-        if current in photos and editor:
-            size = session.open(photos[current]).image.size
-            masks[current] = mask_from_layers(editor.get("layers"), size)
+        masks = _keep_mask(current, photos, dict(masks), editor)
         try:
             value, _ = _editor_value(photos[choice], masks.get(choice))
         except OldPhotoError as exc:
             return masks, current, gr.update(), _status(str(exc), "error")
-        return masks, choice, value, f"{choice}: ready."
+        return masks, choice, value, f"Working on {choice}."
 
     def detect(current: str | None, photos: dict, progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:
         if current is None:
@@ -160,6 +175,10 @@ def build(session: Session, *, faces_default: bool = False) -> gr.Blocks:
                     brush=gr.Brush(colors=[(_HEX, MASK_OPACITY)], default_color=(_HEX, MASK_OPACITY), color_mode="fixed", default_size=12),
                     eraser=gr.Eraser(default_size=16),
                     layers=gr.LayerOptions(allow_additional_layers=False, layers=["damage"]),
+                    # The editor's layers take the larger of this and the photo's size, and a
+                    # mask layer sent from here is centred on them: the smallest canvas keeps
+                    # the layers exactly the photo's size, so the mask lands where it belongs.
+                    canvas_size=(MIN_SIDE, MIN_SIDE),
                     elem_id="editor", height=560,
                 )
                 compare = gr.ImageSlider(
@@ -169,11 +188,15 @@ def build(session: Session, *, faces_default: bool = False) -> gr.Blocks:
                     photo_out = gr.DownloadButton("Download photo", visible=False, elem_id="download-photo", variant="primary")
                     mask_out = gr.DownloadButton("Download mask", visible=False, elem_id="download-mask")
 
-        upload.upload(uploaded, upload, [photos, masks, picker, current, editor, status], concurrency_id="upload")
-        picker.change(switched, [picker, current, photos, masks, editor], [masks, current, editor, status])
-        find.click(detect, [current, photos], [editor, status], concurrency_id=_SLOT, concurrency_limit=1)
+        # Progress shows on the pictures being made, never over the status line.
+        upload.upload(
+            uploaded, [upload, photos, masks, current, editor], [upload, photos, masks, picker, current, editor, status],
+            show_progress_on=[editor],
+        )
+        picker.change(switched, [picker, current, photos, masks, editor], [masks, current, editor, status], show_progress_on=[editor])
+        find.click(detect, [current, photos], [editor, status], concurrency_id=_SLOT, concurrency_limit=1, show_progress_on=[editor])
         go.click(
             restore, [current, photos, editor, choice, faces, strength], [compare, photo_out, mask_out, status],
-            concurrency_id=_SLOT, concurrency_limit=1,
+            concurrency_id=_SLOT, concurrency_limit=1, show_progress_on=[compare],
         )
     return page
