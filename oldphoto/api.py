@@ -144,7 +144,6 @@ class Restorer:
             from oldphoto.checkpoint import has_checkpoint, load_checkpoint
             from oldphoto.devices import place
             from oldphoto.models import build_bundle
-            from oldphoto.pipeline import choose_norm_kernels
 
             if self.weights is not None:
                 if not has_checkpoint(self.weights, name):
@@ -164,7 +163,6 @@ class Restorer:
             except RuntimeError as exc:
                 raise WeightsError(f"{folder}/{name}.safetensors: does not match its config ({exc})") from None
             place(bundle, self.device, self.precision)
-            choose_norm_kernels(bundle)
             self._models[name] = (meta, bundle)
         return self._models[name]
 
