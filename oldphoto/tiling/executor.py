@@ -1,10 +1,10 @@
 """Exact tiled execution of the restoration networks' steps, one convolution at a time.
 
-The executor walks the same steps as the networks' plain forward
-(:mod:`oldphoto.networks.steps`). Every convolution of a Local step is one *pass* over the image: its output is computed tile by tile, each
-tile reading exactly the input rectangle its kernel needs (the halo). Padding is resolved
-against the *global* image border — reflection by index gathering, zero padding by
-padding only where the rectangle leaves the image — so a tile sees the very numbers the
+It walks the same steps as the networks' plain forward (:mod:`oldphoto.networks.steps`).
+Every convolution of a Local step is one *pass* over the image: its output is computed tile
+by tile, each tile reading exactly the input rectangle its kernel needs (the halo). Padding
+is resolved against the *global* image border — reflection by index gathering, zero padding
+by padding only where the rectangle leaves the image — so a tile sees the very numbers the
 whole-image convolution sees. Outputs go to full-size host stores (:mod:`.store`).
 
 Instance norm needs statistics of the whole map: the pass that produces a convolution's
