@@ -37,7 +37,12 @@ HEAD_MULTIPLE = 16
 
 
 class FastInstanceNorm(InstanceNorm):
-    """Instance norm computed with group norm's kernel, except on NCHW maps where ``published_kernel`` is set."""
+    """Instance norm computed with group norm's kernel, except on NCHW maps where ``published_kernel`` is set.
+
+    Channels-last maps always take group norm's kernel: instance norm's would copy them to
+    NCHW and back, and they only occur where the published bits are not kept anyway
+    (reduced precision, CUDA, and the fp32 decoder after the last attention).
+    """
 
     def __init__(self, norm: nn.InstanceNorm2d, *, published_kernel: bool) -> None:
         super().__init__(norm.num_features, affine=False, track_running_stats=False, eps=norm.eps)
