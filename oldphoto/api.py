@@ -98,12 +98,10 @@ class Restorer:
         """Return ``(meta, bundle)`` of model ``name``, loading it on first use."""
         if name not in self._models:
             from oldphoto.devices import place
-            from oldphoto.pipeline import choose_norm_kernels
             from oldphoto.weights.load import load_model
 
             meta, bundle = load_model(name, weights_dir=self.weights, repo=self.repo, revision=self.revision)
             place(bundle, self.device, self.precision)
-            choose_norm_kernels(bundle)
             self._models[name] = (meta, bundle)
         return self._models[name]
 

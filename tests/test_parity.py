@@ -97,11 +97,11 @@ def test_network_tensors_match_published(imported: Path, mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_restorer_networks_match_published(imported: Path, mode: str) -> None:
     """The bundle as a Restorer runs it (weight layouts, norm kernels chosen for speed) meets the same bounds."""
-    from oldphoto.networks.blocks import InstanceNorm
+    from oldphoto.speed import FastInstanceNorm
 
     _, bundle = Restorer(imported / mode, device="cpu", precision="fp32").model(mode)
-    norms = [m for m in bundle.modules() if isinstance(m, InstanceNorm)]
-    assert all(m.published_kernel for m in bundle["encoder"].modules() if isinstance(m, InstanceNorm))
+    norms = [m for m in bundle.modules() if isinstance(m, FastInstanceNorm)]
+    assert all(m.published_kernel for m in bundle["encoder"].modules() if isinstance(m, FastInstanceNorm))
     assert 0 < sum(not m.published_kernel for m in norms) < len(norms)
     x, mask = _inputs(mode)
     with torch.inference_mode():

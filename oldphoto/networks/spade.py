@@ -72,7 +72,6 @@ class SPADEGenerator(nn.Module):
         super().__init__()
         if size % 32:
             raise ValueError(f"size must be a multiple of 32, got {size}")
-        self.config = {"size": size, "ngf": ngf, "label_channels": label_channels, "hidden": hidden}
         self.size = size
         w = [m * ngf for m in _UP_WIDTHS]
         kw = {"label_channels": label_channels, "hidden": hidden}
