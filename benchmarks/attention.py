@@ -33,15 +33,19 @@ def naive(theta, phi, g, v):
 def fused(theta, phi, g, v, multiple: int | None = None):
     """oldphoto's path: heads with one extra channel, one fused attention call, one division.
 
-    ``multiple`` overrides the head-size padding the network would choose for this dtype.
+    ``multiple`` overrides the head-size padding a Restorer would choose for this dtype and device.
     """
-    from oldphoto.networks.nonlocal_block import attention_heads, head_multiple, renormalised_attention
+    import torch
+
+    from oldphoto.networks.nonlocal_block import attention_heads, renormalised_attention
+    from oldphoto.speed import head_multiple
 
     def nchw(t):
         b, n, c = t.shape
         return t.transpose(1, 2).reshape(b, c, n, 1)
 
-    m = head_multiple(theta) if multiple is None else multiple
+    precision = "fp32" if theta.dtype == torch.float32 else "bf16"
+    m = head_multiple(theta.device, precision) if multiple is None else multiple
     heads = [attention_heads(nchw(theta), multiple=m), attention_heads(nchw(phi), multiple=m),
              attention_heads(nchw(g), v.to(g.dtype), multiple=m)]
     return renormalised_attention(*heads, theta.shape[-1])

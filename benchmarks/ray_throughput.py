@@ -8,7 +8,7 @@ both end to end and with the workers' start-up left out, plus the fixed overhead
 the cluster (``ray.init``) and starting the actors (each builds its Restorer). It also times
 one photo's decode and encode, the CPU work a GPU worker still does per photo::
 
-    python benchmarks/ray_throughput.py --count 8 --size 1024x768 --precision bf16
+    python benchmarks/ray_throughput.py --count 6 --size 320x240 --precision fp32
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--size", default="1024x768", help="WIDTHxHEIGHT of each JPEG")
-    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--precision", default="fp32")
     parser.add_argument("--threads", type=int, default=2, help="CPU cores to use, shared by the workers")
     parser.add_argument("--weights", type=Path, default=None)
     args = parser.parse_args()

@@ -35,7 +35,7 @@ def main() -> None:
     from PIL import Image
 
     from oldphoto import Restorer
-    from oldphoto.importer import import_official
+    from oldphoto.weights.importer import import_official
     from tests.support.parity import write_published_mode
 
     torch.set_num_threads(args.threads)

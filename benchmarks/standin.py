@@ -26,8 +26,8 @@ def standin_weights(models: list[str], cache: Path = DEFAULT_CACHE) -> Path:
     """Return a folder holding ``models`` (restoration modes and/or ``detector``), importing any missing."""
     import tempfile
 
-    from oldphoto.checkpoint import has_checkpoint
-    from oldphoto.importer import import_official
+    from oldphoto.weights.checkpoint import has_checkpoint
+    from oldphoto.weights.importer import import_official
     from tests.support.parity import write_published_detector, write_published_mode
 
     missing = [m for m in models if not has_checkpoint(cache, m)]

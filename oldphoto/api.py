@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from oldphoto.errors import WeightsError
 from oldphoto.inputs import ImageInput, load_mask, load_photo
 from oldphoto.options import check_face_size, check_face_strength, check_mask_mode, check_mode, check_postprocess
 
@@ -98,30 +97,11 @@ class Restorer:
     def model(self, name: str) -> tuple[dict[str, Any], Any]:
         """Return ``(meta, bundle)`` of model ``name``, loading it on first use."""
         if name not in self._models:
-            from oldphoto.checkpoint import has_checkpoint, load_checkpoint
             from oldphoto.devices import place
-            from oldphoto.models import build_bundle
-            from oldphoto.pipeline import choose_norm_kernels
+            from oldphoto.weights.load import load_model
 
-            if self.weights is not None:
-                if not has_checkpoint(self.weights, name):
-                    raise WeightsError(
-                        f"{self.weights}: no '{name}' model ({name}.safetensors + {name}.json); "
-                        "import it with 'oldphoto weights import-official' or omit --weights to download it"
-                    )
-                folder = self.weights
-            else:
-                from oldphoto.hub import resolve_weights
-
-                folder = resolve_weights(name, repo=self.repo, revision=self.revision)
-            meta, tensors = load_checkpoint(folder, name)
-            bundle = build_bundle(meta["networks"])
-            try:
-                bundle.load_state_dict(tensors, strict=True)
-            except RuntimeError as exc:
-                raise WeightsError(f"{folder}/{name}.safetensors: does not match its config ({exc})") from None
+            meta, bundle = load_model(name, weights_dir=self.weights, repo=self.repo, revision=self.revision)
             place(bundle, self.device, self.precision)
-            choose_norm_kernels(bundle)
             self._models[name] = (meta, bundle)
         return self._models[name]
 
@@ -242,13 +222,9 @@ class Restorer:
 
         if not faces_available():
             return False
-        if self.weights is not None:
-            from oldphoto.checkpoint import has_checkpoint
+        from oldphoto.weights.resolve import find_here
 
-            return has_checkpoint(self.weights, name)
-        from oldphoto.hub import cached_folder
-
-        return cached_folder(name, repo=self.repo, revision=self.revision) is not None
+        return find_here(name, weights_dir=self.weights, repo=self.repo, revision=self.revision) is not None
 
     def _enhance_faces(
         self, image: Image.Image, mode: str, save_dir: str | Path | None, prefix: str

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from oldphoto.errors import UsageError
+from oldphoto.speed import use_fast_kernels
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -125,12 +126,15 @@ def place(bundle: nn.ModuleDict, device: torch.device, precision: str) -> nn.Mod
 
     Weights stay float32 (autocast casts them per call, well under 1% of a restore); only
     their layout is chosen here (:func:`channels_last`), so no per-call re-layout happens.
-    On the CPU this also makes the allocator keep freed feature maps (:func:`keep_freed_memory`).
+    The faster kernels that compute the same function go in here too
+    (:func:`oldphoto.speed.use_fast_kernels`). On the CPU this also makes the allocator keep
+    freed feature maps (:func:`keep_freed_memory`).
     """
     bundle.eval().requires_grad_(False).to(device)
     for network in bundle.values():
         if channels_last(device, precision, network):
             network.to(memory_format=torch.channels_last)
+    use_fast_kernels(bundle, device, precision)
     if device.type == "cpu":
         keep_freed_memory()
     return bundle

@@ -9,6 +9,7 @@ from torch import nn
 
 from oldphoto.errors import WeightsError
 from oldphoto.networks.mapping import MappingPatchAttention, MappingQuality, MappingScratch
+from oldphoto.networks.steps import Step
 from oldphoto.networks.unet import ScratchUNet
 from oldphoto.networks.vae import VAEDecoder, VAEEncoder
 
@@ -38,9 +39,12 @@ def build_network(arch: str, config: Mapping[str, Any]) -> nn.Module:
     except KeyError:
         raise WeightsError(f"unknown architecture {arch!r}") from None
     try:
-        return cls(**config)
+        net = cls(**config)
     except TypeError as exc:
         raise WeightsError(f"bad config for architecture {arch!r}: {exc}") from None
+    # What it was built from: training exports it into the card (``networks.<name>.config``).
+    net.config = dict(config)
+    return net
 
 
 def build_bundle(networks: Mapping[str, Mapping[str, Any]]) -> nn.ModuleDict:
@@ -49,3 +53,13 @@ def build_bundle(networks: Mapping[str, Mapping[str, Any]]) -> nn.ModuleDict:
     The bundle's state-dict keys are ``<network>.<key>``, which is how checkpoints store them.
     """
     return nn.ModuleDict({name: build_network(spec["arch"], spec["config"]) for name, spec in networks.items()})
+
+
+#: The networks of a restoration bundle in the order they run, each with the name of what it
+#: produces: the photo's latent, the latent mapped to clean photos, the decoded photo.
+RESTORATION_ORDER = {"encoder": "latent", "mapping": "mapped", "decoder": "output"}
+
+
+def restoration_steps(bundle: nn.ModuleDict) -> list[Step]:
+    """Every step of a restoration bundle, encoder → mapping → decoder (what the tiled executor runs)."""
+    return [step for name in RESTORATION_ORDER for step in bundle[name].steps()]

@@ -8,7 +8,7 @@ which the CLI prints as one line with exit status 2.
 
 from __future__ import annotations
 
-from oldphoto.cards import RESTORATION_MODES
+from oldphoto.weights.cards import RESTORATION_MODES
 from oldphoto.errors import UsageError
 
 #: ``auto`` picks a restoration mode per photo; ``none`` skips the global stage (faces only).

@@ -33,9 +33,7 @@ from torch import nn
 
 from oldphoto.errors import ImageError, UsageError
 from oldphoto.inputs import fit_mask
-from oldphoto.networks.blocks import InstanceNorm
-from oldphoto.networks.nonlocal_block import PartialNonLocal
-from oldphoto.networks.patch_attention import PatchAttention
+from oldphoto.models import RESTORATION_ORDER
 
 #: Spatial multiple the VAE needs (two stride-2 convolutions).
 NETWORK_MULTIPLE = 4
@@ -133,40 +131,15 @@ def reflect_pad(t: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
     return F.pad(t, (0, cols, 0, rows), mode=mode)
 
 
-#: The networks of a restoration bundle, in the order :func:`run_networks` runs them.
-RUN_ORDER = ("encoder", "mapping", "decoder")
-_ATTENTION = (PartialNonLocal, PatchAttention)
-
-
-def choose_norm_kernels(bundle: nn.ModuleDict) -> int:
-    """Give the instance norms after the latent that no attention block reads from the faster kernel.
-
-    The encoder's norms, and those run before the last attention block (or inside one), keep
-    PyTorch's instance-norm kernel: the latent, and what the attention sees, stay the
-    published numbers bit for bit. Every later norm switches to group norm (see
-    :class:`~oldphoto.networks.blocks.InstanceNorm`). Measured on the parity data that moves
-    the outputs by at most 3e-5, within the 1e-4 parity tolerance, for 4% of an fp32
-    restore. Returns how many norms switched.
-    """
-    modules = [m for name in RUN_ORDER if name in bundle for m in bundle[name].modules()]
-    last = sum(1 for _ in bundle["encoder"].modules()) - 1 if "encoder" in bundle else -1
-    for i, m in enumerate(modules):
-        if isinstance(m, _ATTENTION):
-            last = i + sum(1 for _ in m.modules()) - 1
-    switched = 0
-    for i, m in enumerate(modules):
-        if isinstance(m, InstanceNorm):
-            m.published_kernel = i <= last
-            switched += not m.published_kernel
-    return switched
-
-
 def run_networks(bundle: nn.ModuleDict, x: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Encoder → mapping → decoder; returns ``latent``, ``mapped`` and ``output`` (in [−1, 1])."""
-    latent = bundle["encoder"](x)
-    mapping = bundle["mapping"]
-    mapped = mapping(latent) if mask is None or isinstance(mapping, nn.Sequential) else mapping(latent, mask)
-    return {"latent": latent, "mapped": mapped, "output": bundle["decoder"](mapped)}
+    """Run a restoration bundle whole; returns ``latent``, ``mapped`` and ``output`` (in [−1, 1]).
+
+    The networks run in :data:`~oldphoto.models.RESTORATION_ORDER`, each its own steps.
+    """
+    outputs = {}
+    for name, produces in RESTORATION_ORDER.items():
+        x = outputs[produces] = bundle[name](x, mask)
+    return outputs
 
 
 def finish(output: torch.Tensor, prepared: Prepared) -> np.ndarray:

@@ -19,16 +19,15 @@ import pytest
 import torch
 from PIL import Image
 
-from oldphoto.cards import load_card
-from oldphoto.checkpoint import load_checkpoint
 from oldphoto.errors import UsageError, WeightsError
 from oldphoto.faces import FacesUnavailable, enhance_faces, faces_available
 from oldphoto.faces.align import align_face, face_template, similarity_transform, to_uint8, warp_affine
 from oldphoto.faces.blend import Canvas, face_window, match_histograms, paste_face, soften_mask
 from oldphoto.faces.detect import default_detector, detect_faces
-from oldphoto.faces.importer import fold_spectral_norm
-from oldphoto.importer import import_official
-from oldphoto.models import build_bundle
+from oldphoto.weights.cards import load_card
+from oldphoto.weights.checkpoint import load_checkpoint
+from oldphoto.weights.importer import fold_spectral_norm, import_official
+from oldphoto.weights.load import load_bundle
 from tests.support.weight_rule import build_state_dict, save_pth
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -82,9 +81,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _generator(folder: Path, name: str) -> torch.nn.Module:
-    meta, tensors = load_checkpoint(folder, name)
-    bundle = build_bundle(meta["networks"])
-    bundle.load_state_dict(tensors, strict=True)
+    _, bundle = load_bundle(folder, name)
     return bundle["generator"].eval()
 
 

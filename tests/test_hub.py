@@ -21,13 +21,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from oldphoto.checkpoint import load_checkpoint
 from oldphoto.errors import WeightsError
 from oldphoto.fsutil import sha256_file
-from oldphoto.hub import cache_root, cached_folder, hub_cache_dir, resolve_weights, verify_cached, weights_status
-from oldphoto.model_cards.publish import main as publish_main
-from oldphoto.model_cards.publish import publish
+from oldphoto.weights.cache import cache_root, cached_folder, verify_cached, weights_status
+from oldphoto.weights.checkpoint import load_checkpoint
+from oldphoto.weights.hubclient import hub_cache_dir
+from oldphoto.weights.resolve import resolve_weights
 from tests.hub_server import HubServer
+from tests.support.recipe import publish, publish_main
 from tests.support.tiny import tiny_cards, write_published_layout
 
 OURS = "test/converted"
@@ -213,7 +214,7 @@ def test_a_transfer_cut_halfway_is_resumed_with_a_range_request(env: Path, tmp_p
     chunks, so the file must be larger than one chunk to be resumed rather than restarted)."""
     from huggingface_hub import constants
 
-    from oldphoto.checkpoint import save_checkpoint
+    from oldphoto.weights.checkpoint import save_checkpoint
 
     chunk = constants.DOWNLOAD_CHUNK_SIZE
     save_checkpoint(tmp_path / "big", "big", {"pad": torch.arange(chunk // 2, dtype=torch.float32)}, {"networks": {}})
@@ -282,7 +283,7 @@ def test_a_process_killed_mid_download_leaves_nothing_loadable(recipe: dict[str,
     card_path = tmp_path / "scratch-card.json"
     card_path.write_text(json.dumps(card(recipe, "scratch")))
     code = (
-        "import json,sys; from oldphoto.hub import resolve_weights; "
+        "import json,sys; from oldphoto.weights.resolve import resolve_weights; "
         "resolve_weights('scratch', card=json.load(open(sys.argv[1])), progress=False)"
     )
     child = subprocess.Popen([sys.executable, "-c", code, str(card_path)], env=dict(os.environ), stderr=subprocess.DEVNULL)
@@ -330,7 +331,7 @@ def test_a_pinned_revision_is_downloaded_and_cached_apart_from_main(recipe: dict
 def test_a_published_layout_mirror_is_imported_on_the_fly_like_a_local_import(
     recipe: dict[str, Any], hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from oldphoto.importer import import_official
+    from oldphoto.weights.importer import import_official
 
     for name, files in (("hr", 3), ("detector", 1)):
         hub.log.clear()
@@ -401,8 +402,8 @@ def test_weights_status_and_verify(recipe: dict[str, Any], hub: HubServer, tmp_p
 
 
 def test_source_order_skips_our_repository_until_it_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
-    from oldphoto.cards import load_card
-    from oldphoto.sources import effective_sources
+    from oldphoto.weights.cards import load_card
+    from oldphoto.weights.sources import effective_sources
 
     monkeypatch.delenv("OLDPHOTO_REPO", raising=False)
     hr = load_card("hr")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from oldphoto.cli import app
 from oldphoto.errors import WeightsError
-from oldphoto.importer import import_official
+from oldphoto.weights.importer import import_official
 from tests.support.tiny import tiny_cards, write_published_layout
 
 QUALITY_MAPPING = "restoration/mapping_quality/latest_net_mapping_net.pth"

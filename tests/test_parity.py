@@ -25,11 +25,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from oldphoto import Restorer
-from oldphoto.checkpoint import load_checkpoint
 from oldphoto.cli import app
 from oldphoto.detection import detect_probability, detection_input, probability_to_mask
-from oldphoto.models import build_bundle
 from oldphoto.pipeline import prepare, run_networks
+from oldphoto.weights.load import load_bundle
 from tests.support.parity import (
     PARITY,
     REPORT,
@@ -63,9 +62,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _bundle(folder: Path, name: str) -> tuple[dict, torch.nn.ModuleDict]:
-    meta, tensors = load_checkpoint(folder / name, name)
-    bundle = build_bundle(meta["networks"])
-    bundle.load_state_dict(tensors, strict=True)
+    meta, bundle = load_bundle(folder / name, name)
     return meta, bundle.eval()
 
 
@@ -100,11 +97,11 @@ def test_network_tensors_match_published(imported: Path, mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_restorer_networks_match_published(imported: Path, mode: str) -> None:
     """The bundle as a Restorer runs it (weight layouts, norm kernels chosen for speed) meets the same bounds."""
-    from oldphoto.networks.blocks import InstanceNorm
+    from oldphoto.speed import FastInstanceNorm
 
     _, bundle = Restorer(imported / mode, device="cpu", precision="fp32").model(mode)
-    norms = [m for m in bundle.modules() if isinstance(m, InstanceNorm)]
-    assert all(m.published_kernel for m in bundle["encoder"].modules() if isinstance(m, InstanceNorm))
+    norms = [m for m in bundle.modules() if isinstance(m, FastInstanceNorm)]
+    assert all(m.published_kernel for m in bundle["encoder"].modules() if isinstance(m, FastInstanceNorm))
     assert 0 < sum(not m.published_kernel for m in norms) < len(norms)
     x, mask = _inputs(mode)
     with torch.inference_mode():

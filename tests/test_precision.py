@@ -25,6 +25,7 @@ from oldphoto import Restorer, devices
 from oldphoto.errors import UsageError
 from oldphoto.networks.blocks import InstanceNorm, ReflectionPad
 from oldphoto.pipeline import finish, prepare, run_networks
+from oldphoto.speed import FastInstanceNorm, head_multiple
 from tests.support.tiny import make_tiny_weights
 
 PHOTO = Path(__file__).parent / "data" / "photos" / "old_a.png"
@@ -140,9 +141,10 @@ def test_weights_laid_out_once_per_precision(tiny: Path) -> None:
 
 def test_instance_norm_is_layout_independent() -> None:
     x = torch.randn(1, 16, 20, 24) * 3 + 1
-    norm = InstanceNorm(16, affine=False, track_running_stats=False, eps=1e-5)
-    nchw = norm(x)
-    cl = norm(x.contiguous(memory_format=torch.channels_last))
+    published = InstanceNorm(16, affine=False, track_running_stats=False, eps=1e-5)
+    nchw = published(x)
+    # On channels-last maps even a norm that keeps the published kernel computes with group norm's.
+    cl = FastInstanceNorm(published, published_kernel=True)(x.contiguous(memory_format=torch.channels_last))
     assert cl.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(cl, nchw, rtol=0, atol=1e-5)
     torch.testing.assert_close(nchw, torch.nn.functional.instance_norm(x, eps=1e-5), rtol=0, atol=0)
@@ -155,7 +157,7 @@ def test_reflection_pad_keeps_dtype_under_autocast() -> None:
 
 
 def test_padded_attention_heads_are_exact() -> None:
-    from oldphoto.networks.nonlocal_block import attention_heads, head_multiple, renormalised_attention
+    from oldphoto.networks.nonlocal_block import attention_heads, renormalised_attention
 
     torch.manual_seed(0)
     theta, phi, g = (torch.randn(1, 24, 5, 7) * 0.3 for _ in range(3))
@@ -168,4 +170,5 @@ def test_padded_attention_heads_are_exact() -> None:
     padded = attention_heads(theta, multiple=16)
     assert padded.shape[-1] == 32 and not padded[..., 24:].any()
     torch.testing.assert_close(attend(16), attend(1), rtol=0, atol=1e-6)
-    assert head_multiple(theta) == 1 and head_multiple(theta.bfloat16()) == 16
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert (head_multiple(cpu, "fp32"), head_multiple(cpu, "bf16"), head_multiple(cuda, "fp32")) == (1, 16, 16)

@@ -53,8 +53,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: dict[str, Any]
     def load_card(name: str) -> dict[str, Any]:
         return copy.deepcopy(cards[name])
 
-    monkeypatch.setattr("oldphoto.cards.load_card", load_card)
-    monkeypatch.setattr("oldphoto.importer.load_card", load_card)
+    monkeypatch.setattr("oldphoto.weights.cards.load_card", load_card)
+    monkeypatch.setattr("oldphoto.weights.importer.load_card", load_card)
     return tmp_path / "hf"
 
 
@@ -80,7 +80,7 @@ def _restore(src: Path, dest: Path, *args: Any) -> Any:
 
 
 def _local_weights(release: dict[str, Any], dest: Path) -> Path:
-    from oldphoto.importer import import_official
+    from oldphoto.weights.importer import import_official
 
     report = import_official(release["root"], dest, cards=release["cards"])
     assert set(report.imported) == set(release["cards"]), report.missing
@@ -174,7 +174,7 @@ def test_each_option_fetches_only_what_it_needs(
 def test_a_missing_file_falls_through_to_the_next_source_then_fails_naming_repo_and_file(
     release: dict[str, Any], env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from oldphoto.hub import resolve_weights
+    from oldphoto.weights.resolve import resolve_weights
 
     detector = "detection/FT_Epoch_latest.pt"
     cards = release["cards"]
@@ -253,7 +253,7 @@ def test_without_network_the_first_run_fails_fast_naming_the_remedies(env: Path,
 
 
 def test_a_pinned_revision_is_reproducible(release: dict[str, Any], hub: HubServer, env: Path, tmp_path: Path) -> None:
-    from oldphoto.hub import resolve_weights
+    from oldphoto.weights.resolve import resolve_weights
 
     first = hub.repos[PUBLISHED].refs["main"]
     later = write_published_layout(tmp_path / "later", release["cards"], seed=6)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from oldphoto.checkpoint import load_checkpoint
+from oldphoto.weights.checkpoint import load_checkpoint
 from oldphoto.cli import app
 from oldphoto.models import build_bundle
 from oldphoto.training.loop import run

@@ -60,7 +60,7 @@ def _fixed_batch_bce(folder: Path | None, data: Path) -> float:
     from 2 % to 40 %), so the detector is judged on the same 16 held-out crops before and
     after training; batch norm uses batch statistics in both cases.
     """
-    from oldphoto.checkpoint import load_checkpoint
+    from oldphoto.weights.checkpoint import load_checkpoint
     from oldphoto.training.data import Sampler, load_photos
     from oldphoto.training.losses import init_weights
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_REPO = "oldphoto/bringing-old-photos-back-to-life"
-CARDS_DIR = Path(__file__).resolve().parent
+from oldphoto.weights.sources import DEFAULT_REPO
+
+#: The model cards in the source tree (the package ships them; this recipe edits them).
+CARDS_DIR = Path(__file__).resolve().parent.parent / "oldphoto" / "weights" / "cards"
 
 
 @dataclass
@@ -97,7 +99,7 @@ def publish(
 ) -> PublishReport:
     """Convert the published checkpoints under ``src``, upload (unless ``dry_run``), pin the cards."""
     from oldphoto.fsutil import atomic_write_bytes, sha256_file
-    from oldphoto.importer import import_official
+    from oldphoto.weights.importer import import_official
 
     cards_dir = Path(cards_dir)
     cards = read_cards(cards_dir)
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path, help="the published 'checkpoints/' folder (or the folder holding it)")
     parser.add_argument("--repo", default=DEFAULT_REPO, help=f"Hub repository to upload to (default {DEFAULT_REPO})")
-    parser.add_argument("--cards", type=Path, default=CARDS_DIR, help="folder of model cards to update (default: this folder)")
+    parser.add_argument("--cards", type=Path, default=CARDS_DIR, help="folder of model cards to update (default: oldphoto/weights/cards)")
     parser.add_argument("--out", type=Path, help="where to write the converted files (default: a temporary folder)")
     parser.add_argument("--dry-run", action="store_true", help="convert, hash and write the cards, but upload nothing")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")

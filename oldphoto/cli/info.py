@@ -37,10 +37,10 @@ def _devices() -> list[tuple[str, str]]:
 
 def _weights_status(weights: Optional[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per model (name, present, where, path, verified) and the places that were searched."""
-    from oldphoto import hub
+    from oldphoto.weights.cache import cache_root, weights_status
 
     searched = [f"--weights {weights}"] if weights is not None else []
-    return list(hub.weights_status(weights_dir=weights)), [*searched, f"download cache {hub.cache_root()}"]
+    return list(weights_status(weights_dir=weights)), [*searched, f"download cache {cache_root()}"]
 
 
 def info(

@@ -23,7 +23,7 @@ def import_official(
     Example: oldphoto weights import-official ~/Downloads/checkpoints ./weights-local
     """
     from oldphoto.errors import OldPhotoError
-    from oldphoto.importer import import_official as run_import
+    from oldphoto.weights.importer import import_official as run_import
 
     try:
         report = run_import(src, dest, strict=strict)
@@ -40,7 +40,7 @@ def import_official(
 
 
 def _names(names: list[str] | None) -> list[str]:
-    from oldphoto.cards import card_names
+    from oldphoto.weights.cards import card_names
 
     known = card_names()
     chosen = list(names) if names else list(known)
@@ -67,7 +67,8 @@ def download(
     Example: oldphoto weights download --all
     """
     from oldphoto.errors import OldPhotoError
-    from oldphoto.hub import cache_root, cached_folder, download as fetch
+    from oldphoto.weights.cache import cache_root, cached_folder
+    from oldphoto.weights.download import download as fetch
 
     if everything and models:
         fail("name models or pass --all, not both", code=2)
@@ -94,7 +95,7 @@ def list_models(
     from rich.console import Console
     from rich.table import Table
 
-    from oldphoto.hub import weights_status
+    from oldphoto.weights.cache import weights_status
 
     table = Table(box=None, pad_edge=False)
     for column in ("model", "present", "verified", "size"):
@@ -126,7 +127,7 @@ def verify(
     every file read were recorded then, and are what this checks against. With HF_HUB_OFFLINE=1
     only the local copies are re-hashed.
     """
-    from oldphoto.hub import verify_cached
+    from oldphoto.weights.cache import verify_cached
 
     bad = 0
     for name in _names(models):
@@ -149,7 +150,7 @@ def path(
 ) -> None:
     """Print where weights are cached (OLDPHOTO_CACHE, else <HF_HOME>/oldphoto), or one model's folder."""
     from oldphoto.errors import OldPhotoError
-    from oldphoto.hub import cache_root, cached_folder
+    from oldphoto.weights.cache import cache_root, cached_folder
 
     if model is None:
         typer.echo(str(cache_root()))

@@ -3,6 +3,10 @@
 Channel plan (published: latent 64, base 64, width 512): the head widens
 ``in → 2b → 4b → 8b → 16b`` and the tail narrows ``16b → 8b → 4b → 2b → in``, each
 capped at ``width``; the middle works at ``width``. All head/tail convs zero-pad.
+
+Each network's :meth:`steps` is its order of operations (see :mod:`oldphoto.networks.steps`):
+the forward runs them, and so do the tiled executor and the memory planner. The published
+container names (``before_NL``, ``NL``, ``after_NL``, ...) are kept for the state-dict keys.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from torch import nn
 from oldphoto.networks.blocks import ResBlock, conv_in_relu
 from oldphoto.networks.nonlocal_block import PartialNonLocal
 from oldphoto.networks.patch_attention import PatchAttention
+from oldphoto.networks.steps import Step, local, run_steps
 
 
 def _widths(base: int, width: int) -> list[int]:
@@ -41,7 +46,12 @@ class MappingQuality(nn.Sequential):
             *[ResBlock(width) for _ in range(n_blocks)],
             *tail(in_channels, base, width),
         )
-        self.config = {"in_channels": in_channels, "base": base, "width": width, "n_blocks": n_blocks}
+
+    def steps(self) -> list[Step]:
+        return [local(self)]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return run_steps(self.steps(), x, mask)
 
 
 class MappingScratch(nn.Module):
@@ -51,14 +61,15 @@ class MappingScratch(nn.Module):
         self, *, in_channels: int = 64, base: int = 64, width: int = 512, n_blocks: int = 6, nl_blocks: int = 3
     ) -> None:
         super().__init__()
-        self.config = {"in_channels": in_channels, "base": base, "width": width, "n_blocks": n_blocks,
-                       "nl_blocks": nl_blocks}
         self.before_NL = nn.Sequential(*head(in_channels, base, width))
         self.NL = PartialNonLocal(channels=width, n_blocks=nl_blocks)
         self.after_NL = nn.Sequential(*[ResBlock(width) for _ in range(n_blocks)], *tail(in_channels, base, width))
 
+    def steps(self) -> list[Step]:
+        return [local(self.before_NL), *self.NL.steps(), local(self.after_NL)]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.after_NL(self.NL(self.before_NL(x), mask))
+        return run_steps(self.steps(), x, mask)
 
 
 class MappingPatchAttention(nn.Module):
@@ -75,8 +86,6 @@ class MappingPatchAttention(nn.Module):
     ) -> None:
         super().__init__()
         p1, p2, p3 = patch_sizes
-        self.config = {"in_channels": in_channels, "base": base, "width": width, "patch_sizes": [p1, p2, p3],
-                       "threshold": threshold}
         self.before_NL = nn.Sequential(*head(in_channels, base, width), ResBlock(width), ResBlock(width))
         self.NL_scale_1 = PatchAttention(channels=width, patch=p1, threshold=threshold)
         self.res_block_1 = nn.Sequential(ResBlock(width), ResBlock(width))
@@ -85,8 +94,16 @@ class MappingPatchAttention(nn.Module):
         self.NL_scale_3 = PatchAttention(channels=width, patch=p3, threshold=threshold)
         self.after_NL = nn.Sequential(ResBlock(width), ResBlock(width), *tail(in_channels, base, width))
 
+    def steps(self) -> list[Step]:
+        return [
+            local(self.before_NL),
+            *self.NL_scale_1.steps(),
+            local(self.res_block_1),
+            *self.NL_scale_2.steps(),
+            local(self.res_block_2),
+            *self.NL_scale_3.steps(),
+            local(self.after_NL),
+        ]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.NL_scale_1(self.before_NL(x), mask)
-        x = self.NL_scale_2(self.res_block_1(x), mask)
-        x = self.NL_scale_3(self.res_block_2(x), mask)
-        return self.after_NL(x)
+        return run_steps(self.steps(), x, mask)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oldphoto.networks.blocks import ResBlock
+from oldphoto.networks.steps import Global, Step
 
 
 def clear_positions(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -34,20 +35,6 @@ def clear_positions(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     mb = (mb > 0).to(mask.dtype)
     mn = F.interpolate(1 - mask, size=size, mode="nearest")
     return (1 - mb) * mn
-
-
-#: Reduced-precision and CUDA heads are zero-padded to a multiple of this size. The fused
-#: kernels tile the head dimension: at 513 the CPU bf16 flash kernel runs about four times
-#: slower than at 528 (measured, ``benchmarks/attention.py``), and odd sizes can keep CUDA's
-#: fused kernels from being chosen. Zero channels add nothing to q·k and read out zeros, so
-#: padding is exact. fp32 on the CPU is not padded: it gains nothing there, and unpadded it
-#: keeps the published summation order.
-HEAD_MULTIPLE = 16
-
-
-def head_multiple(t: torch.Tensor) -> int:
-    """The head-size multiple for features ``t``: 1 for fp32 on the CPU, else :data:`HEAD_MULTIPLE`."""
-    return 1 if t.dtype == torch.float32 and t.device.type == "cpu" else HEAD_MULTIPLE
 
 
 def attention_heads(t: torch.Tensor, weight: torch.Tensor | None = None, multiple: int = 1) -> torch.Tensor:
@@ -81,7 +68,14 @@ def renormalised_attention(
 
 
 class PartialNonLocal(nn.Module):
-    """Fills damaged latent positions from similar clear ones (scratch mode's ``NL`` block)."""
+    """Fills damaged latent positions from similar clear ones (scratch mode's ``NL`` block).
+
+    ``head_multiple`` pads the attention heads to a multiple of it with zero channels, which
+    is exact; 1 (no padding) as published. :mod:`oldphoto.speed` sets it at load where the
+    fused kernels run faster padded.
+    """
+
+    head_multiple: int = 1
 
     def __init__(self, *, channels: int = 512, n_blocks: int = 3) -> None:
         super().__init__()
@@ -100,16 +94,22 @@ class PartialNonLocal(nn.Module):
         b, c, h, w = x.shape
         weights = v.flatten(2).transpose(1, 2)
         theta = self.theta(x)
-        multiple = head_multiple(theta)
-        q = attention_heads(theta, multiple=multiple)
+        q = attention_heads(theta, multiple=self.head_multiple)
         del theta
-        k = attention_heads(self.phi(x), multiple=multiple)
-        values = attention_heads(self.g(x), weights, multiple=multiple)
+        k = attention_heads(self.phi(x), multiple=self.head_multiple)
+        values = attention_heads(self.g(x), weights, multiple=self.head_multiple)
         y = renormalised_attention(q, k, values, c)
         del q, k, values
         return y.transpose(1, 2).reshape(b, c, h, w)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        v = clear_positions(mask.to(x.dtype), x.shape[-2:])
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if mask is None:
+            raise ValueError("the partial non-local block needs a damage mask")
+        v = clear_positions(mask.to(x.device, x.dtype), x.shape[-2:])
         wy = self.res_block(self.W(self.attend(x, v)))
         return v * x + (1 - v) * wy
+
+    def steps(self) -> list[Step]:
+        """One global step: attention needs the whole latent. At its peak it holds about five
+        feature-map copies (:meth:`attend`); the planner counts eight."""
+        return [Global(self, layers=(self,), floats=8 * self.g.in_channels)]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oldphoto.networks.blocks import ResBlock
+from oldphoto.networks.steps import Global, Local, Step, run_steps
 
 #: Query patches handled per similarity block, at most; bounds the block to CHUNK × keys floats.
 QUERY_CHUNK = 1024
@@ -65,7 +66,11 @@ def nearest_patch_compose(x: torch.Tensor, mb: torch.Tensor, patch: int, thresho
 
 
 class PatchAttention(nn.Module):
-    """One scale of patch attention: ``F_Combine(concat[z, composed, mask])``."""
+    """One scale of patch attention: ``F_Combine(concat[z, composed, mask])``.
+
+    Three steps: the residual block and the fusion conv are local; only the nearest-patch
+    search (:meth:`search`) needs the whole map.
+    """
 
     def __init__(self, *, channels: int = 512, patch: int = 8, threshold: float = 0.6) -> None:
         super().__init__()
@@ -74,10 +79,29 @@ class PatchAttention(nn.Module):
         self.res_block = nn.Sequential(ResBlock(channels))
         self.F_Combine = nn.Conv2d(2 * channels + 1, channels, 3, 1, 1)
 
+    def search(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The composed map (damaged patches of ``x`` replaced) and the damage map at ``x``'s size.
+
+        The damage map is computed where the mask is and then follows ``x``.
+        """
+        if mask is None:
+            raise ValueError("patch attention needs a damage mask")
+        mb = damaged_map(mask.to(dtype=x.dtype), x.shape[-2:]).to(x.device)
+        composed = [nearest_patch_compose(x[i], mb[i], self.patch, self.threshold) for i in range(x.shape[0])]
+        return (composed[0][None] if len(composed) == 1 else torch.stack(composed)), mb
+
+    def steps(self) -> list[Step]:
+        """Residual block, search (whole map; may run in host memory), fusion over ``[z, composed, mb]``.
+
+        The search holds the map, its patches and the composed copy (the planner counts five
+        maps; the block's input ``z`` is held meanwhile).
+        """
+        return [
+            Local(tuple(self.res_block), writes=("features",)),
+            Global(self.search, reads=("features",), writes=("composed", "damaged"),
+                   floats=5 * self.F_Combine.out_channels, movable=True),
+            Local((self.F_Combine,), reads=("x", "composed", "damaged")),
+        ]
+
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.res_block(z)
-        mb = damaged_map(mask.to(z.dtype), z.shape[-2:])
-        composed = torch.stack(
-            [nearest_patch_compose(x[i], mb[i], self.patch, self.threshold) for i in range(x.shape[0])]
-        )
-        return self.F_Combine(torch.cat([z, composed, mb], dim=1))
+        return run_steps(self.steps(), z, mask)

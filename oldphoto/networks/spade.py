@@ -2,7 +2,7 @@
 
 The degraded face ``d`` (in [-1, 1], S×S) is both the generator's seed (resized to S/32 and
 convolved by ``fc``) and the modulation input of every SPADE norm. Spectral norm is folded into
-plain conv weights at import (``oldphoto.faces.importer``), so every conv here is a plain one.
+plain conv weights at import (``oldphoto.weights.importer``), so every conv here is a plain one.
 Module names follow the published state-dict keys.
 """
 
@@ -72,7 +72,6 @@ class SPADEGenerator(nn.Module):
         super().__init__()
         if size % 32:
             raise ValueError(f"size must be a multiple of 32, got {size}")
-        self.config = {"size": size, "ngf": ngf, "label_channels": label_channels, "hidden": hidden}
         self.size = size
         w = [m * ngf for m in _UP_WIDTHS]
         kw = {"label_channels": label_channels, "hidden": hidden}

@@ -63,7 +63,6 @@ class ScratchUNet(nn.Module):
 
     def __init__(self, *, in_channels: int = 1, out_channels: int = 1, depth: int = 4, wf: int = 6) -> None:
         super().__init__()
-        self.config = {"in_channels": in_channels, "out_channels": out_channels, "depth": depth, "wf": wf}
         chans = [2 ** (wf + i) for i in range(depth + 1)]
         self.first = nn.Sequential(ReflectionPad(3), nn.Conv2d(in_channels, chans[0], 7), _lrelu())
         self.down_sample = nn.ModuleList(

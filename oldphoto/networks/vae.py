@@ -1,15 +1,17 @@
 """The VAE encoder (of VAE_A) and decoder (of VAE_B) of the global restoration stage.
 
 Both are ``nn.Sequential`` subclasses whose indices are the published ones
-(``encoder.10.conv_block.5.weight`` in the published file is ``10.conv_block.5.weight`` here),
-which also lets the tiled executor walk them layer by layer.
+(``encoder.10.conv_block.5.weight`` in the published file is ``10.conv_block.5.weight`` here).
+Every layer is local, so each network is a single :class:`~oldphoto.networks.steps.Local` step.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from oldphoto.networks.blocks import ReflectionPad, ResBlock, instance_norm, relu
+from oldphoto.networks.steps import Step, local, run_steps
 
 
 class VAEEncoder(nn.Sequential):
@@ -26,8 +28,12 @@ class VAEEncoder(nn.Sequential):
             layers += [nn.Conv2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), relu()]
         layers += [ResBlock(ngf) for _ in range(n_blocks)]
         super().__init__(*layers)
-        self.config = {"in_channels": in_channels, "ngf": ngf, "n_downsample": n_downsample, "n_blocks": n_blocks}
-        self.scale = 2**n_downsample
+
+    def steps(self) -> list[Step]:
+        return [local(self)]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return run_steps(self.steps(), x, mask)
 
 
 class VAEDecoder(nn.Sequential):
@@ -39,5 +45,9 @@ class VAEDecoder(nn.Sequential):
             layers += [nn.ConvTranspose2d(ngf, ngf, 4, 2, 1), instance_norm(ngf), relu()]
         layers += [ReflectionPad(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         super().__init__(*layers)
-        self.config = {"out_channels": out_channels, "ngf": ngf, "n_downsample": n_downsample, "n_blocks": n_blocks}
-        self.scale = 2**n_downsample
+
+    def steps(self) -> list[Step]:
+        return [local(self)]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return run_steps(self.steps(), x, mask)

@@ -10,8 +10,9 @@ the budget); the device only ever holds a tile. The result equals the untiled on
 float rounding (tests hold it to 1e-4 in float and 1/255 in 8 bits).
 
 Modules: :mod:`.budget` (parse options, estimate, plan), :mod:`.executor` (the pass-by-pass
-runner), :mod:`.store` (host maps in RAM or on disk), :mod:`.transfer` (pinned, overlapped
-copies on CUDA), :mod:`.run` (the entry point the Restorer calls).
+runner of the networks' steps), :mod:`.maps` (full-size maps with their pending norm, and
+tile grids), :mod:`.store` (host maps in RAM or on disk), :mod:`.transfer` (pinned,
+overlapped copies on CUDA), :mod:`.run` (the entry point the Restorer calls).
 """
 
 from oldphoto.tiling.budget import Plan, parse_memory, parse_tile, plan

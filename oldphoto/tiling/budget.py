@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from oldphoto.errors import UsageError, human_bytes
+from oldphoto.models import restoration_steps
 from oldphoto.networks.blocks import ResBlock
-from oldphoto.networks.nonlocal_block import PartialNonLocal
-from oldphoto.networks.patch_attention import PatchAttention
+from oldphoto.networks.steps import Global
 
 _FLOAT = 4
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -101,45 +101,50 @@ def free_host_memory() -> int:
 
 @dataclass(frozen=True)
 class Profile:
-    """Floats per image pixel a network bundle holds at its peaks, and its weight bytes."""
+    """Floats per image pixel a network bundle holds at its peaks, and its weight bytes.
+
+    ``whole`` is the largest global step that must run on the device, ``movable`` the largest
+    that may run in host memory (both whole-map, so they do not shrink with the tile).
+    """
 
     conv: float
     skip: float
-    non_local: float
-    patch: float
+    whole: float
+    movable: float
     weights: int
 
 
-def profile(bundle: nn.Module) -> Profile:
-    """Walk ``bundle`` in execution order (registration order here), tracking the resolution."""
-    conv = skip = non_local = patch = 0.0
+def profile(bundle: nn.ModuleDict) -> Profile:
+    """Walk a restoration bundle's steps in order, tracking the resolution."""
+    conv = skip = whole = movable = 0.0
     scale = 1.0
-    for mod in bundle.modules():
-        if isinstance(mod, nn.ConvTranspose2d):
-            out_scale = scale / mod.stride[0]
-        elif isinstance(mod, nn.Conv2d):
-            out_scale = scale * mod.stride[0]
-        elif isinstance(mod, ResBlock):
-            skip = max(skip, mod.channels / scale**2)
-            continue
-        elif isinstance(mod, PartialNonLocal):
-            non_local = max(non_local, 8 * mod.g.in_channels / scale**2)
-            continue
-        elif isinstance(mod, PatchAttention):
-            patch = max(patch, 5 * mod.F_Combine.out_channels / scale**2)
-            continue
-        else:
-            continue
-        conv = max(conv, mod.in_channels / scale**2 + mod.out_channels / out_scale**2)
-        scale = out_scale
+    for step in restoration_steps(bundle):
+        if isinstance(step, Global):
+            if step.movable:
+                movable = max(movable, step.floats / scale**2)
+            else:
+                whole = max(whole, step.floats / scale**2)
+        for mod in step.modules():
+            if isinstance(mod, nn.ConvTranspose2d):
+                out_scale = scale / mod.stride[0]
+            elif isinstance(mod, nn.Conv2d):
+                out_scale = scale * mod.stride[0]
+            elif isinstance(mod, ResBlock):
+                skip = max(skip, mod.channels / scale**2)
+                continue
+            else:
+                continue
+            conv = max(conv, mod.in_channels / scale**2 + mod.out_channels / out_scale**2)
+            scale = out_scale
     weights = sum(p.numel() * p.element_size() for p in bundle.parameters())
-    return Profile(conv=conv, skip=skip, non_local=non_local, patch=patch, weights=weights)
+    return Profile(conv=conv, skip=skip, whole=whole, movable=movable, weights=weights)
 
 
 def untiled_bytes(prof: Profile, height: int, width: int) -> int:
     """Estimated peak bytes of running the whole image at once."""
     area = height * width
-    floats = max(2.5 * prof.conv + prof.skip, prof.non_local, prof.patch + prof.skip)
+    # A movable global step runs while its block's input is held (one skip's worth).
+    floats = max(2.5 * prof.conv + prof.skip, prof.whole, prof.movable + prof.skip)
     return int(_FLOAT * area * floats) + prof.weights
 
 
@@ -147,11 +152,11 @@ def tile_bytes(prof: Profile, tile: int, height: int, width: int) -> int:
     """Estimated peak device bytes of a tiled run with ``tile``-pixel tiles.
 
     A tile's input with its halo, the gathered/padded copy, the output and the convolution's
-    workspace; plus the non-local block, which runs whole on the device.
+    workspace; plus the global steps that run whole on the device.
     """
     side_h, side_w = min(tile, height) + 2 * _HALO, min(tile, width) + 2 * _HALO
     per_tile = 2.5 * prof.conv * side_h * side_w
-    return int(_FLOAT * (per_tile + prof.non_local * height * width)) + prof.weights
+    return int(_FLOAT * (per_tile + prof.whole * height * width)) + prof.weights
 
 
 @dataclass(frozen=True)
@@ -160,10 +165,10 @@ class Plan:
 
     tiled: bool
     tile: int
-    device_budget: int
     host_budget: int
     estimate: int
-    patch_search_on_host: bool = False
+    #: Run the movable global steps (the patch search) in host memory: the device's is short.
+    movable_on_host: bool = False
 
 
 def plan(
@@ -179,9 +184,9 @@ def plan(
     explicit = parse_memory(max_memory)
     budget = explicit if explicit is not None else int(_AUTO_SHARE * free_memory(device))
     prof = profile(bundle)
-    whole = untiled_bytes(prof, height, width)
-    if requested == 0 or (requested is None and whole <= budget) or (requested and requested >= max(height, width)):
-        return Plan(False, 0, budget, 0, whole)
+    untiled = untiled_bytes(prof, height, width)
+    if requested == 0 or (requested is None and untiled <= budget) or (requested and requested >= max(height, width)):
+        return Plan(False, 0, 0, untiled)
     if requested is None:
         # On the CPU the same memory also holds the full-size maps, and tiles of 512 pixels
         # already run the convolutions at full speed, so tiles take at most a quarter of it.
@@ -204,8 +209,8 @@ def plan(
     estimate = tile_bytes(prof, chosen, height, width)
     if device.type == "cpu":
         host = max(0, budget - estimate)
-        search_on_host = False
+        on_host = False
     else:
         host = int(0.5 * free_host_memory())
-        search_on_host = estimate + _FLOAT * prof.patch * height * width > budget
-    return Plan(True, chosen, budget, host, estimate, search_on_host)
+        on_host = estimate + _FLOAT * prof.movable * height * width > budget
+    return Plan(True, chosen, host, estimate, on_host)

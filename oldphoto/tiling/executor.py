@@ -1,9 +1,10 @@
-"""Exact tiled execution of the restoration networks, one convolution at a time.
+"""Exact tiled execution of the restoration networks' steps, one convolution at a time.
 
-Every convolution is one *pass* over the image: its output is computed tile by tile, each
-tile reading exactly the input rectangle its kernel needs (the halo). Padding is resolved
-against the *global* image border — reflection by index gathering, zero padding by
-padding only where the rectangle leaves the image — so a tile sees the very numbers the
+It walks the same steps as the networks' plain forward (:mod:`oldphoto.networks.steps`).
+Every convolution of a Local step is one *pass* over the image: its output is computed tile
+by tile, each tile reading exactly the input rectangle its kernel needs (the halo). Padding
+is resolved against the *global* image border — reflection by index gathering, zero padding
+by padding only where the rectangle leaves the image — so a tile sees the very numbers the
 whole-image convolution sees. Outputs go to full-size host stores (:mod:`.store`).
 
 Instance norm needs statistics of the whole map: the pass that produces a convolution's
@@ -14,101 +15,35 @@ its tiles. So each norm costs no pass of its own. A residual block's output is k
 (``skip + norm(y)``); when that output is itself the skip of the next block, the next
 block's first pass writes the summed map out as it reads it.
 
-The global blocks see the whole latent map (H/4 × W/4): scratch mode's partial non-local
+Global steps see whole maps (the latent, H/4 × W/4): scratch mode's partial non-local
 block runs whole on the device with its fused attention (no N×N matrix); high-resolution
-mode's patch attention runs its residual block and 3×3 fusion conv tiled and only the
-nearest-patch search whole. Device memory is bounded by the tile size; host memory by the
-arena's budget, beyond which maps live in temporary files.
+mode's nearest-patch search runs whole too, on the host when the plan says the device is
+short, while the patch attention's residual block and fusion conv are Local steps and run
+tiled. Device memory is bounded by the tile size; host memory by the arena's budget, beyond
+which maps live in temporary files.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oldphoto.models import restoration_steps
 from oldphoto.networks.blocks import ResBlock
-from oldphoto.networks.mapping import MappingPatchAttention, MappingScratch
-from oldphoto.networks.nonlocal_block import PartialNonLocal
-from oldphoto.networks.patch_attention import PatchAttention, damaged_map, nearest_patch_compose
-from oldphoto.tiling.store import Arena, Store, TensorStore
+from oldphoto.networks.steps import Global, Local, Step, dead_after
+from oldphoto.tiling.maps import Map, Moments, tile_grid
+from oldphoto.tiling.store import Arena, TensorStore
 from oldphoto.tiling.transfer import Transfer
+
+__all__ = ["Map", "TiledExecutor", "TilingUnsupported", "count_steps", "tile_grid"]
 
 
 class TilingUnsupported(RuntimeError):
     """A network contains a layer the tiled executor does not know how to split."""
-
-
-@dataclass
-class Map:
-    """A full-size feature map in a host store, with a per-channel transform still to apply.
-
-    Read value = ``relu?((stored − mean) · rstd) + skip`` (each part optional). ``skip`` never
-    has a skip of its own, so a read costs at most two store reads.
-    """
-
-    store: Store
-    mean: torch.Tensor | None = None
-    rstd: torch.Tensor | None = None
-    relu: bool = False
-    skip: Map | None = None
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.store.shape
-
-    @property
-    def plain(self) -> bool:
-        return self.mean is None and not self.relu and self.skip is None
-
-
-class Moments:
-    """Per-channel mean and biased variance of a map, accumulated tile by tile (Chan's merge)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.mean: torch.Tensor | None = None
-        self.m2: torch.Tensor | None = None
-
-    def add(self, tile: torch.Tensor) -> None:
-        """Fold in a 1×C×h×w tile.
-
-        The per-tile statistics come from group norm's kernel with one channel per group and
-        eps 0 (exactly instance norm's statistics): one pass in either memory layout, several
-        times faster than ``var_mean`` on the CPU; its normalised output is discarded.
-        Per-tile variances come back as 1/rstd², exact to float32 rounding.
-        """
-        c, nb = tile.shape[1], tile.shape[2] * tile.shape[3]
-        t = tile.float()
-        if not (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
-            t = t.contiguous(memory_format=torch.channels_last)
-        _, mu, rstd = torch.native_group_norm(t, None, None, 1, c, nb, c, 0.0)
-        mu, var = mu.reshape(c), rstd.reshape(c).double().pow(-2)
-        mu, m2 = mu.double(), var * nb
-        if self.n == 0:
-            self.n, self.mean, self.m2 = nb, mu, m2
-            return
-        n = self.n + nb
-        delta = mu - self.mean
-        self.mean = self.mean + delta * (nb / n)
-        self.m2 = self.m2 + m2 + delta * delta * (self.n * nb / n)
-        self.n = n
-
-    def normaliser(self, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, 1/sqrt(var + eps)) as float32, what instance norm applies."""
-        assert self.mean is not None and self.m2 is not None
-        return self.mean.float(), torch.rsqrt(self.m2 / self.n + eps).float()
-
-
-def tile_grid(height: int, width: int, side: int) -> Iterator[tuple[int, int, int, int]]:
-    """Raster-order tiles ``(y0, y1, x0, x1)`` of side ``side`` covering a height×width map."""
-    for y0 in range(0, height, side):
-        for x0 in range(0, width, side):
-            yield y0, min(y0 + side, height), x0, min(x0 + side, width)
 
 
 def _axis(start: int, stop: int, size: int, mode: str) -> tuple[int, int, int, int]:
@@ -136,7 +71,7 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 class TiledExecutor:
-    """Runs a mode's encoder → mapping → decoder pass by pass with tiles of ``tile`` image pixels."""
+    """Runs a restoration bundle's steps pass by pass with tiles of ``tile`` image pixels."""
 
     def __init__(
         self,
@@ -146,7 +81,7 @@ class TiledExecutor:
         image_size: tuple[int, int],
         arena: Arena,
         tick: Callable[[], None] = lambda: None,
-        patch_search_on_host: bool = False,
+        movable_on_host: bool = False,
     ) -> None:
         self.device = device
         self.tile = tile
@@ -154,7 +89,7 @@ class TiledExecutor:
         self.arena = arena
         self.transfer = Transfer(device)
         self.tick = tick
-        self.search_device = torch.device("cpu") if patch_search_on_host else device
+        self.movable_device = torch.device("cpu") if movable_on_host else device
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -272,15 +207,18 @@ class TiledExecutor:
         self.transfer.flush()
         return Map(store), moments
 
-    # -- containers ------------------------------------------------------------------------
+    # -- local layers ------------------------------------------------------------------------
 
-    def run_sequential(self, seq: nn.Sequential, m: Map, *, keep_input: bool = False) -> tuple[Map, Map | None]:
-        """Run a Sequential of pads, convs, norms, activations and residual blocks over ``m``.
+    def run_layers(
+        self, layers: Sequence[nn.Module], inputs: list[Map], *, keep_input: bool = False
+    ) -> tuple[Map, Map | None]:
+        """Run pads, convs, norms, activations and residual blocks in order over ``inputs``.
 
-        With ``keep_input`` (and a lazy-sum input) the first pass also writes its input out as
-        a plain map, returned second.
+        Several inputs are read as their channel concatenation by the first convolution. With
+        ``keep_input`` (and a lazy-sum input) the first pass also writes its input out as a
+        plain map, returned second.
         """
-        mods = list(seq)
+        mods = list(layers)
         kept: Map | None = None
         first = True
         i = 0
@@ -295,45 +233,45 @@ class TiledExecutor:
                 conv, pad, mode = mod, int(mod.padding[0]), "zero"
                 if mod.padding[0] != mod.padding[1] or (isinstance(mod, nn.Conv2d) and mod.padding_mode != "zeros"):
                     raise TilingUnsupported(f"{mod}: only even zero padding is tiled")
-            elif isinstance(mod, ResBlock):
-                m = self.res_block(mod, m)
-                i += 1
-                continue
-            elif isinstance(mod, nn.Sequential):
-                m, _ = self.run_sequential(mod, m)
-                i += 1
-                continue
-            elif isinstance(mod, nn.InstanceNorm2d):
-                m = self.normalise(m, mod)
-                i += 1
-                continue
-            elif isinstance(mod, nn.ReLU):
-                m = replace(m, relu=True) if m.skip is None and not m.relu else replace(self.elementwise_pass(m)[0], relu=True)
-                i += 1
-                continue
-            elif isinstance(mod, nn.Tanh):
-                m, _ = self.elementwise_pass(m, torch.tanh)
-                i += 1
-                continue
             else:
-                raise TilingUnsupported(f"layer {type(mod).__name__} cannot be tiled")
+                if len(inputs) != 1:
+                    raise TilingUnsupported(f"{type(mod).__name__} cannot read several maps; only a convolution can")
+                inputs = [self.single_layer(mod, inputs[0])]
+                i += 1
+                continue
             nxt = mods[i + 1] if i + 1 < len(mods) else None
             stats = isinstance(nxt, nn.InstanceNorm2d) and not nxt.affine and not nxt.track_running_stats
             post = torch.tanh if isinstance(nxt, nn.Tanh) else None
-            keep = keep_input and first and m.skip is not None
-            out, moments, k = self.conv_pass([m], conv, pad, mode, stats=stats, post=post, keep_input=keep)
+            keep = keep_input and first and inputs[0].skip is not None
+            out, moments, k = self.conv_pass(inputs, conv, pad, mode, stats=stats, post=post, keep_input=keep)
             kept = k if keep else kept
             first = False
-            m = out
+            inputs = [out]
             i += 1
             if stats:
                 assert moments is not None
                 mean, rstd = moments.normaliser(nxt.eps)
-                m = Map(out.store, mean.to(self.device), rstd.to(self.device))
+                inputs = [Map(out.store, mean.to(self.device), rstd.to(self.device))]
                 i += 1
             elif post is not None:
                 i += 1
-        return m, kept
+        if len(inputs) != 1:
+            raise TilingUnsupported("several maps were read by no convolution")
+        return inputs[0], kept
+
+    def single_layer(self, mod: nn.Module, m: Map) -> Map:
+        """A layer that is not a convolution: kept lazy where it can be, else one elementwise pass."""
+        if isinstance(mod, ResBlock):
+            return self.res_block(mod, m)
+        if isinstance(mod, nn.Sequential):
+            return self.run_layers(list(mod), [m])[0]
+        if isinstance(mod, nn.InstanceNorm2d):
+            return self.normalise(m, mod)
+        if isinstance(mod, nn.ReLU):
+            return replace(m if m.skip is None and not m.relu else self.elementwise_pass(m)[0], relu=True)
+        if isinstance(mod, nn.Tanh):
+            return self.elementwise_pass(m, torch.tanh)[0]
+        raise TilingUnsupported(f"layer {type(mod).__name__} cannot be tiled")
 
     def normalise(self, m: Map, norm: nn.InstanceNorm2d) -> Map:
         """Instance norm of a map not produced by a convolution of this pass (fallback)."""
@@ -345,80 +283,51 @@ class TiledExecutor:
 
     def res_block(self, block: ResBlock, x: Map) -> Map:
         """``x + conv_block(x)``, kept lazy: the sum is formed when the result is read."""
-        y, kept = self.run_sequential(block.conv_block, x, keep_input=True)
+        y, kept = self.run_layers(list(block.conv_block), [x], keep_input=True)
         if x.skip is not None:
             x = kept if kept is not None else self.elementwise_pass(x)[0]
         if y.skip is not None or y.relu:
             y = self.elementwise_pass(y)[0]
         return Map(y.store, y.mean, y.rstd, False, skip=x)
 
-    # -- global blocks ---------------------------------------------------------------------
+    # -- steps -------------------------------------------------------------------------------
 
-    def non_local(self, block: PartialNonLocal, m: Map, mask: torch.Tensor) -> Map:
-        """The partial non-local block, run whole on the latent map (fused attention, no N×N)."""
-        y = block(self.whole(m, self.device), mask.to(self.device))
+    def global_step(self, step: Global, inputs: list[Map], mask: torch.Tensor | None) -> list[Map]:
+        """A global step on whole maps: on the device, or on the host for a movable step when the plan says so."""
+        device = self.movable_device if step.movable else self.device
+        whole = [self.whole(m, device) for m in inputs]
+        del inputs
+        result = step.op(*whole, mask)
+        del whole
         self.tick()
-        return self.ram_map(y[0])
+        outputs = result if isinstance(result, tuple) else (result,)
+        return [self.ram_map(t[0]) for t in outputs]
 
-    def patch_attention(self, block: PatchAttention, z: Map, mask: torch.Tensor) -> Map:
-        """Patch attention: residual block and fusion conv tiled, nearest-patch search whole."""
-        x, _ = self.run_sequential(block.res_block, z)
-        _, h, w = z.shape
-        mb = damaged_map(mask.to("cpu", torch.float32), (h, w))
-        xs = self.whole(x, self.search_device)
-        composed = nearest_patch_compose(xs[0], mb[0].to(xs.device), block.patch, block.threshold)
-        composed_map = self.ram_map(composed)
-        del xs, composed, x
-        self.tick()
-        out, _, _ = self.conv_pass([z, composed_map, self.ram_map(mb[0])], block.F_Combine, 1, "zero")
-        return out
-
-    def mapping(self, net: nn.Module, m: Map, mask: torch.Tensor | None) -> Map:
-        """Run one of the three mapping networks over the latent map."""
-        if isinstance(net, nn.Sequential):
-            return self.run_sequential(net, m)[0]
-        if mask is None:
-            raise TilingUnsupported(f"{type(net).__name__} needs a damage mask")
-        if isinstance(net, MappingScratch):
-            m = self.run_sequential(net.before_NL, m)[0]
-            m = self.non_local(net.NL, m, mask)
-            return self.run_sequential(net.after_NL, m)[0]
-        if isinstance(net, MappingPatchAttention):
-            m = self.run_sequential(net.before_NL, m)[0]
-            m = self.patch_attention(net.NL_scale_1, m, mask)
-            m = self.run_sequential(net.res_block_1, m)[0]
-            m = self.patch_attention(net.NL_scale_2, m, mask)
-            m = self.run_sequential(net.res_block_2, m)[0]
-            m = self.patch_attention(net.NL_scale_3, m, mask)
-            return self.run_sequential(net.after_NL, m)[0]
-        raise TilingUnsupported(f"mapping {type(net).__name__} cannot be tiled")
+    def run_steps(self, steps: Sequence[Step], x: Map, mask: torch.Tensor | None) -> Map:
+        """Run ``steps`` over ``x`` as :func:`oldphoto.networks.steps.run_steps` does, tile by tile."""
+        maps = {"x": x}
+        del x
+        for step, dead in zip(steps, dead_after(steps)):
+            inputs = [maps.pop(name) if name in dead else maps[name] for name in step.reads]
+            if isinstance(step, Local):
+                outputs = [self.run_layers(step.layers, inputs)[0]]
+            else:
+                outputs = self.global_step(step, inputs, mask)
+            del inputs
+            maps.update(zip(step.writes, outputs))
+            del outputs
+        return maps["x"]
 
     def run(self, bundle: nn.ModuleDict, x: Map, mask: torch.Tensor | None) -> Map:
         """Encoder → mapping → decoder; returns the decoder's output map (in [−1, 1])."""
-        latent = self.run_sequential(bundle["encoder"], x)[0]
-        mapped = self.mapping(bundle["mapping"], latent, mask)
-        del latent
-        out = self.run_sequential(bundle["decoder"], mapped)[0]
+        out = self.run_steps(restoration_steps(bundle), x, mask)
         return out if out.plain else self.elementwise_pass(out)[0]
 
 
 def count_steps(bundle: nn.ModuleDict) -> tuple[int, int]:
     """(tiled passes, whole-map steps) the executor makes for ``bundle``, for progress totals."""
-    passes, whole = 0, 0
-    skip: set[int] = set()
-    for mod in bundle.modules():
-        if id(mod) in skip:
-            continue
-        if isinstance(mod, PartialNonLocal):
-            whole += 1
-            skip.update(id(sub) for sub in mod.modules())
-        elif isinstance(mod, PatchAttention):
-            whole += 1
-        elif isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
-            passes += 1
-    return passes, whole
-
-
-def tiles_per_pass(height: int, width: int, tile: int) -> int:
-    """How many tiles one pass over a height×width image takes."""
-    return math.ceil(height / tile) * math.ceil(width / tile)
+    steps = restoration_steps(bundle)
+    passes = sum(
+        isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for step in steps if isinstance(step, Local) for m in step.modules()
+    )
+    return passes, sum(isinstance(step, Global) for step in steps)

@@ -17,7 +17,8 @@ from torch import nn
 from oldphoto.devices import autocast
 from oldphoto.pipeline import Prepared, finish, run_networks
 from oldphoto.tiling.budget import Plan, plan
-from oldphoto.tiling.executor import Map, TiledExecutor, count_steps, tile_grid, tiles_per_pass
+from oldphoto.tiling.executor import TiledExecutor, count_steps
+from oldphoto.tiling.maps import Map, tile_grid, tiles_per_pass
 from oldphoto.tiling.store import Arena, TensorStore
 
 Progress = Callable[[int, int], None]
@@ -74,7 +75,7 @@ def _restore_tiled(
         image_size=(height, width),
         arena=arena,
         tick=tick,
-        patch_search_on_host=chosen.patch_search_on_host,
+        movable_on_host=chosen.movable_on_host,
     )
     out = executor.run(bundle, Map(TensorStore(prepared.x[0])), prepared.mask)
     pixels = finish_map(out, prepared, chosen.tile, tick)

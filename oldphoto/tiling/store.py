@@ -114,7 +114,6 @@ class Arena:
         self.ram_budget = ram_budget
         self.directory = directory
         self.in_ram = 0
-        self.peak_in_ram = 0
         self.on_disk = 0
 
     def allocate(self, c: int, h: int, w: int, *, channels_last: bool) -> Store:
@@ -130,7 +129,6 @@ class Arena:
     def track(self, store: TensorStore) -> None:
         """Count an existing RAM store against the budget until it is garbage-collected."""
         self.in_ram += store.nbytes
-        self.peak_in_ram = max(self.peak_in_ram, self.in_ram)
         weakref.finalize(store, self._release, store.nbytes)
 
     def _release(self, nbytes: int) -> None:

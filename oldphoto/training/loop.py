@@ -191,7 +191,7 @@ def _progress(enabled: bool, total: int, done: int) -> tuple[Any, Any] | None:
 
 def _export(stage: Stage, out: Path, cfg: TrainConfig, step: int, seconds: float, val: dict[str, float] | None,
             data: dict[str, Any], command: str | None) -> Path:
-    from oldphoto.checkpoint import save_checkpoint
+    from oldphoto.weights.checkpoint import save_checkpoint
 
     tensors, meta = stage.export()
     meta["license"] = "MIT"

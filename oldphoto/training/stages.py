@@ -121,7 +121,7 @@ def _load_net(folder: Path, sources: list[tuple[str, str]], target: nn.Module, w
     Returns ``"checkpoint.network"`` or None when no source is there; a shape mismatch is a
     one-line error (the widths given must match the checkpoint's).
     """
-    from oldphoto.checkpoint import has_checkpoint, load_checkpoint
+    from oldphoto.weights.checkpoint import has_checkpoint, load_checkpoint
 
     for ckpt, net in sources:
         if not has_checkpoint(folder, ckpt):
@@ -143,7 +143,7 @@ def _load_net(folder: Path, sources: list[tuple[str, str]], target: nn.Module, w
 
 
 def _net_config(folder: Path, sources: list[tuple[str, str]]) -> dict[str, Any] | None:
-    from oldphoto.checkpoint import has_checkpoint, read_meta
+    from oldphoto.weights.checkpoint import has_checkpoint, read_meta
 
     for ckpt, net in sources:
         if has_checkpoint(folder, ckpt):
@@ -518,7 +518,7 @@ class MappingStage(Stage):
         return x, clean, mask
 
     def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from oldphoto.cards import load_card
+        from oldphoto.weights.cards import load_card
 
         tensors = {f"encoder.{k}": v for k, v in self.enc_a.state_dict().items()}
         tensors.update({f"mapping.{k}": v for k, v in self.T.state_dict().items()})
@@ -635,7 +635,7 @@ class DetectorStage(Stage):
                 "iou": tp / max(1, tp + fp + fn)}
 
     def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from oldphoto.cards import load_card
+        from oldphoto.weights.cards import load_card
 
         meta = {
             "networks": {"unet": {"arch": "scratch_unet", "config": dict(self.unet.config)}},

@@ -11,7 +11,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from oldphoto.cards import RESTORATION_MODES, load_card
+from oldphoto.weights.cards import RESTORATION_MODES, load_card
 
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "vae_encoder": {"in_channels": 3, "ngf": 8, "n_downsample": 2, "n_blocks": 2},
@@ -65,7 +65,7 @@ def write_published_layout(root: Path, cards: dict[str, dict[str, Any]] | None =
 
 def make_tiny_weights(dest: Path, *, seed: int = 0) -> Path:
     """Import tiny random-weight checkpoints of every mode and the detector into ``dest``."""
-    from oldphoto.importer import import_official
+    from oldphoto.weights.importer import import_official
 
     src = write_published_layout(dest.parent / f"{dest.name}-published", tiny_cards(), seed=seed)
     report = import_official(src, dest, cards=tiny_cards())

@@ -1,4 +1,4 @@
-"""The network side of the weights: ask the Hub what a source holds, download, fail fast offline.
+"""The Hub client: ask the Hub what a source holds, download one file, fail fast offline.
 
 Everything goes through ``huggingface_hub``, so its cache, ``HF_HOME``, ``HF_ENDPOINT``,
 ``HF_HUB_OFFLINE``, tokens and proxies apply. Before anything is downloaded, :func:`probe`
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from oldphoto.errors import WeightsError
-from oldphoto.sources import repo_path, where
+from oldphoto.weights.sources import repo_path, where
 
 #: Seconds to wait for a connection to the Hub before calling it unreachable.
 CONNECT_TIMEOUT = 2.0

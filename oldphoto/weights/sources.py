@@ -116,6 +116,11 @@ def expected_sha256(source: Mapping[str, Any], filename: str) -> str | None:
     return sha.lower() if isinstance(sha, str) and sha else None
 
 
+def pinned(source: Mapping[str, Any], files: list[str]) -> bool:
+    """True when the card pins a sha256 for every one of ``files`` (else they are trusted on first use)."""
+    return bool(files) and all(expected_sha256(source, f) is not None for f in files)
+
+
 def describe(source: Mapping[str, Any]) -> str:
     """One short line for listings: ``repo (kind)``, with the subfolder of a published layout."""
     sub = (source.get("subfolder") or "").strip("/")
