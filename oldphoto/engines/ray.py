@@ -161,19 +161,25 @@ def run(
     for i, job in enumerate(jobs):
         if not will_restore(job, settings.overwrite):
             records[i] = restore_job(job, _no_restorer, settings)
-    reported = 0
+    started = reported = 0
+
+    def start_through(i: int) -> None:
+        """``on_start`` for every job up to ``i``, in job order, each once (as a local run calls it)."""
+        nonlocal started
+        while started <= i:
+            if on_start is not None:
+                on_start(jobs[started])
+            started += 1
 
     def report_ready() -> None:
         nonlocal reported
         while reported < len(jobs) and records[reported] is not None:
+            start_through(reported)
             if on_record is not None:
                 on_record(records[reported])  # type: ignore[arg-type]
             reported += 1
 
     if not todo:
-        for job in jobs:
-            if on_start is not None:
-                on_start(job)
         report_ready()
         return [r for r in records if r is not None]
 
@@ -185,7 +191,7 @@ def run(
         for i in todo:
             _remove_parts(jobs[i])
         workers = _start_workers(ray, cluster, settings, restorer_options, on_workers)
-        _Dispatcher(ray, cluster, workers, jobs, records, on_start, report_ready).run(todo)
+        _Dispatcher(ray, cluster, workers, jobs, records, start_through, report_ready).run(todo)
     except BaseException:
         _stop(ray, workers)
         workers = []
@@ -211,12 +217,11 @@ class _Dispatcher:
         workers: list[Any],
         jobs: list[Job],
         records: list[Record | None],
-        on_start: Callable[[Job], None] | None,
+        start_through: Callable[[int], None],
         report_ready: Callable[[], None],
     ) -> None:
         self.ray, self.cluster, self.workers, self.jobs, self.records = ray, cluster, workers, jobs, records
-        self.on_start, self.report_ready = on_start, report_ready
-        self.started = 0
+        self._start_through, self.report_ready = start_through, report_ready
         self.in_flight: dict[Any, tuple[int, int]] = {}  # task -> (job, worker)
         self.load = [0] * len(workers)
         self.alive = set(range(len(workers)))
@@ -230,12 +235,6 @@ class _Dispatcher:
             for ref in self.in_flight:
                 self.ray.cancel(ref)
             raise
-
-    def _start_through(self, i: int) -> None:
-        while self.started <= i:
-            if self.on_start is not None:
-                self.on_start(self.jobs[self.started])
-            self.started += 1
 
     def _loop(self, queue: deque[int]) -> None:
         ray = self.ray
