@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import tempfile
@@ -42,6 +43,21 @@ def atomic_path(dest: Path | str) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def remove_stale_parts(dest: Path | str) -> int:
+    """Remove temp files :func:`atomic_path` left beside ``dest`` when its process was killed; return how many.
+
+    A killed process (SIGKILL, a lost node) cannot run the clean-up above. Only call this
+    when no writer of ``dest`` can still be running, e.g. before a run starts.
+    """
+    dest = Path(dest)
+    removed = 0
+    for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    return removed
 
 
 def atomic_write_bytes(dest: Path | str, data: bytes) -> None:

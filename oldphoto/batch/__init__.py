@@ -8,7 +8,7 @@ restores the jobs through one :class:`~oldphoto.api.Restorer` and reports a reco
 from __future__ import annotations
 
 from oldphoto.batch.planning import Job, needs_work, plan, will_restore
-from oldphoto.batch.running import Record, RestorerLike, Settings, compute_job, run, settle, side_by_side
+from oldphoto.batch.running import Record, RestorerLike, Settings, compute_job, restore_job, run, settle, side_by_side
 
 __all__ = [
     "Job",
@@ -18,6 +18,7 @@ __all__ = [
     "compute_job",
     "needs_work",
     "plan",
+    "restore_job",
     "run",
     "settle",
     "side_by_side",

@@ -66,10 +66,15 @@ class Record:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     faces: list[dict[str, Any]] | None = None
+    #: The cluster node that restored the photo (set by cluster engines; local records omit it).
+    node: str | None = None
 
     def to_json(self) -> str:
         """One line of JSON (non-ASCII file names kept readable)."""
-        return json.dumps(asdict(self), ensure_ascii=False)
+        fields = asdict(self)
+        if fields["node"] is None:
+            del fields["node"]
+        return json.dumps(fields, ensure_ascii=False)
 
 
 def side_by_side(before: Image.Image, after: Image.Image) -> Image.Image:
@@ -162,9 +167,14 @@ def _writer(job: Job, photo: Photo, result: Any) -> Callable[[], None]:
 
 def settle(record: Record, job: Job, write: Future[Any]) -> Record:
     """Wait for ``job``'s queued writes and mark ``record`` failed if they raised."""
+    return _finish(record, job, write.result)
+
+
+def _finish(record: Record, job: Job, write: Callable[[], Any]) -> Record:
+    """Run (or wait for) ``job``'s writes and mark ``record`` failed if they raised."""
     start = time.perf_counter()
     try:
-        write.result()
+        write()
     except ImageError as exc:
         record.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a full disk or a vanished folder fails this photo alone
@@ -176,6 +186,16 @@ def settle(record: Record, job: Job, write: Future[Any]) -> Record:
     record.status = "failed"
     record.mode = record.size = record.faces = None
     return record
+
+
+def restore_job(job: Job, get_restorer: Callable[[], RestorerLike], settings: Settings) -> Record:
+    """Restore one job and write its files before returning its record: one photo, start to finish.
+
+    The same steps as :func:`run` (:func:`compute_job`, then the writes, main output last,
+    each atomic) without the overlap, for engines that hand out one photo at a time.
+    """
+    record, write = compute_job(job, get_restorer, settings)
+    return _finish(record, job, write) if write is not None else record
 
 
 def run(

@@ -10,7 +10,7 @@ values are checked where they enter the library (:mod:`oldphoto.options`, via
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -19,7 +19,11 @@ from oldphoto.cli.common import console, escape, fail, say
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from oldphoto.batch import Job, Record, RestorerLike, Settings
+    from oldphoto.batch import Job, Record, Settings
+    from oldphoto.engines.ray import Cluster
+
+    #: ``run_batch(jobs, settings, on_start=..., on_record=..., on_progress=...)``: one engine's run.
+    RunBatch = Callable[..., list[Record]]
 
 def restore(
     src: Path = typer.Argument(..., help="A photo, or a folder of photos.", show_default=False),
@@ -58,6 +62,13 @@ def restore(
     face_size: Optional[int] = typer.Option(None, "--face-size", help="Face generator: 256 or 512 (default: 512 with --mode hr, else 256)."),
     face_strength: float = typer.Option(1.0, "--face-strength", help="Blend of restored and original faces; 1 is the published behaviour."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Folder for each face's aligned, restored and compare crops."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs oldphoto[ray])."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="With --engine ray: 'auto' (the running cluster) or its address. Default: a private Ray on this machine."
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", help="With --engine ray: actors to start (default: one per GPU, else one per --cpus-per-worker CPUs)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="With --engine ray: GPUs per actor (default 1 on a cluster with GPUs, else 0)."),
+    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="With --engine ray: CPUs per actor (default 1)."),
 ) -> None:
     """Restore old photos: a single file, or a whole folder (re-run to resume).
 
@@ -70,6 +81,8 @@ def restore(
       oldphoto restore scans/ restored/ --recursive --detect-scratches --save-mask masks/
 
       oldphoto restore torn.png fixed.png --mask torn-mask.png --comparison before-after.png
+
+      oldphoto restore /shared/scans/ /shared/restored/ --engine ray --ray-address auto
     """
     from oldphoto import batch
     from oldphoto.errors import OldPhotoError, UsageError
@@ -86,21 +99,36 @@ def restore(
             save_faces=save_faces,
         )
         check_mask_mode(mode, mask is not None)
+        cluster = _cluster(engine, ray_address, workers, gpus_per_worker, cpus_per_worker)
         jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
     except UsageError as exc:
         fail(str(exc), code=2)
     single = not src.is_dir()
+    restorer_options = dict(
+        weights=weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision,
+        faces=faces if save_faces is None else (faces if faces is not None else True),
+        face_size=face_size, face_strength=face_strength,
+    )
     try:
-        restorer = None
-        if batch.needs_work(jobs, overwrite):
-            from oldphoto.api import Restorer
+        if cluster is not None:
+            from oldphoto.engines import ray as ray_engine
 
-            restorer = Restorer(
-                weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision,
-                faces=faces if save_faces is None else (faces if faces is not None else True),
-                face_size=face_size, face_strength=face_strength,
-            )
-        records = _run(jobs, lambda: restorer, settings, json_lines=json_lines, single=single)
+            ray_engine.import_ray()  # a missing extra is reported before any progress is drawn
+
+            def run_batch(jobs: list[Job], settings: Settings, **report: Any) -> list[Record]:
+                report.pop("on_progress", None)  # tiles of one photo stay on its worker
+                return ray_engine.run(jobs, settings, restorer_options, cluster, **report)
+        else:
+            restorer = None
+            if batch.needs_work(jobs, overwrite):
+                from oldphoto.api import Restorer
+
+                restorer = Restorer(**restorer_options)
+
+            def run_batch(jobs: list[Job], settings: Settings, **report: Any) -> list[Record]:
+                return batch.run(jobs, lambda: restorer, settings, **report)
+
+        records = _run(jobs, run_batch, settings, json_lines=json_lines, single=single)
     except UsageError as exc:
         fail(str(exc), code=2)
     except OldPhotoError as exc:
@@ -111,16 +139,33 @@ def restore(
         raise typer.Exit(1)
 
 
-def _run(
-    jobs: list[Job], get_restorer: Callable[[], RestorerLike], settings: Settings, *, json_lines: bool, single: bool
-) -> list[Record]:
-    """Run the batch with the report the user asked for: JSON lines, one line, or progress + summary."""
-    from oldphoto import batch
+def _cluster(
+    engine: str, address: str | None, workers: int | None, gpus: float | None, cpus: float | None
+) -> Cluster | None:
+    """The Ray cluster settings for ``--engine ray``, None for the local engine; UsageError for a mix-up."""
+    if engine not in ("local", "ray"):
+        from oldphoto.errors import UsageError
 
+        raise UsageError(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local":
+        given = [name for name, value in (("--ray-address", address), ("--workers", workers), ("--gpus-per-worker", gpus),
+                                          ("--cpus-per-worker", cpus)) if value is not None]
+        if given:
+            from oldphoto.errors import UsageError
+
+            raise UsageError(f"{', '.join(given)} only apply with --engine ray")
+        return None
+    from oldphoto.engines.ray import Cluster
+
+    return Cluster(address=address, workers=workers, gpus_per_worker=gpus, cpus_per_worker=1.0 if cpus is None else cpus)
+
+
+def _run(jobs: list[Job], run_batch: RunBatch, settings: Settings, *, json_lines: bool, single: bool) -> list[Record]:
+    """Run the batch with the report the user asked for: JSON lines, one line, or progress + summary."""
     if json_lines:
-        return batch.run(jobs, get_restorer, settings, on_record=lambda r: typer.echo(r.to_json()))
+        return run_batch(jobs, settings, on_record=lambda r: typer.echo(r.to_json()))
     if single and not console.is_terminal:
-        records = batch.run(jobs, get_restorer, settings)
+        records = run_batch(jobs, settings)
         _report_single(records[0])
         return records
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -151,7 +196,7 @@ def _run(
                     progress.console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
             progress.advance(task)
 
-        records = batch.run(jobs, get_restorer, settings, on_start=started, on_record=finished, on_progress=tiles_done)
+        records = run_batch(jobs, settings, on_start=started, on_record=finished, on_progress=tiles_done)
     if single:
         _report_single(records[0])
         return records
