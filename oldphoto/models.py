@@ -39,9 +39,12 @@ def build_network(arch: str, config: Mapping[str, Any]) -> nn.Module:
     except KeyError:
         raise WeightsError(f"unknown architecture {arch!r}") from None
     try:
-        return cls(**config)
+        net = cls(**config)
     except TypeError as exc:
         raise WeightsError(f"bad config for architecture {arch!r}: {exc}") from None
+    # What it was built from: training exports it into the card (``networks.<name>.config``).
+    net.config = dict(config)
+    return net
 
 
 def build_bundle(networks: Mapping[str, Mapping[str, Any]]) -> nn.ModuleDict:
