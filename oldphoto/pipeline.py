@@ -20,7 +20,7 @@ pixels in ``default``, so the padding cannot move the stretch).
 
 A model whose card says ``"residual": true`` in its ``pipeline`` (our ``lite`` wiring, not a
 published one) is read differently: the photo is ``input + decoder(mapping(encoder(input)))``,
-clamped to [−1, 1], with no stretch. The networks are the published ones; only this last,
+clamped to the 8-bit range, with no stretch. The networks are the published ones; only this last,
 pointwise step differs, so :func:`finish` and the tiled ``finish_map`` apply it alike, tile
 by tile (see :func:`to_unit`). Why: instance norms discard each channel's absolute level, so
 a decoder alone cannot say how bright the photo is (the published code restores the range by
@@ -158,14 +158,15 @@ def run_networks(bundle: nn.ModuleDict, x: torch.Tensor, mask: torch.Tensor | No
 
 
 def add_residual(output: torch.Tensor, x: torch.Tensor, residual: bool) -> torch.Tensor:
-    """The restored image in [−1, 1] terms: ``x + output`` clamped for a residual model, else ``output``.
+    """The restored image in [−1, 1] terms: ``x + output`` for a residual model, else ``output``.
 
     The one definition of the residual wiring; training (``oldphoto.training.stages``) and
-    :func:`to_unit` (untiled and tiled restores) all call it.
+    :func:`to_unit` (untiled and tiled restores) all call it. Not clamped here, so training
+    keeps a gradient where the sum leaves [−1, 1]; the 8-bit conversion clamps.
     """
     if not residual:
         return output
-    return (x.float() + output.float()).clamp(-1, 1)
+    return x.float() + output.float()
 
 
 def to_unit(output: torch.Tensor, x: torch.Tensor | None, residual: bool) -> torch.Tensor:
