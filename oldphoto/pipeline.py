@@ -17,6 +17,14 @@ Two behaviours share everything but the geometry:
 
 Both min–max stretch the decoder output as the published code does (over the photo's own
 pixels in ``default``, so the padding cannot move the stretch).
+
+A model whose card says ``"residual": true`` in its ``pipeline`` (our ``lite`` wiring, not a
+published one) is read differently: the photo is ``input + decoder(mapping(encoder(input)))``,
+clamped to the 8-bit range, with no stretch. The networks are the published ones; only this last,
+pointwise step differs, so :func:`finish` and the tiled ``finish_map`` apply it alike, tile
+by tile (see :func:`to_unit`). Why: instance norms discard each channel's absolute level, so
+a decoder alone cannot say how bright the photo is (the published code restores the range by
+the stretch); the residual carries the level through from the input.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ class Prepared:
     mask: torch.Tensor | None
     size: tuple[int, int]
     pad: tuple[int, int]
+    #: The card's ``pipeline.residual``: output = input + network output, no min–max stretch.
+    residual: bool = False
 
 
 def rounded_size(width: int, height: int, multiple: int) -> tuple[int, int]:
@@ -120,7 +130,12 @@ def prepare(
         if any(pad):
             x = reflect_pad(x, pad)
             m = reflect_pad(m, pad) if m is not None else None
-    return Prepared(x=x, mask=m, size=(h, w), pad=pad)
+    return Prepared(x=x, mask=m, size=(h, w), pad=pad, residual=is_residual(pipeline))
+
+
+def is_residual(pipeline: Mapping[str, Any] | None) -> bool:
+    """Whether a card's ``pipeline`` asks for the global residual (output = input + networks)."""
+    return bool((pipeline or {}).get("residual"))
 
 
 def reflect_pad(t: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
@@ -142,11 +157,45 @@ def run_networks(bundle: nn.ModuleDict, x: torch.Tensor, mask: torch.Tensor | No
     return outputs
 
 
-def finish(output: torch.Tensor, prepared: Prepared) -> np.ndarray:
-    """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 photo, min–max stretched."""
-    h, w = prepared.size
-    y = output[0, :, :h, :w].float()
-    y = (y + 1) / 2
-    lo, hi = y.min(), y.max()
-    y = (y - lo) / torch.clamp(hi - lo, min=1e-5)
+def add_residual(output: torch.Tensor, x: torch.Tensor, residual: bool) -> torch.Tensor:
+    """The restored image in [−1, 1] terms: ``x + output`` for a residual model, else ``output``.
+
+    The one definition of the residual wiring; training (``oldphoto.training.stages``) and
+    :func:`to_unit` (untiled and tiled restores) all call it. Not clamped here, so training
+    keeps a gradient where the sum leaves [−1, 1]; the 8-bit conversion clamps.
+    """
+    if not residual:
+        return output
+    return x.float() + output.float()
+
+
+def to_unit(output: torch.Tensor, x: torch.Tensor | None, residual: bool) -> torch.Tensor:
+    """A C×H×W (or 1×C×H×W) piece of the decoder output to [0, 1], before any stretch.
+
+    Pointwise, so a tile of the output with the same tile of the input gives the same pixels
+    as the whole photo does.
+    """
+    y = output.float()
+    if residual:
+        assert x is not None
+        y = add_residual(y, x, True)
+    return (y + 1) / 2
+
+
+def to_uint8(y: torch.Tensor) -> np.ndarray:
+    """C×H×W in [0, 1] to H×W×C uint8 (round half up, clamped)."""
     return y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def finish(output: torch.Tensor, prepared: Prepared) -> np.ndarray:
+    """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 photo.
+
+    Min–max stretched as published, or, for a residual model, added to the input and clamped.
+    """
+    h, w = prepared.size
+    x = prepared.x[0, :, :h, :w].to(output.device) if prepared.residual else None
+    y = to_unit(output[0, :, :h, :w], x, prepared.residual)
+    if not prepared.residual:
+        lo, hi = y.min(), y.max()
+        y = (y - lo) / torch.clamp(hi - lo, min=1e-5)
+    return to_uint8(y)

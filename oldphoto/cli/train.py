@@ -59,6 +59,7 @@ def train(
     lr: float = typer.Option(2e-4, "--lr", help="Learning rate (published 2e-4; the mapping uses lr/2 and 2·lr with TTUR)."),
     ttur: Optional[bool] = typer.Option(None, "--ttur/--no-ttur", help="TTUR (betas 0, 0.9; lr/2 and 2·lr). Default as published: on for mapping, off for mapping-scratch."),
     loss: Optional[list[str]] = typer.Option(None, "--loss", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mappings); bce dice (detector)."),
+    residual: bool = typer.Option(False, "--residual", help="mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max stretch); trains the decoder with the mapping, image L1 instead of latent L1. Recorded in the card."),
     fade: float = typer.Option(0.0, "--fade", min=0.0, max=1.0, help="Probability of synthetic fading (not in the published recipe)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (data, initialisation)."),
     val_every: int = typer.Option(500, "--val-every", min=0, help="Validate every N steps (0: never)."),
@@ -90,7 +91,7 @@ def train(
             vae_blocks=vae_blocks, width=width, base=base, blocks=blocks, nl_blocks=nl_blocks, wf=wf, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
             weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
             val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes,
-            device=device, precision=precision, resume=resume,
+            device=device, precision=precision, resume=resume, residual=residual,
         )
         cfg.loss_weights()  # unknown loss names fail before any data is read
         command = "oldphoto train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None

@@ -3,7 +3,9 @@
 This is the one place :class:`oldphoto.api.Restorer` runs the networks. The tiled path ends
 with :func:`finish_map`, the published min–max stretch computed tile by tile over the whole
 output (first its global minimum and maximum, then the 8-bit conversion), so no
-full-size float copy of the output is made.
+full-size float copy of the output is made. A residual model (``Prepared.residual``) has no
+stretch: each output tile is added to the same tile of the input, which is exact because the
+add is pointwise.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from oldphoto.devices import autocast
-from oldphoto.pipeline import Prepared, finish, run_networks
+from oldphoto.pipeline import Prepared, finish, run_networks, to_uint8, to_unit
 from oldphoto.tiling.budget import Plan, plan
 from oldphoto.tiling.executor import TiledExecutor, count_steps
 from oldphoto.tiling.maps import Map, tile_grid, tiles_per_pass
@@ -91,16 +93,23 @@ def finish_map(out: Map, prepared: Prepared, tile: int, tick: Callable[[], None]
     taken over the photo's own pixels first, as ``finish`` takes them over its crop.
     """
     h, w = prepared.size
+    if prepared.residual:
+        pixels = np.empty((h, w, 3), dtype=np.uint8)
+        for y0, y1, x0, x1 in tile_grid(h, w, tile):
+            y = to_unit(out.store.read(y0, y1, x0, x1), prepared.x[0, :, y0:y1, x0:x1], True)
+            pixels[y0:y1, x0:x1] = to_uint8(y)
+            tick()
+        return pixels
     lo = torch.tensor(float("inf"))
     hi = torch.tensor(float("-inf"))
     for y0, y1, x0, x1 in tile_grid(h, w, tile):
-        y = (out.store.read(y0, y1, x0, x1).float() + 1) / 2
+        y = to_unit(out.store.read(y0, y1, x0, x1), None, False)
         lo, hi = torch.minimum(lo, y.min()), torch.maximum(hi, y.max())
     span = torch.clamp(hi - lo, min=1e-5)
     pixels = np.empty((h, w, 3), dtype=np.uint8)
     for y0, y1, x0, x1 in tile_grid(h, w, tile):
-        y = (out.store.read(y0, y1, x0, x1).float() + 1) / 2
+        y = to_unit(out.store.read(y0, y1, x0, x1), None, False)
         y = (y - lo) / span
-        pixels[y0:y1, x0:x1] = y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        pixels[y0:y1, x0:x1] = to_uint8(y)
         tick()
     return pixels

@@ -23,6 +23,7 @@ from torch import nn
 
 from oldphoto.errors import UsageError, WeightsError
 from oldphoto.models import build_network
+from oldphoto.pipeline import add_residual
 from oldphoto.training.data import Batch, Sampler, centre_crop, to_batch
 from oldphoto.training.degrade import Damage, degrade_photo
 from oldphoto.training.losses import MultiscaleDiscriminator, PatchDiscriminator, VGGLoss, feature_matching, init_weights, kl, lsgan
@@ -82,16 +83,33 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "auto"
     resume: bool = False
+    #: Global residual wiring (``lite``): restored = input + decoder(mapping(encoder(input))),
+    #: no min–max stretch; mappings only. Recorded in the card's ``pipeline``.
+    residual: bool = False
 
     def loss_weights(self) -> dict[str, float]:
-        """The stage's published weights with the user's overrides (unknown names refused)."""
+        """The stage's published weights with the user's overrides (unknown names refused).
+
+        With ``residual`` a mapping's defaults become image L1 10 and latent L1 0: VAE_B's
+        code of the clean photo decodes to the photo, not to the correction the residual
+        decoder must produce, so the latent target no longer exists.
+        """
         w = dict(DEFAULT_WEIGHTS[self.stage])
+        if self.residual:
+            if self.stage not in ("mapping", "mapping-scratch"):
+                raise UsageError(
+                    f"--residual is for the mapping stages, not {self.stage}: a residual autoencoder learns the identity "
+                    "by outputting zero; train the VAEs plainly and give --residual to the mapping"
+                )
+            w["latent_l1"], w["image_l1"] = 0.0, 10.0
         for k, v in self.weights.items():
             if k not in w:
                 raise UsageError(f"unknown loss {k!r} for stage {self.stage} (choose {', '.join(w)})")
             if v < 0:
                 raise UsageError(f"loss weight {k}={v} must not be negative")
             w[k] = float(v)
+        if self.residual and w.get("latent_l1"):
+            raise UsageError("--residual has no latent L1 target (use image_l1; latent_l1 must be 0)")
         return w
 
     def record(self) -> dict[str, Any]:
@@ -235,7 +253,7 @@ class Stage:
     def validate(self, images: list[np.ndarray]) -> dict[str, float]:
         """Scores on held-out photos: centre crops, degraded with fixed seeds where the stage
         restores. ``psnr``/``ssim`` compare the raw output, ``psnr_restore`` the output after
-        the restore path's min–max stretch, ``psnr_input`` the degraded input (a baseline, where the
+        the restore path's min–max stretch (none for a residual model), ``psnr_input`` the degraded input (a baseline, where the
         target is not the input itself)."""
         scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "psnr_restore": [], "psnr_input": []}
         for n in self.nets.values():
@@ -251,7 +269,7 @@ class Stage:
                 t = _images_01(to_batch([target]))[0]
                 scores["psnr"].append(psnr(out, t))
                 scores["ssim"].append(ssim(out, t))
-                scores["psnr_restore"].append(psnr(stretch(out), t))
+                scores["psnr_restore"].append(psnr(out if self.cfg.residual else stretch(out), t))
                 if src is not target:
                     scores["psnr_input"].append(psnr(_images_01(to_batch([src]))[0], t))
         finally:
@@ -425,7 +443,9 @@ class MappingStage(Stage):
                 )
             self.enc_b = build_network("vae_encoder", encb_cfg).to(device)
             _load_net(cfg.vae_b, encb_src, self.enc_b, "VAE_B encoder")
-        for frozen in (self.enc_a, self.dec_b, self.enc_b):
+        # A residual model's decoder must produce corrections, not photos: it starts from
+        # VAE_B's and trains with the mapping (VAE_A's encoder stays frozen, as published).
+        for frozen in (self.enc_a, None if cfg.residual else self.dec_b, self.enc_b):
             if frozen is not None:
                 frozen.requires_grad_(False).eval()
         latent = int(enc_cfg["ngf"])
@@ -433,11 +453,14 @@ class MappingStage(Stage):
             raise UsageError(f"VAE_A codes have {latent} channels but VAE_B's decoder expects {dec_cfg['ngf']}")
         self.T = init_weights(self._build_mapping(latent)).to(device)
         self.nets = {"mapping": self.T}
+        if cfg.residual:
+            self.nets["decoder"] = self.dec_b
         if self.published_ttur if cfg.ttur is None else cfg.ttur:
             g_lr, d_lr, betas = cfg.lr / 2, cfg.lr * 2, (0.0, 0.9)
         else:
             g_lr, d_lr, betas = cfg.lr, cfg.lr, (0.5, 0.999)
-        self.optims = {"mapping": _adam(self.T.parameters(), g_lr, betas)}
+        trained = [*self.T.parameters(), *(self.dec_b.parameters() if cfg.residual else [])]
+        self.optims = {"mapping": _adam(iter(trained), g_lr, betas)}
         self.use_d = bool(self.w["gan"] or self.w["fm"])
         if self.use_d:
             self.D = init_weights(
@@ -455,8 +478,10 @@ class MappingStage(Stage):
         )
 
     def init_from(self, folder: Path) -> list[str]:
-        got = _load_net(folder, [(self.output_name, "mapping")], self.T, "mapping")
-        return [got] if got else []
+        got = [_load_net(folder, [(self.output_name, "mapping")], self.T, "mapping")]
+        if self.cfg.residual:
+            got.append(_load_net(folder, [(self.output_name, "decoder")], self.dec_b, "decoder"))
+        return [g for g in got if g]
 
     def batch(self, sampler: Sampler) -> Batch:
         return sampler.pairs(self.cfg.batch, paint_white=self.damage is not None)
@@ -473,7 +498,7 @@ class MappingStage(Stage):
             zy = self.enc_b(y) if self.enc_b is not None else None
         with self.autocast():
             zh = self._map(zx, mask)
-            yh = self.dec_b(zh)
+            yh = add_residual(self.dec_b(zh), x, self.cfg.residual)
         losses: dict[str, torch.Tensor] = {}
         if zy is not None:
             losses["latent_l1"] = (zh.float() - zy.float()).abs().mean()
@@ -507,7 +532,7 @@ class MappingStage(Stage):
         return out
 
     def restore_fn(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.dec_b(self._map(self.enc_a(x), mask))
+        return add_residual(self.dec_b(self._map(self.enc_a(x), mask)), x, self.cfg.residual)
 
     def val_pair(self, clean: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self.damage is None:
@@ -530,9 +555,10 @@ class MappingStage(Stage):
                 "mapping": {"arch": arch, "config": dict(self.T.config)},
                 "decoder": {"arch": "vae_decoder", "config": dict(self.dec_b.config)},
             },
-            "pipeline": load_card(self.output_name).get("pipeline", {}),
+            "pipeline": {**load_card(self.output_name).get("pipeline", {}), **({"residual": True} if self.cfg.residual else {})},
             "description": f"Global restoration ({self.output_name} mode) trained by 'oldphoto train {self.name}': "
-            "VAE_A encoder -> mapping -> VAE_B decoder.",
+            + ("restored = input + VAE decoder(mapping(VAE_A encoder(input))), no min-max stretch (global residual)."
+               if self.cfg.residual else "VAE_A encoder -> mapping -> VAE_B decoder."),
         }
         return tensors, meta
 

@@ -1,0 +1,73 @@
+"""Seconds for a 1-MP restore at candidate ``lite`` widths (the ≤ 3 s gate of issue 14).
+
+Builds random-weight residual ``quality`` checkpoints at each width (speed does not depend
+on weight values), loads them through the real :class:`oldphoto.Restorer` and restores a
+1024×1024 photo, fp32, ``--threads`` threads (default 2); prints the best of ``--repeat``
+after a warm-up, with the file size and the load average (a loaded machine reads slow)::
+
+    python benchmarks/lite_speed.py                       # ngf 16 and 32, 2 blocks; mapping 64/2
+    python benchmarks/lite_speed.py --widths 32:2:64:2 24:2:64:2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from oldphoto import Restorer  # noqa: E402
+from oldphoto.models import build_bundle  # noqa: E402
+from oldphoto.weights.checkpoint import save_checkpoint  # noqa: E402
+
+PIPELINE = {"multiple": 4, "resample": "bilinear", "uses_mask": False, "mask_dilation": 0, "residual": True}
+
+
+def networks(ngf: int, vae_blocks: int, width: int, blocks: int) -> dict:
+    vae = {"ngf": ngf, "n_downsample": 2, "n_blocks": vae_blocks}
+    return {
+        "encoder": {"arch": "vae_encoder", "config": {"in_channels": 3, **vae}},
+        "mapping": {"arch": "mapping_quality", "config": {"in_channels": ngf, "base": 64, "width": width, "n_blocks": blocks}},
+        "decoder": {"arch": "vae_decoder", "config": {"out_channels": 3, **vae}},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--widths", nargs="+", default=["16:2:64:2", "32:2:64:2"], help="NGF:VAE_BLOCKS:WIDTH:BLOCKS")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--size", type=int, default=1024)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8))
+    for spec in args.widths:
+        ngf, vb, width, blocks = (int(v) for v in spec.split(":"))
+        nets = networks(ngf, vb, width, blocks)
+        folder = Path(tempfile.mkdtemp(prefix="lite-speed-"))
+        torch.manual_seed(0)
+        save_checkpoint(folder, "quality", build_bundle(nets).state_dict(), {"networks": nets, "pipeline": PIPELINE})
+        mb = (folder / "quality.safetensors").stat().st_size / 1e6
+        r = Restorer(folder, device="cpu", precision="fp32")
+        r.restore(photo.resize((256, 256)), mode="quality")
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            r.restore(photo, mode="quality")
+            times.append(time.perf_counter() - t0)
+        mp = args.size * args.size / 1e6
+        print(f"VAE {ngf}/{vb}, mapping {width}/{blocks}: {mb:.1f} MB, {min(times) / mp:.2f} s/MP best of "
+              f"{[round(t, 2) for t in times]} s, {args.threads} threads, load {os.getloadavg()[0]:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
