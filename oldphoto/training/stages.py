@@ -7,6 +7,10 @@ built by :func:`oldphoto.models.build_network`, so what a stage exports is what 
 loads. Every loss is switchable by its weight (0 = off); the defaults are the published ones,
 except the pixel L1 of the VAEs, which the paper has (α = 10) and the published code lacks:
 there it is replaced by the VGG loss, which cannot run without ImageNet weights.
+
+Why one module of ~700 lines: the five stages are subclasses of one :class:`Stage` (its
+optimisers, export and validation) and each differs from it in a few dozen lines; read
+side by side they show what each stage changes. Split it per stage when a sixth arrives.
 """
 
 from __future__ import annotations
