@@ -216,6 +216,24 @@ class Stage:
         self.scaler.scale(loss).backward()
         self.scaler.step(o)
 
+    def _image_terms(
+        self, losses: dict[str, torch.Tensor], fake_in: torch.Tensor, real_in: torch.Tensor, made: torch.Tensor, target: torch.Tensor
+    ) -> None:
+        """The generator's image-space terms: LSGAN and feature matching on the discriminator's
+        inputs (``fake_in``/``real_in``), VGG between the made image and its target."""
+        if self.use_d:
+            self.D.requires_grad_(False)
+            with self.autocast():
+                fake = self.D(fake_in)
+                real = self.D(real_in) if self.w["fm"] else None
+            if self.w["gan"]:
+                losses["gan"] = lsgan(fake, True)
+            if real is not None:
+                losses["fm"] = feature_matching(fake, real)
+        if self.vgg is not None:
+            with self.autocast():
+                losses["vgg"] = self.vgg(made, target)
+
     def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(self.w[k] * v for k, v in losses.items() if self.w.get(k))  # type: ignore[return-value]
 
@@ -338,18 +356,7 @@ class VAEStage(Stage):
             losses["kl"] = kl(mu)
         if w["l1"]:
             losses["l1"] = (xh.float() - x).abs().mean()
-        if self.use_d:
-            self.D.requires_grad_(False)
-            with self.autocast():
-                fake = self.D(xh)
-                real = self.D(x) if w["fm"] else None
-            if w["gan"]:
-                losses["gan"] = lsgan(fake, True)
-            if real is not None:
-                losses["fm"] = feature_matching(fake, real)
-        if self.vgg is not None:
-            with self.autocast():
-                losses["vgg"] = self.vgg(xh, x)
+        self._image_terms(losses, xh, x, xh, x)
         pair = self._latent_pair(mu, b.real) if self.use_dz else None
         if pair is not None:
             self.Dz.requires_grad_(False)
@@ -508,18 +515,7 @@ class MappingStage(Stage):
             losses["latent_l1"] = (zh.float() - zy.float()).abs().mean()
         if w["image_l1"]:
             losses["image_l1"] = (yh.float() - y).abs().mean()
-        if self.use_d:
-            self.D.requires_grad_(False)
-            with self.autocast():
-                fake = self.D(torch.cat([x, yh.to(x.dtype)], 1))
-                real = self.D(torch.cat([x, y], 1)) if w["fm"] else None
-            if w["gan"]:
-                losses["gan"] = lsgan(fake, True)
-            if real is not None:
-                losses["fm"] = feature_matching(fake, real)
-        if self.vgg is not None:
-            with self.autocast():
-                losses["vgg"] = self.vgg(yh, y)
+        self._image_terms(losses, torch.cat([x, yh.to(x.dtype)], 1), torch.cat([x, y], 1), yh, y)
         total = self._total(losses)
         self._backward_step(total, "mapping")
         out = {k: float(v.detach()) for k, v in losses.items()}
