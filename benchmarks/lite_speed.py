@@ -6,7 +6,7 @@ on weight values), loads them through the real :class:`oldphoto.Restorer` and re
 after a warm-up, with the file size and the load average (a loaded machine reads slow)::
 
     python benchmarks/lite_speed.py                       # ngf 16 and 32, 2 blocks; mapping 64/2
-    python benchmarks/lite_speed.py --widths 32:2:64:2 24:2:64:2
+    python benchmarks/lite_speed.py --widths 32:2:64:2 24:2:64:2 32:2:32:2:1:32
 """
 
 from __future__ import annotations
@@ -31,18 +31,18 @@ from oldphoto.weights.checkpoint import save_checkpoint  # noqa: E402
 PIPELINE = {"multiple": 4, "resample": "bilinear", "uses_mask": False, "mask_dilation": 0, "residual": True}
 
 
-def networks(ngf: int, vae_blocks: int, width: int, blocks: int) -> dict:
-    vae = {"ngf": ngf, "n_downsample": 2, "n_blocks": vae_blocks}
+def networks(ngf: int, vae_blocks: int, width: int, blocks: int, n_down: int = 2, base: int = 64) -> dict:
+    vae = {"ngf": ngf, "n_downsample": n_down, "n_blocks": vae_blocks}
     return {
         "encoder": {"arch": "vae_encoder", "config": {"in_channels": 3, **vae}},
-        "mapping": {"arch": "mapping_quality", "config": {"in_channels": ngf, "base": 64, "width": width, "n_blocks": blocks}},
+        "mapping": {"arch": "mapping_quality", "config": {"in_channels": ngf, "base": base, "width": width, "n_blocks": blocks}},
         "decoder": {"arch": "vae_decoder", "config": {"out_channels": 3, **vae}},
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--widths", nargs="+", default=["16:2:64:2", "32:2:64:2"], help="NGF:VAE_BLOCKS:WIDTH:BLOCKS")
+    ap.add_argument("--widths", nargs="+", default=["16:2:64:2", "32:2:64:2"], help="NGF:VAE_BLOCKS:WIDTH:BLOCKS[:N_DOWNSAMPLE[:BASE]] (defaults 2 and 64)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size", type=int, default=1024)
@@ -51,8 +51,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8))
     for spec in args.widths:
-        ngf, vb, width, blocks = (int(v) for v in spec.split(":"))
-        nets = networks(ngf, vb, width, blocks)
+        ngf, vb, width, blocks, *rest = (int(v) for v in spec.split(":"))
+        nets = networks(ngf, vb, width, blocks, *rest)
         folder = Path(tempfile.mkdtemp(prefix="lite-speed-"))
         torch.manual_seed(0)
         save_checkpoint(folder, "quality", build_bundle(nets).state_dict(), {"networks": nets, "pipeline": PIPELINE})
@@ -65,7 +65,8 @@ def main() -> None:
             r.restore(photo, mode="quality")
             times.append(time.perf_counter() - t0)
         mp = args.size * args.size / 1e6
-        print(f"VAE {ngf}/{vb}, mapping {width}/{blocks}: {mb:.1f} MB, {min(times) / mp:.2f} s/MP best of "
+        print(f"VAE {ngf}/{vb} ({nets['encoder']['config']['n_downsample']}× down), mapping {width}/{blocks} "
+              f"(base {nets['mapping']['config']['base']}): {mb:.1f} MB, {min(times) / mp:.2f} s/MP best of "
               f"{[round(t, 2) for t in times]} s, {args.threads} threads, load {os.getloadavg()[0]:.1f}", flush=True)
 
 

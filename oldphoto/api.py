@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from oldphoto.errors import UsageError
 from oldphoto.inputs import ImageInput, load_mask, load_photo
 from oldphoto.options import check_face_size, check_face_strength, check_mask_mode, check_mode, check_postprocess
 
@@ -42,6 +44,8 @@ class RestoreResult:
     warnings: list[str] = field(default_factory=list)
     faces_enabled: bool = False
     faces: list[dict[str, Any]] = field(default_factory=list)
+    #: Which model restored it: ``published``, ``lite`` (bundled) or the ``--weights`` folder.
+    model: str = ""
 
 
 class Restorer:
@@ -49,6 +53,8 @@ class Restorer:
 
     ``weights`` is a folder in oldphoto's format (what ``oldphoto weights import-official``
     writes); without it, weights come from the cache or the Hub. Models load lazily, per mode.
+    ``model`` is ``auto`` (published weights when reachable, else the bundled ``lite`` model,
+    decided once by :meth:`choose`), ``published`` or ``lite``.
     """
 
     def __init__(
@@ -64,14 +70,24 @@ class Restorer:
         faces: bool | None = None,
         face_size: int | None = None,
         face_strength: float = 1.0,
+        model: str = "auto",
     ) -> None:
         import torch
 
-        from oldphoto.devices import select_device, select_precision
+        from oldphoto.weights.choice import ModelChoice, check_model
+
+        from oldphoto.devices import select_device, select_precision, slow_precision_reason
 
         self.weights = Path(weights) if weights is not None else None
+        self.model_spec = check_model(model)
+        if model == "lite" and weights is not None:
+            raise UsageError("--model lite is the bundled model; --weights names another folder (give one or the other)")
+        self.choice: ModelChoice | None = None
         self.device = select_device(device)
         self.precision = select_precision(precision, self.device)
+        #: One line for callers to show before starting when the precision asked for is slow here.
+        self.precision_warning = slow_precision_reason(self.precision, self.device)
+        self._untold: list[str] = [self.precision_warning] if self.precision_warning else []
         from oldphoto.tiling import parse_memory, parse_tile
 
         parse_tile(tile)
@@ -94,13 +110,50 @@ class Restorer:
         self._faces_present: dict[str, bool] = {}
         self._lock = threading.Lock()
 
+    def choose(self, mode: str = "auto", detect: bool = False, masked: bool = False, progress: bool = True) -> Any:
+        """Decide, once, which model restores (see :mod:`oldphoto.weights.choice`) and return the choice.
+
+        ``mode``, ``detect`` and ``masked`` say what the run will ask for, so ``auto`` knows
+        whether lite could stand in; later calls return the first answer.
+        The choice's ``notice`` is the one line a caller should show when lite was picked.
+        """
+        if self.choice is None:
+            from oldphoto.weights.choice import choose_model
+
+            self.choice = choose_model(
+                self.model_spec, weights_dir=self.weights, repo=self.repo, revision=self.revision,
+                mode=mode, detect=detect, masked=masked, progress=progress,
+            )
+            if self.choice.notice:
+                self._untold.append(self.choice.notice)
+        return self.choice
+
+    def notices(self) -> list[str]:
+        """The one-line notices not yet shown (a slow precision, the fallback to lite), each returned once.
+
+        The CLI prints them before the first photo; whatever is still untold when a photo is
+        restored is issued as a Python warning instead, so library callers see it too.
+        """
+        told, self._untold = self._untold, []
+        return told
+
     def model(self, name: str) -> tuple[dict[str, Any], Any]:
         """Return ``(meta, bundle)`` of model ``name``, loading it on first use."""
         if name not in self._models:
             from oldphoto.devices import place
+            from oldphoto.errors import ModeUnavailable
+            from oldphoto.weights.choice import LITE_MODES
             from oldphoto.weights.load import load_model
 
-            meta, bundle = load_model(name, weights_dir=self.weights, repo=self.repo, revision=self.revision)
+            choice = self.choose()
+            if choice.is_lite and name not in LITE_MODES:
+                what = "scratch detection" if name == "detector" else f"{name} mode"
+                raise ModeUnavailable(f"{what} needs the published weights; the bundled lite model restores quality mode only")
+            if choice.is_lite:
+                from oldphoto.weights.choice import verify_lite
+
+                verify_lite(choice.weights)
+            meta, bundle = load_model(name, weights_dir=choice.weights, repo=self.repo, revision=self.revision)
             place(bundle, self.device, self.precision)
             self._models[name] = (meta, bundle)
         return self._models[name]
@@ -166,6 +219,9 @@ class Restorer:
         rgb = photo.image.convert("RGB")
         damage = load_mask(mask, rgb.size) if mask is not None else None
         with self._lock:
+            self.choose(mode, detect_scratches, damage is not None)
+            for notice in self.notices():
+                warnings.warn(notice, stacklevel=2)
             detected = None
             if damage is None and (detect_scratches or mode in ("scratch", "hr")):
                 detected = self._detect(rgb, postprocess)
@@ -196,6 +252,7 @@ class Restorer:
             warnings=photo.warnings,
             faces_enabled=faces_on,
             faces=records,
+            model=self.choice.name if self.choice is not None and mode != "none" else "",
         )
 
     def face_model_name(self, mode: str) -> str:

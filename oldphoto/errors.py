@@ -21,6 +21,10 @@ class UsageError(OldPhotoError):
     """The caller asked for something contradictory or impossible (bad option values)."""
 
 
+class ModeUnavailable(OldPhotoError):
+    """A photo needs a network the chosen model lacks (the bundled lite model has no scratch branch)."""
+
+
 def one_line(exc: BaseException, *, named: bool = False) -> str:
     """An exception's message squeezed onto one line (some decoders put newlines in theirs).
 

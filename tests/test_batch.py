@@ -283,7 +283,7 @@ def test_records_are_one_json_line_with_every_field() -> None:
     assert "\n" not in line and '"input": "é.png"' in line
     import json
 
-    assert set(json.loads(line)) == {"input", "output", "status", "mode", "size", "seconds", "error", "warnings", "faces"}
+    assert set(json.loads(line)) == {"input", "output", "status", "mode", "model", "size", "seconds", "error", "warnings", "faces"}
 
 
 def test_tiles_of_a_large_photo_are_reported(tiny_weights: Path, tmp_path: Path) -> None:

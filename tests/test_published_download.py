@@ -242,7 +242,7 @@ def test_without_network_the_first_run_fails_fast_naming_the_remedies(env: Path,
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     photo = _photo(tmp_path)
     start = time.monotonic()
-    result = _cli("restore", photo, tmp_path / "out.png", "--device", "cpu")
+    result = _cli("restore", photo, tmp_path / "out.png", "--device", "cpu", "--model", "published")
     elapsed = time.monotonic() - start
     assert result.exit_code == 1
     assert elapsed < 5, f"took {elapsed:.1f} s"

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from oldphoto.batch.planning import Job, will_restore
-from oldphoto.errors import ImageError, UsageError, WeightsError, one_line
+from oldphoto.errors import ImageError, ModeUnavailable, UsageError, WeightsError, one_line
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, save_image
 from oldphoto.inputs import Photo, load_mask, load_photo
 from oldphoto.options import check_mode, check_postprocess
@@ -61,6 +61,8 @@ class Record:
     output: str
     status: str
     mode: str | None = None
+    #: The model that restored it: ``published``, ``lite`` (bundled) or the ``--weights`` folder.
+    model: str | None = None
     size: list[int] | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -139,11 +141,14 @@ def compute_job(
         raise
     except ImageError as exc:
         record.error = str(exc)
+    except ModeUnavailable as exc:  # this photo's mask asks lite for a branch it lacks; the others go on
+        record.error = f"{job.source}: {exc}"
     except Exception as exc:  # noqa: BLE001 - one photo's failure (out of memory, a decoder bug) must not end the batch
         record.error = f"{job.source}: {one_line(exc, named=True)}"
     else:
         record.status = "restored"
         record.mode = result.mode
+        record.model = getattr(result, "model", None) or None
         record.size = list(result.image.size)
         if getattr(result, "faces_enabled", False):
             record.faces = list(result.faces)
@@ -184,7 +189,7 @@ def _finish(record: Record, job: Job, write: Callable[[], Any]) -> Record:
     finally:
         record.seconds = round(record.seconds + time.perf_counter() - start, 3)
     record.status = "failed"
-    record.mode = record.size = record.faces = None
+    record.mode = record.model = record.size = record.faces = None
     return record
 
 

@@ -48,6 +48,9 @@ def restore(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
     tile: str = typer.Option("auto", "--tile", help="Tile size in pixels for large scans, or auto."),
     max_memory: str = typer.Option("auto", "--max-memory", help="Memory budget for tiling (e.g. 4GB), or auto."),
+    model: str = typer.Option(
+        "auto", "--model", help="auto (published weights when given, cached or downloadable, else the bundled lite model), published or lite."
+    ),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of oldphoto checkpoints (from 'weights import-official'); default: download."),
     repo: Optional[str] = typer.Option(None, "--repo", help="Hugging Face repo to try first for weights (a fork or mirror; also OLDPHOTO_REPO)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit of the first repo tried; a commit (see 'weights list') makes runs reproducible."),
@@ -107,9 +110,11 @@ def restore(
     restorer_options = dict(
         weights=weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision,
         faces=faces if save_faces is None else (faces if faces is not None else True),
-        face_size=face_size, face_strength=face_strength,
+        face_size=face_size, face_strength=face_strength, model=model,
     )
     try:
+        if batch.needs_work(jobs, overwrite):
+            restorer_options["model"] = _choose(restorer_options, settings, detect_scratches or save_mask is not None, mask is not None)
         if cluster is not None:
             from oldphoto.engines import ray as ray_engine
 
@@ -124,6 +129,8 @@ def restore(
                 from oldphoto.api import Restorer
 
                 restorer = Restorer(**restorer_options)
+                for notice in restorer.notices():
+                    say("yellow", "warning", notice)
 
             def run_batch(jobs: list[Job], settings: Settings, **report: Any) -> list[Record]:
                 return batch.run(jobs, lambda: restorer, settings, **report)
@@ -137,6 +144,19 @@ def restore(
         fail("interrupted; finished photos are kept, run the same command again to resume", code=130)
     if any(r.status == "failed" for r in records):
         raise typer.Exit(1)
+
+
+def _choose(options: dict[str, Any], settings: Settings, detect: bool, masked: bool) -> str:
+    """Make the run's model choice once, before the first photo, print its notice; return it for every worker."""
+    from oldphoto.weights.choice import choose_model
+
+    choice = choose_model(
+        options["model"], weights_dir=options["weights"], repo=options["repo"], revision=options["revision"],
+        mode=settings.mode, detect=detect, masked=masked,
+    )
+    if choice.notice:
+        say("yellow", "note", choice.notice)
+    return "lite" if choice.is_lite else "published" if options["model"] == "auto" else options["model"]
 
 
 def _cluster(
@@ -213,10 +233,17 @@ def _report_single(record: Record) -> None:
         console.print(f"skipped {record.input}: {record.output} exists (use --overwrite to redo it)", highlight=False, soft_wrap=True)
     else:
         console.print(
-            f"restored {record.input} -> {record.output} ({record.mode} mode, {_faces_text(record)}, {record.seconds:.1f} s)",
+            f"restored {record.input} -> {record.output} ({record.mode} mode, {_model_text(record)}{_faces_text(record)}, {record.seconds:.1f} s)",
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _model_text(record: Record) -> str:
+    """``lite model, `` / ``published model, `` / ``weights DIR, `` for the one-photo report."""
+    if not record.model:
+        return ""
+    return f"{record.model} model, " if record.model in ("lite", "published") else f"weights {record.model}, "
 
 
 def _faces_text(record: Record) -> str:

@@ -49,6 +49,7 @@ def train(
     crop: int = typer.Option(128, "--crop", min=16, help="Training crop side (multiple of 4; published 256)."),
     ngf: int = typer.Option(64, "--ngf", min=1, help="VAE width and latent channels (published 64)."),
     vae_blocks: int = typer.Option(4, "--vae-blocks", min=0, help="Residual blocks in each VAE half (published 4)."),
+    vae_downsample: int = typer.Option(2, "--vae-downsample", min=0, max=4, help="Stride-2 stages in each VAE half (published 2; the lite model uses 0, full resolution)."),
     width: int = typer.Option(512, "--width", min=1, help="Mapping width (published 512)."),
     base: int = typer.Option(64, "--base", min=1, help="Mapping head/tail base width (published 64)."),
     blocks: int = typer.Option(6, "--blocks", min=0, help="Mapping residual blocks (published 6)."),
@@ -60,6 +61,7 @@ def train(
     ttur: Optional[bool] = typer.Option(None, "--ttur/--no-ttur", help="TTUR (betas 0, 0.9; lr/2 and 2·lr). Default as published: on for mapping, off for mapping-scratch."),
     loss: Optional[list[str]] = typer.Option(None, "--loss", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mappings); bce dice (detector)."),
     residual: bool = typer.Option(False, "--residual", help="mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max stretch); trains the decoder with the mapping, image L1 instead of latent L1. Recorded in the card."),
+    train_encoder: bool = typer.Option(False, "--train-encoder", help="with --residual: fine-tune VAE_A's encoder too, the whole chain end to end (lite)."),
     fade: float = typer.Option(0.0, "--fade", min=0.0, max=1.0, help="Probability of synthetic fading (not in the published recipe)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (data, initialisation)."),
     val_every: int = typer.Option(500, "--val-every", min=0, help="Validate every N steps (0: never)."),
@@ -67,6 +69,7 @@ def train(
     val_size: int = typer.Option(256, "--val-size", min=16, help="Validation centre-crop side."),
     save_every: int = typer.Option(500, "--save-every", min=0, help="Checkpoint every N steps (and always at the end)."),
     log_every: int = typer.Option(10, "--log-every", min=1, help="Write a log.jsonl record every N steps."),
+    decay: int = typer.Option(0, "--decay", min=0, help="Decay the learning rate linearly to zero over the last N steps (published: half the run); 0: constant."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="Stop cleanly with a checkpoint after this long."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
@@ -88,12 +91,17 @@ def train(
         cfg = TrainConfig(
             stage=stage, out=out, clean=list(clean or []), old=list(old or []), val=val, vae_a=vae_a, vae_b=vae_b,
             init_from=init_from, vgg_weights=vgg_weights, steps=steps, batch=batch, crop=crop, ngf=ngf,
-            vae_blocks=vae_blocks, width=width, base=base, blocks=blocks, nl_blocks=nl_blocks, wf=wf, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
+            vae_blocks=vae_blocks, vae_downsample=vae_downsample, width=width, base=base, blocks=blocks, nl_blocks=nl_blocks, wf=wf, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
             weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
-            val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes,
-            device=device, precision=precision, resume=resume, residual=residual,
+            val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes, decay=decay,
+            device=device, precision=precision, resume=resume, residual=residual, train_encoder=train_encoder,
         )
         cfg.loss_weights()  # unknown loss names fail before any data is read
+        from oldphoto.devices import select_device, slow_precision_reason
+
+        slow = slow_precision_reason(precision, select_device(device))
+        if slow:
+            say("yellow", "warning", slow)
         command = "oldphoto train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
         result = run(cfg, progress=progress, say=lambda m: say("yellow", "note", m), command=command)
     except UsageError as exc:

@@ -7,12 +7,13 @@ from typing import Optional
 
 import typer
 
-from oldphoto.cli.common import fail
+from oldphoto.cli.common import fail, say
 
 
 def ui(
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port to serve on (default: the first free one from 7860)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. The default serves this computer only; 0.0.0.0 serves your network."),
+    model: str = typer.Option("auto", "--model", help="auto (published weights when reachable, else the bundled lite model), published or lite."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of oldphoto checkpoints (from 'weights import-official'); default: download."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
@@ -34,7 +35,10 @@ def ui(
         require_gradio()
         from oldphoto.api import Restorer
 
-        restorer = Restorer(weights, device=device, precision=precision)
+        restorer = Restorer(weights, device=device, precision=precision, model=model)
+        restorer.choose()  # once, before the page opens: the page then says which model restored
+        for notice in restorer.notices():
+            say("yellow", "note", notice)
     except OldPhotoError as exc:
         fail(str(exc), code=2 if isinstance(exc, UsageError) else 1)
     serve(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -114,7 +115,24 @@ def list_models(
             f"{row['repo']}@{(row['commit'] or 'unknown')[:12]}" if row.get("repo") else "-",
             ", ".join(row["sources"]) or "-",
         )
+    _lite_row(table)
     Console(soft_wrap=True).print(table)
+
+
+def _lite_row(table: Any) -> None:
+    """The bundled lite model: always present (inside the package), checked against its card's sha256."""
+    from oldphoto.errors import WeightsError
+    from oldphoto.weights.choice import lite_folder, verify_lite
+
+    folder = lite_folder()
+    try:
+        verify_lite(folder)
+        verified = "yes"
+    except WeightsError:
+        verified = "NO"
+    size = sum(p.stat().st_size for p in folder.glob("quality.*")) if folder.is_dir() else 0
+    table.add_row("lite", "package" if size else "no", verified, human_bytes(size) if size else "-", str(folder), "-",
+                  "bundled (quality mode; --model lite, or auto without published weights)")
 
 
 @app.command("verify")

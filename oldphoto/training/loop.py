@@ -143,6 +143,8 @@ def run(
     session_end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     try:
         while step < session_end:
+            if cfg.decay:
+                _decay_lr(stage, cfg, step)
             losses = stage.step(stage.batch(sampler))
             step += 1
             result.losses.append(losses)
@@ -171,6 +173,18 @@ def run(
     result.step = step
     result.seconds = elapsed_before + time.monotonic() - start
     return result
+
+
+def _decay_lr(stage: Stage, cfg: TrainConfig, step: int) -> None:
+    """Set every optimiser's rate for ``step``: its initial rate, falling linearly to zero over the last ``cfg.decay`` steps.
+
+    The initial rate is kept in the optimiser's own state (``initial_lr``), so a resumed run
+    continues the same schedule.
+    """
+    factor = min(1.0, (cfg.steps - step) / cfg.decay)
+    for optim in stage.optims.values():
+        for group in optim.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
 def _progress(enabled: bool, total: int, done: int) -> tuple[Any, Any] | None:

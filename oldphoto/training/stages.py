@@ -65,6 +65,7 @@ class TrainConfig:
     crop: int = 128
     ngf: int = 64  # VAE width (published 64)
     vae_blocks: int = 4
+    vae_downsample: int = 2  # stride-2 stages in each VAE half (published 2; lite 0, see weights/README.md)
     width: int = 512  # mapping width (published 512)
     base: int = 64
     blocks: int = 6
@@ -84,12 +85,18 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 10
     max_minutes: float | None = None
+    #: Linear learning-rate decay to zero over the run's last ``decay`` steps (the published
+    #: schedule's ``niter_decay``, in steps); 0 keeps the rate constant.
+    decay: int = 0
     device: str = "cpu"
     precision: str = "auto"
     resume: bool = False
     #: Global residual wiring (``lite``): restored = input + decoder(mapping(encoder(input))),
     #: no min–max stretch; mappings only. Recorded in the card's ``pipeline``.
     residual: bool = False
+    #: With ``residual``: fine-tune VAE_A's encoder too (the whole chain end to end). A
+    #: frozen VAE code keeps too little of the fine detail a correction must cancel.
+    train_encoder: bool = False
 
     def loss_weights(self) -> dict[str, float]:
         """The stage's published weights with the user's overrides (unknown names refused).
@@ -112,6 +119,8 @@ class TrainConfig:
             if v < 0:
                 raise UsageError(f"loss weight {k}={v} must not be negative")
             w[k] = float(v)
+        if self.train_encoder and not self.residual:
+            raise UsageError("--train-encoder needs --residual (the published mapping keeps VAE_A's encoder frozen)")
         if self.residual and w.get("latent_l1"):
             raise UsageError("--residual has no latent L1 target (use image_l1; latent_l1 must be 0)")
         return w
@@ -315,7 +324,7 @@ class VAEStage(Stage):
         self.domain = domain
         self.name = f"vae-{domain}"
         self.output_name = f"vae_{domain}"
-        vae = {"ngf": cfg.ngf, "n_downsample": 2, "n_blocks": cfg.vae_blocks}
+        vae = {"ngf": cfg.ngf, "n_downsample": cfg.vae_downsample, "n_blocks": cfg.vae_blocks}
         self.enc = init_weights(build_network("vae_encoder", {"in_channels": 3, **vae})).to(device)
         self.dec = init_weights(build_network("vae_decoder", {"out_channels": 3, **vae})).to(device)
         self.nets = {"encoder": self.enc, "decoder": self.dec}
@@ -455,8 +464,15 @@ class MappingStage(Stage):
             self.enc_b = build_network("vae_encoder", encb_cfg).to(device)
             _load_net(cfg.vae_b, encb_src, self.enc_b, "VAE_B encoder")
         # A residual model's decoder must produce corrections, not photos: it starts from
-        # VAE_B's and trains with the mapping (VAE_A's encoder stays frozen, as published).
-        for frozen in (self.enc_a, None if cfg.residual else self.dec_b, self.enc_b):
+        # VAE_B's and trains with the mapping (VAE_A's encoder stays frozen, as published,
+        # unless --train-encoder fine-tunes the whole chain).
+        if cfg.residual:
+            # The correction starts at zero (tanh(0)), so training starts from the input
+            # itself rather than from input + a whole VAE_B photo (which it must first unlearn).
+            last = [m for m in self.dec_b.modules() if isinstance(m, nn.Conv2d)][-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        for frozen in (None if cfg.train_encoder else self.enc_a, None if cfg.residual else self.dec_b, self.enc_b):
             if frozen is not None:
                 frozen.requires_grad_(False).eval()
         latent = int(enc_cfg["ngf"])
@@ -466,11 +482,14 @@ class MappingStage(Stage):
         self.nets = {"mapping": self.T}
         if cfg.residual:
             self.nets["decoder"] = self.dec_b
+        if cfg.train_encoder:
+            self.nets["encoder"] = self.enc_a
         if self.published_ttur if cfg.ttur is None else cfg.ttur:
             g_lr, d_lr, betas = cfg.lr / 2, cfg.lr * 2, (0.0, 0.9)
         else:
             g_lr, d_lr, betas = cfg.lr, cfg.lr, (0.5, 0.999)
         trained = [*self.T.parameters(), *(self.dec_b.parameters() if cfg.residual else [])]
+        trained += list(self.enc_a.parameters()) if cfg.train_encoder else []
         self.optims = {"mapping": _adam(iter(trained), g_lr, betas)}
         self.use_d = bool(self.w["gan"] or self.w["fm"])
         if self.use_d:
@@ -492,6 +511,8 @@ class MappingStage(Stage):
         got = [_load_net(folder, [(self.output_name, "mapping")], self.T, "mapping")]
         if self.cfg.residual:
             got.append(_load_net(folder, [(self.output_name, "decoder")], self.dec_b, "decoder"))
+        if self.cfg.train_encoder:
+            got.append(_load_net(folder, [(self.output_name, "encoder")], self.enc_a, "encoder"))
         return [g for g in got if g]
 
     def batch(self, sampler: Sampler) -> Batch:
@@ -505,8 +526,9 @@ class MappingStage(Stage):
         mask = b.mask.to(self.device) if b.mask is not None else None
         w = self.w
         with torch.no_grad(), self.autocast():
-            zx = self.enc_a(x)
             zy = self.enc_b(y) if self.enc_b is not None else None
+        with torch.set_grad_enabled(self.cfg.train_encoder), self.autocast():
+            zx = self.enc_a(x)
         with self.autocast():
             zh = self._map(zx, mask)
             yh = add_residual(self.dec_b(zh), x, self.cfg.residual)

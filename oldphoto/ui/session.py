@@ -188,7 +188,8 @@ class Session:
         face_text = "faces off" if not result.faces_enabled else f"{sum(bool(f.get('enhanced')) for f in result.faces)} of {len(result.faces)} faces enhanced"
         mask_text = f"mask: {count} damaged pixels ({share:.2%})" if used is not None else "no mask used"
         message = (
-            f"Restored {path.name} ({result.image.width}×{result.image.height}) in {result.mode} mode, "
+            f"Restored {path.name} ({result.image.width}×{result.image.height}) in {result.mode} mode"
+            f"{_model_words(getattr(result, 'model', ''))}, "
             f"{mask_text}, {face_text}, {result.seconds:.1f} s."
         )
         return Restored(
@@ -208,3 +209,12 @@ class Session:
                 raise UsageError("face enhancement needs the faces extra: pip install 'oldphoto[faces]'")
         self.restorer.faces = faces
         self.restorer.face_strength = strength
+
+
+def _model_words(model: str) -> str:
+    """`` with the bundled lite model`` / `` with the published weights`` / `` with the weights in DIR``."""
+    if not model:
+        return ""
+    if model == "lite":
+        return " with the bundled lite model"
+    return " with the published weights" if model == "published" else f" with the weights in {model}"

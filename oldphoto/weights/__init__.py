@@ -5,5 +5,6 @@
 (fetch a model from its sources, verify, convert) or ``importer.py`` (published ``.pth`` ->
 ours) -> ``checkpoint.py`` (our format) -> ``cache.py`` (what is cached, and the trust record)
 -> ``resolve.py`` (``--weights DIR``, then the cache, then the sources) -> ``load.py`` (the
-built network bundle).
+built network bundle). ``choice.py`` decides between the published weights and the ``lite``
+model bundled in ``lite/`` (``--model auto|published|lite``).
 """

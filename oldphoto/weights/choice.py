@@ -1,0 +1,113 @@
+"""Which model restores: the published weights, or the ``lite`` model bundled in the package.
+
+``--model auto`` (the default) uses the published weights when they are given (``--weights``),
+cached or downloadable, and otherwise the bundled ``lite`` model, saying so in one line: a
+fresh machine without network can still restore. The choice is made once per run, before
+the first photo, and every record names the model that restored it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from oldphoto.errors import ModeUnavailable, UsageError, WeightsError, one_line
+
+#: What ``--model`` accepts.
+MODELS = ("auto", "published", "lite")
+#: The modes the bundled model has networks for (no scratch branch, no detector, no faces).
+LITE_MODES = ("quality",)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a run uses: ``name`` for records, ``weights`` the folder to load from (None: cache/Hub)."""
+
+    name: str
+    weights: Path | None = None
+    notice: str | None = None
+
+    @property
+    def is_lite(self) -> bool:
+        return self.name == "lite"
+
+
+def lite_folder() -> Path:
+    """The folder inside the installed package holding the bundled lite model (``quality.*``)."""
+    return Path(str(resources.files("oldphoto.weights").joinpath("lite")))
+
+
+def verify_lite(folder: Path | None = None) -> Path:
+    """Check the bundled checkpoint against the sha256 its card records; return the folder.
+
+    A damaged install fails here with one line instead of restoring with altered weights.
+    """
+    from oldphoto.fsutil import sha256_file
+
+    folder = folder or lite_folder()
+    weights, card = folder / "quality.safetensors", folder / "quality.json"
+    if not weights.is_file() or not card.is_file():
+        raise WeightsError(f"{folder}: the bundled lite model is missing from this install (reinstall oldphoto)")
+    expected = json.loads(card.read_text(encoding="utf-8")).get("bundled", {}).get("sha256")
+    if expected != sha256_file(weights):
+        raise WeightsError(f"{weights}: does not match the sha256 in {card.name}; reinstall oldphoto")
+    return folder
+
+
+def check_model(model: str) -> str:
+    """``model`` if it is one of :data:`MODELS`, else UsageError."""
+    if model not in MODELS:
+        raise UsageError(f"unknown model {model!r} (choose {', '.join(MODELS)})")
+    return model
+
+
+def choose_model(
+    model: str,
+    *,
+    weights_dir: Path | str | None = None,
+    repo: str | None = None,
+    revision: str | None = None,
+    mode: str = "auto",
+    detect: bool = False,
+    masked: bool = False,
+    progress: bool = True,
+) -> ModelChoice:
+    """Decide the run's model: the published weights when ``auto`` can resolve (or download) them, else lite.
+
+    ``published`` defers to the usual lazy resolution (its errors stay as they were);
+    ``--weights DIR`` means that folder, named by its path in the records. ``auto`` probes
+    only runs lite could do instead (quality or auto mode, no masks, no detection): it fetches
+    the published quality model, which such a run loads first anyway. Any other run stays
+    with the published weights and fetches only what it uses.
+    """
+    check_model(model)
+    if model == "lite":
+        if weights_dir is not None:
+            raise UsageError("--model lite is the bundled model; --weights names another folder (give one or the other)")
+        check_lite_mode(mode, detect)
+        return ModelChoice("lite", lite_folder())
+    if weights_dir is not None:
+        return ModelChoice(str(weights_dir), Path(weights_dir))
+    if model == "published":
+        return ModelChoice("published")
+    if mode not in ("auto", "quality") or detect or masked:
+        return ModelChoice("published")
+    from oldphoto.weights.resolve import resolve_weights
+
+    try:
+        resolve_weights("quality", repo=repo, revision=revision, progress=progress)
+    except WeightsError as exc:
+        reason = one_line(exc).split(". Get it with", 1)[0]
+        notice = f"published weights unavailable ({reason}); restoring with the bundled lite model (quality mode only)"
+        return ModelChoice("lite", lite_folder(), notice)
+    return ModelChoice("published")
+
+
+def check_lite_mode(mode: str, detect: bool) -> None:
+    """UsageError when a run asks the lite model for a mode or detection it does not have."""
+    if detect:
+        raise UsageError("the bundled lite model has no scratch detector; use --model published (or auto with network)")
+    if mode not in ("auto", "none", *LITE_MODES):
+        raise UsageError(f"the bundled lite model restores quality mode only, not {mode}; use --model published")

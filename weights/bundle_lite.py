@@ -1,0 +1,112 @@
+"""Put a trained lite run into the package: ``oldphoto/weights/lite/quality.{safetensors,json}``.
+
+Step 5 of "Training the lite model" in ``weights/README.md``. Reads the mapping run's
+checkpoint and card (``--residual`` wiring), the VAE runs it started from and the
+``benchmarks/quality.py --json`` scores of that checkpoint, and writes the bundled copy with a
+card recording the data, every stage's exact command, steps and wall time, the scores, and the
+sha256 that ``oldphoto`` checks before it loads the file::
+
+    python weights/bundle_lite.py runs/lite/lite --scores runs/lite/quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_SETS = ("blur", "noise", "resample", "jpeg", "all")
+STANDARD_SETS = ("std-noise", "std-blur", "std-jpeg", "std-all")
+CLASSICAL = ("median 3x3", "bilateral", "nl-means")
+
+
+def summarise(report: dict[str, Any], model_key: str) -> dict[str, Any]:
+    """Per set and overall: input, the best classical filter and lite, as [PSNR dB, SSIM] (rounded)."""
+    mean = report["mean"]
+    out: dict[str, Any] = {}
+
+    def row(vals: dict[str, list[float]]) -> dict[str, Any]:
+        best = max((m for m in CLASSICAL if m in vals), key=lambda m: vals[m][0])
+        return {
+            "input": [round(v, 4) for v in vals["input"]],
+            "best classical": [round(vals[best][0], 4), round(vals[best][1], 4), best],
+            "lite": [round(v, 4) for v in vals[model_key]],
+        }
+
+    for s in (*PROJECT_SETS, *STANDARD_SETS):
+        if s in mean:
+            out[s] = row(mean[s])
+    for label, group in (("project overall", PROJECT_SETS), ("standard overall", STANDARD_SETS)):
+        chosen = [s for s in group if s in mean]
+        if chosen:
+            methods = mean[chosen[0]].keys()
+            out[label] = row({m: [sum(mean[s][m][i] for s in chosen) / len(chosen) for i in (0, 1)] for m in methods})
+    out["photos"] = len(report["files"])
+    out["seed"] = report["seed"]
+    out["seconds per photo"] = round(report["seconds_per_photo"][model_key], 3)
+    return out
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs of quality.py over the same photos and seed (methods side by side)."""
+    first = reports[0]
+    for r in reports[1:]:
+        if r["files"] != first["files"] or r["seed"] != first["seed"]:
+            sys.exit("--scores: the reports cover different photos or seeds")
+        for s, methods in r["mean"].items():
+            first["mean"].setdefault(s, {}).update(methods)
+        first["seconds_per_photo"].update(r["seconds_per_photo"])
+    return first
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, help="the mapping run's folder (holds quality.safetensors + quality.json)")
+    ap.add_argument("--scores", type=Path, nargs="+", required=True,
+                    help="benchmarks/quality.py --json output(s) for this run: e.g. the baselines and the model run apart, same photos and seed")
+    ap.add_argument("--speed", type=float, default=None, help="measured seconds per megapixel (benchmarks/lite_speed.py)")
+    ap.add_argument("--dest", type=Path, default=ROOT / "oldphoto" / "weights" / "lite")
+    args = ap.parse_args()
+
+    meta = json.loads((args.run / "quality.json").read_text())
+    if not meta.get("pipeline", {}).get("residual"):
+        sys.exit(f"{args.run}: not a --residual mapping run")
+    report = merge([json.loads(p.read_text()) for p in args.scores])
+    model_key = next(k for k in report["mean"][next(iter(report["mean"]))] if k.startswith("model "))
+    training = meta["training"]
+    stages = []
+    for key in ("vae_a", "vae_b"):
+        folder = Path(training["config"][key])
+        card = json.loads((folder / f"{key}.json").read_text())["training"]
+        stages.append({k: card[k] for k in ("stage", "command", "step", "wall_seconds")})
+    stages.append({k: training[k] for k in ("stage", "command", "step", "wall_seconds")})
+    training["recipe"] = stages
+    training["wall_seconds_total"] = round(sum(s["wall_seconds"] for s in stages), 1)
+
+    args.dest.mkdir(parents=True, exist_ok=True)
+    weights = args.dest / "quality.safetensors"
+    shutil.copyfile(args.run / "quality.safetensors", weights)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    meta["model"] = "lite"
+    meta["description"] = (
+        "The bundled lite model (quality mode): the published networks at lite widths, full resolution "
+        "(no downsampling), trained on this project's CPU with oldphoto's training stages; "
+        "restored = input + decoder(mapping(encoder(input))). See weights/README.md."
+    )
+    meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size}
+    meta["scores"] = summarise(report, model_key)
+    meta["scores"]["benchmark"] = "benchmarks/quality.py on kodak24 (held out from training), fp32"
+    if args.speed is not None:
+        meta["scores"]["seconds per megapixel"] = args.speed
+    (args.dest / "quality.json").write_text(json.dumps(meta, indent=1) + "\n")
+    overall = meta["scores"].get("project overall", {})
+    print(f"{args.dest}: {weights.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}…; project overall {overall}")
+
+
+if __name__ == "__main__":
+    main()
