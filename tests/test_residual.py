@@ -154,3 +154,39 @@ def test_residual_is_refused_where_it_has_no_meaning(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="latent_l1"):
         TrainConfig(stage="mapping", out=tmp_path, residual=True, weights={"latent_l1": 60.0}).loss_weights()
     assert TrainConfig(stage="mapping", out=tmp_path).loss_weights()["latent_l1"] == 60.0
+
+
+def test_lite_recipe_options_full_resolution_encoder_training_and_decay(data: Path, tmp_path: Path) -> None:
+    """``--vae-downsample 0 --train-encoder --decay``: what the bundled lite model was trained with."""
+    from oldphoto.training.loop import _decay_lr
+    from oldphoto.weights.checkpoint import load_checkpoint
+
+    clean = [data / "clean"]
+    tiny = {**TINY, "vae_downsample": 0}
+    for stage in ("vae-a", "vae-b"):
+        w = {"gan": 0.0, "fm": 0.0, **({"latent_gan": 0.0} if stage == "vae-a" else {})}
+        run(TrainConfig(stage=stage, out=tmp_path / stage, clean=clean, steps=2, **{**tiny, "weights": w}), progress=False)
+    assert load_checkpoint(tmp_path / "vae-a", "vae_a")[0]["networks"]["encoder"]["config"]["n_downsample"] == 0
+    cfg = TrainConfig(stage="mapping", out=tmp_path / "lite", clean=clean, steps=4, residual=True, train_encoder=True, decay=2,
+                      vae_a=tmp_path / "vae-a", vae_b=tmp_path / "vae-b", **tiny)
+    run(cfg, progress=False)
+    lite = load_checkpoint(tmp_path / "lite", "quality")[1]
+    vae_a = load_checkpoint(tmp_path / "vae-a", "vae_a")[1]
+    assert any(not torch.equal(lite[k], vae_a[k]) for k in vae_a if k.startswith("encoder."))  # trained end to end
+    photo = _photo(50, 38, seed=3)
+    whole = Restorer(tmp_path / "lite", device="cpu", precision="fp32", tile="off").restore(photo, mode="quality")
+    tiled = Restorer(tmp_path / "lite", device="cpu", precision="fp32", tile=16).restore(photo, mode="quality")
+    assert whole.size == photo.size and np.array_equal(np.asarray(whole), np.asarray(tiled))
+
+    # the schedule: constant, then linear to zero over the last `decay` steps, resumable from the optimiser's state
+    class Stage:
+        optims = {"g": torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)}
+
+    sched = TrainConfig(stage="mapping", out=tmp_path, steps=10, decay=4)
+    rates = []
+    for step in range(10):
+        _decay_lr(Stage, sched, step)  # type: ignore[arg-type]
+        rates.append(Stage.optims["g"].param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-3] * 7 + [7.5e-4, 5e-4, 2.5e-4])
+    with pytest.raises(UsageError, match="--train-encoder needs --residual"):
+        TrainConfig(stage="mapping", out=tmp_path, train_encoder=True).loss_weights()

@@ -71,6 +71,10 @@ def main() -> None:
                     help="benchmarks/quality.py --json output(s) for this run: e.g. the baselines and the model run apart, same photos and seed")
     ap.add_argument("--speed", type=float, default=None, help="measured seconds per megapixel (benchmarks/lite_speed.py)")
     ap.add_argument("--dest", type=Path, default=ROOT / "oldphoto" / "weights" / "lite")
+    ap.add_argument("--reproduce", default=None,
+                    help="the mapping command that reproduces this checkpoint, when it is not the run's last command "
+                         "(e.g. an earlier checkpoint of the run); the command as run is kept beside it")
+    ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     args = ap.parse_args()
 
     meta = json.loads((args.run / "quality.json").read_text())
@@ -84,6 +88,10 @@ def main() -> None:
         folder = Path(training["config"][key])
         card = json.loads((folder / f"{key}.json").read_text())["training"]
         stages.append({k: card[k] for k in ("stage", "command", "step", "wall_seconds")})
+    if args.reproduce:
+        training["command_as_run"] = training["command"]
+        training["command"] = args.reproduce
+    training["notes"] = [*training.get("notes", []), *args.note]
     stages.append({k: training[k] for k in ("stage", "command", "step", "wall_seconds")})
     training["recipe"] = stages
     training["wall_seconds_total"] = round(sum(s["wall_seconds"] for s in stages), 1)

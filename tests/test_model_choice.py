@@ -1,0 +1,201 @@
+"""The bundled lite model and ``--model auto|published|lite``: offline restores, the fallback, the records.
+
+The fallback is exercised against the local Hub server (``tests/hub_server.py``) with the real
+``huggingface_hub`` client: up, it serves the published release (tiny stand-in files, as in
+``test_published_download``) and ``auto`` picks it; down, ``auto`` falls back to lite and says so
+in one line. Nothing here mocks our download code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from oldphoto.weights.choice import choose_model, lite_folder
+from tests.hub_server import HubServer
+from tests.support.published import PUBLISHED
+from tests.test_published_download import _closed_port, env, release  # noqa: F401 - fixtures
+
+PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
+CLEAN = Path(__file__).resolve().parent / "data" / "clean"
+
+
+def _cli(*args: Any) -> Any:
+    from oldphoto.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+
+
+def _records(result: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.strip().splitlines()]
+
+
+def test_lite_ships_in_the_package_small_with_a_card_that_verifies() -> None:
+    folder = lite_folder()
+    weights, card_path = folder / "quality.safetensors", folder / "quality.json"
+    assert weights.is_file() and card_path.is_file()
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    assert total <= 10_000_000, f"{total} bytes"
+    card = json.loads(card_path.read_text())
+    assert card["pipeline"]["residual"] is True
+    assert card["bundled"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    training = card["training"]
+    assert training["command"].startswith("oldphoto train mapping") and "--residual" in training["command"]
+    assert training["step"] > 0 and training["wall_seconds"] > 0 and f"--steps {training['step']}" in training["command"]
+    assert [s["stage"] for s in training["recipe"]] == ["vae-a", "vae-b", "mapping"]
+    assert card["networks"]["encoder"]["config"]["n_downsample"] == 0
+    scores = card["scores"]
+    assert scores["project overall"]["lite"][0] > scores["project overall"]["input"][0]
+    assert all("kodak24" not in p for p in card["training"]["data"]["clean"])
+
+
+def _blurred(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A clean 192×192 crop and it blurred (Gaussian σ 1.5, 11 taps: the standard recipe's blur) with light noise."""
+    from oldphoto.training import degrade as dg
+
+    clean = np.asarray(Image.open(CLEAN / "crop.png").convert("RGB"))
+    rng = np.random.default_rng(seed)
+    return clean, dg.gaussian_noise(dg.gaussian_blur(clean, 11, 1.5), 2 / 255, rng)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def test_lite_restores_offline_and_sharpens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oldphoto import Restorer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    torch.set_num_threads(2)
+    clean, blurred = _blurred()
+    r = Restorer(model="lite", device="cpu", precision="fp32")
+    result = r.restore_detailed(Image.fromarray(blurred), mode="quality")
+    out = np.asarray(result.image)
+    assert result.model == "lite" and out.shape == blurred.shape
+    before, after = _psnr(blurred, clean), _psnr(out, clean)
+    # Measured on this crop (a training set's photo): 24.33 -> 25.54 dB; the bar leaves room for other CPUs.
+    assert after >= before + 0.9, (before, after)
+    again = np.asarray(r.restore(Image.fromarray(blurred), mode="quality"))
+    assert np.array_equal(out, again)
+
+
+def test_lite_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    photo = PHOTOS / "old_a.png"
+    result = _cli("restore", photo, tmp_path / "o.png", "--model", "lite", "--mode", "scratch", "--device", "cpu")
+    assert result.exit_code == 2 and "lite model restores quality mode only" in result.stderr
+    result = _cli("restore", photo, tmp_path / "o.png", "--model", "lite", "--weights", tmp_path, "--device", "cpu")
+    assert result.exit_code == 2 and "--model lite is the bundled model" in result.stderr
+    result = _cli("restore", photo, tmp_path / "o.png", "--model", "bundled", "--device", "cpu")
+    assert result.exit_code == 2 and "unknown model 'bundled'" in result.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def _small_photos(folder: Path) -> Path:
+    folder.mkdir()
+    with Image.open(PHOTOS / "old_a.png") as im:
+        im.convert("RGB").resize((96, 80)).save(folder / "a.png")
+        im.convert("L").resize((64, 64)).save(folder / "b.png")
+    return folder
+
+
+def test_auto_falls_back_to_lite_when_the_hub_is_down_and_says_so_once(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    src = _small_photos(tmp_path / "in")
+    result = _cli("restore", src, tmp_path / "out", "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1, result.stderr
+    assert "published weights unavailable (quality: not in the cache, and the Hub cannot be reached" in notes[0]
+    assert notes[0].endswith("restoring with the bundled lite model (quality mode only)")
+    records = _records(result)
+    assert [r["model"] for r in records] == ["lite", "lite"] and {r["status"] for r in records} == {"restored"}
+    with Image.open(tmp_path / "out" / "b.png") as im:
+        assert im.size == (64, 64) and im.mode == "L"
+    # The same run with --model lite writes the same bytes: the fallback is that model, nothing else.
+    result = _cli("restore", src / "a.png", tmp_path / "lite.png", "--model", "lite", "--device", "cpu")
+    assert result.exit_code == 0 and "note:" not in result.stderr and "lite model" in result.stderr
+    assert (tmp_path / "lite.png").read_bytes() == (tmp_path / "out" / "a.png").read_bytes()
+
+
+def test_published_never_falls_back(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    src = _small_photos(tmp_path / "in")
+    result = _cli("restore", src / "a.png", tmp_path / "o.png", "--model", "published", "--device", "cpu")
+    assert result.exit_code == 1 and "quality: not in the cache, and the Hub cannot be reached" in result.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_auto_uses_the_published_weights_when_the_hub_serves_them(
+    release: dict[str, Any], env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    src = _small_photos(tmp_path / "in")
+    with HubServer(lifetime=120) as server:
+        server.add_commit(PUBLISHED, release["tree"])
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        result = _cli("restore", src, tmp_path / "out", "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "bundled lite" not in result.stderr
+    assert [r["model"] for r in _records(result)] == ["published", "published"]
+
+
+def test_with_lite_a_photo_that_needs_the_scratch_branch_fails_alone(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    # With masks, auto never falls back (lite has no scratch branch): that run fails as before.
+    src = _small_photos(tmp_path / "in")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (96, 80), 255).save(masks / "a.png")
+    result = _cli("restore", src, tmp_path / "auto", "--mask", masks, "--json", "--device", "cpu")
+    assert result.exit_code == 1 and "scratch: not in the cache, and the Hub cannot be reached" in result.stderr
+    result = _cli("restore", src, tmp_path / "out", "--mask", masks, "--model", "lite", "--json", "--device", "cpu")
+    assert result.exit_code == 1
+    by_name = {Path(r["input"]).name: r for r in _records(result)}
+    assert by_name["b.png"]["status"] == "restored" and by_name["b.png"]["model"] == "lite"
+    assert by_name["a.png"]["status"] == "failed"
+    assert "scratch mode needs the published weights; the bundled lite model restores quality mode only" in by_name["a.png"]["error"]
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_the_choice_is_made_once(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from oldphoto import Restorer
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    r = Restorer(device="cpu", precision="fp32")
+    with pytest.warns(UserWarning, match="bundled lite model"):
+        first = r.restore_detailed(Image.new("RGB", (40, 32), (120, 90, 60)))
+    assert first.model == "lite" and r.notices() == []
+    assert choose_model("lite").weights == lite_folder()
+    assert r.restore_detailed(Image.new("RGB", (40, 32))).model == "lite"
+
+
+def test_an_explicit_bf16_on_a_cpu_without_native_bf16_warns_before_starting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("oldphoto.devices.cpu_has_fast_bf16", lambda: False)
+    src = _small_photos(tmp_path / "in")
+    result = _cli("restore", src / "b.png", tmp_path / "o.png", "--model", "lite", "--precision", "bf16", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("warning: bf16 on this CPU is emulated (no AMX or AVX512-BF16)"), lines
+    assert sum("emulated" in line for line in lines) == 1
+    monkeypatch.setattr("oldphoto.devices.cpu_has_fast_bf16", lambda: True)
+    result = _cli("restore", src / "b.png", tmp_path / "p.png", "--model", "lite", "--precision", "bf16", "--device", "cpu")
+    assert result.exit_code == 0 and "emulated" not in result.stderr
+
+
+def test_lite_tiles_exactly() -> None:
+    from oldphoto import Restorer
+
+    _, blurred = _blurred(1)
+    whole = Restorer(model="lite", device="cpu", precision="fp32", tile="none").restore(Image.fromarray(blurred), mode="quality")
+    tiled = Restorer(model="lite", device="cpu", precision="fp32", tile=64).restore(Image.fromarray(blurred), mode="quality")
+    assert np.array_equal(np.asarray(whole), np.asarray(tiled))
+
