@@ -4,7 +4,7 @@ Starts ``oldphoto ui --model lite`` on a free loopback port, drives Debian's ``c
 with Playwright (upload, quality, Restore), waits for the before/after slider and saves the
 page. Needs the ui and test extras and ``/usr/bin/chromium``. From the repository root::
 
-    python docs/make_ui_screenshot.py docs/examples/old.png --out docs/images/ui-lite.png
+    python docs/make_ui_screenshot.py docs/examples/old.png --out docs/images/ui-lite.jpg
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ class Restorer:
         self.choice: ModelChoice | None = None
         self.device = select_device(device)
         self.precision = select_precision(precision, self.device)
+        self.precision_spec = (precision or "auto").strip().lower()
+        self._precisions: dict[str, str] = {}
         #: One line for callers to show before starting when the precision asked for is slow here.
         self.precision_warning = slow_precision_reason(self.precision, self.device)
         self._untold: list[str] = [self.precision_warning] if self.precision_warning else []
@@ -154,7 +156,10 @@ class Restorer:
 
                 verify_lite(choice.weights)
             meta, bundle = load_model(name, weights_dir=choice.weights, repo=self.repo, revision=self.revision)
-            place(bundle, self.device, self.precision)
+            from oldphoto.devices import model_precision
+
+            self._precisions[name] = model_precision(self.precision_spec, self.precision, self.device, meta)
+            place(bundle, self.device, self._precisions[name])
             self._models[name] = (meta, bundle)
         return self._models[name]
 
@@ -316,7 +321,7 @@ class Restorer:
             bundle,
             prepare(image, mask, meta["pipeline"], postprocess),
             device=self.device,
-            precision=self.precision,
+            precision=self._precisions.get(mode, self.precision),
             tile=self.tile,
             max_memory=self.max_memory,
             progress=progress,

@@ -1,13 +1,13 @@
 """Choosing the device, numeric precision and weight layout a Restorer runs on.
 
-Precision policy: ``auto`` is fp32 everywhere for now. bf16 is about five times faster on
-a CPU with native bf16 (AMX or AVX512-BF16) but the issue's bar for making it the default
-is an 8-bit output within 1 level (mean) of fp32 on real photos, and that can only be
-measured with the trained weights: with the stand-in weights every reduced precision
-misses it because those networks are chaotic (fp32 itself moves ~10 levels when the input
-is re-quantized by half a level). See ``benchmarks/README.md``. Once measured, setting
-:data:`AUTO_BF16_ON_CPU` makes ``auto`` pick bf16 where the CPU has it. ``auto`` never picks
-a precision the device lacks.
+Precision policy: ``auto`` is fp32, except for a model whose card records a measured bf16
+agreement with fp32 (``precision.auto_bf16``: the 8-bit output within 1 level, mean, on real
+photos with its own trained weights), which runs in bf16 on a CPU with native bf16 (AMX or
+AVX512-BF16) — see :func:`model_precision`. So far only the bundled lite model qualifies
+(mean 0.023, max 2 levels; ``benchmarks/README.md``). The published weights cannot be
+measured here (the stand-ins are chaotic, so they say nothing), so they stay fp32 under
+``auto``; :data:`AUTO_BF16_ON_CPU` would make bf16 the ``auto`` choice for every model once
+that is measured. ``auto`` never picks a precision the device lacks.
 """
 
 from __future__ import annotations
@@ -117,6 +117,19 @@ def select_precision(spec: str, device: torch.device) -> str:
     if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError("this GPU has no bf16 support; use fp16 or fp32")
     return spec
+
+
+def model_precision(spec: str, chosen: str, device: torch.device, meta: dict) -> str:
+    """The precision one model runs in: ``chosen``, except that ``auto`` on a CPU with native bf16
+    picks bf16 for a model whose card records a measured bf16 agreement (``precision.auto_bf16``).
+
+    The bar is the 8-bit output within 1 level (mean) of fp32 on real photos with the model's
+    own trained weights; only the bundled lite model has been measured (mean 0.03, max 1 level),
+    the published weights cannot be here, so they stay fp32 under ``auto``.
+    """
+    if spec == "auto" and device.type == "cpu" and meta.get("precision", {}).get("auto_bf16") and cpu_has_fast_bf16():
+        return "bf16"
+    return chosen
 
 
 def channels_last(device: torch.device, precision: str, network: nn.Module) -> bool:

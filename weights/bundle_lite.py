@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--reproduce", default=None,
                     help="the mapping command that reproduces this checkpoint, when it is not the run's last command "
                          "(e.g. an earlier checkpoint of the run); the command as run is kept beside it")
+    ap.add_argument("--bf16-error", nargs=2, type=float, metavar=("MEAN", "MAX"), default=None,
+                    help="benchmarks/precision.py --weights on shared/photos/old: bf16 vs fp32, 8-bit levels; "
+                         "a mean within 1 level lets --precision auto pick bf16 for lite on CPUs with native bf16")
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     args = ap.parse_args()
 
@@ -107,6 +110,10 @@ def main() -> None:
         "restored = input + decoder(mapping(encoder(input))). See weights/README.md."
     )
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size}
+    if args.bf16_error is not None:
+        mean, worst = args.bf16_error
+        meta["precision"] = {"auto_bf16": mean <= 1.0, "bf16_vs_fp32_levels": {"mean": mean, "max": worst},
+                             "measured": "benchmarks/precision.py --weights oldphoto/weights/lite --subsets old"}
     meta["scores"] = summarise(report, model_key)
     meta["scores"]["benchmark"] = "benchmarks/quality.py on kodak24 (held out from training), fp32"
     if args.speed is not None:
