@@ -151,14 +151,14 @@ def test_session_restore_gives_the_cli_bytes_and_writes_only_to_its_folder(
     assert result.output.is_relative_to(tmp_path / "work") and result.mask.is_relative_to(tmp_path / "work")
     assert Image.open(result.output).size == (256, 336) and Image.open(result.output).format == "JPEG"
     assert np.array_equal(np.asarray(Image.open(result.mask)), np.asarray(mask))
-    assert "in scratch mode, mask: 1200 damaged pixels" in result.message
+    assert f"in scratch mode with the weights in {tiny_weights}, mask: 1200 damaged pixels" in result.message
     out = tmp_path / "cli.jpg"
     code, output = _cli("restore", str(src), str(out), "--mask", str(result.mask), "--weights", str(tiny_weights), "--device", "cpu", "--no-faces")
     assert code == 0, output
     assert out.read_bytes() == result.output.read_bytes()
     # quality ignores the painted mask (and offers none to download)
     plain = session.restore(src, mask, choice="quality", faces=False)
-    assert plain.mask is None and "quality mode, no mask used" in plain.message
+    assert plain.mask is None and f"quality mode with the weights in {tiny_weights}, no mask used" in plain.message
 
 
 def test_ui_without_gradio_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
