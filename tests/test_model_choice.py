@@ -50,7 +50,7 @@ def test_lite_ships_in_the_package_small_with_a_card_that_verifies() -> None:
     training = card["training"]
     assert training["command"].startswith("oldphoto train mapping") and "--residual" in training["command"]
     assert training["step"] > 0 and training["wall_seconds"] > 0 and f"--steps {training['step']}" in training["command"]
-    assert [s["stage"] for s in training["recipe"]] == ["vae-a", "vae-b", "mapping"]
+    assert [s["stage"] for s in training["recipe"]] == ["vae-a", "vae-b", "mapping", "mapping"]
     assert card["networks"]["encoder"]["config"]["n_downsample"] == 0
     scores = card["scores"]
     assert scores["project overall"]["lite"][0] > scores["project overall"]["input"][0]
@@ -83,8 +83,8 @@ def test_lite_restores_offline_and_sharpens(monkeypatch: pytest.MonkeyPatch) -> 
     out = np.asarray(result.image)
     assert result.model == "lite" and out.shape == blurred.shape
     before, after = _psnr(blurred, clean), _psnr(out, clean)
-    # Measured on this crop (a training set's photo): 24.33 -> 25.54 dB; the bar leaves room for other CPUs.
-    assert after >= before + 0.9, (before, after)
+    # Measured on this crop (a training set's photo): 24.33 -> 25.74 dB; the bar leaves room for other CPUs.
+    assert after >= before + 1.1, (before, after)
     again = np.asarray(r.restore(Image.fromarray(blurred), mode="quality"))
     assert np.array_equal(out, again)
 

@@ -91,6 +91,10 @@ def main() -> None:
         folder = Path(training["config"][key])
         card = json.loads((folder / f"{key}.json").read_text())["training"]
         stages.append({k: card[k] for k in ("stage", "command", "step", "wall_seconds")})
+    start = training["config"].get("init_from")
+    if start and (Path(start) / "quality.json").is_file():  # a fine-tuning run: record the run it started from
+        first = json.loads((Path(start) / "quality.json").read_text())["training"]
+        stages.append({k: first[k] for k in ("stage", "command", "step", "wall_seconds")})
     if args.reproduce:
         training["command_as_run"] = training["command"]
         training["command"] = args.reproduce
