@@ -214,3 +214,22 @@ def test_auto_precision_is_bf16_for_lite_only_on_a_cpu_with_native_bf16(monkeypa
         assert r._precisions["quality"] == expected, (native, spec)
     assert devices.model_precision("auto", "fp32", torch.device("cpu"), {"pipeline": {}}) == "fp32"
     assert devices.model_precision("auto", "fp32", torch.device("cuda"), {"precision": {"auto_bf16": True}}) == "fp32"
+
+
+def test_a_damaged_bundled_file_is_refused_and_info_shows_lite(tmp_path: Path) -> None:
+    import shutil
+
+    from oldphoto.errors import WeightsError
+    from oldphoto.weights.choice import verify_lite
+
+    copy = tmp_path / "lite"
+    shutil.copytree(lite_folder(), copy)
+    data = bytearray((copy / "quality.safetensors").read_bytes())
+    data[-1] ^= 1
+    (copy / "quality.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match the sha256 in quality.json; reinstall oldphoto"):
+        verify_lite(copy)
+    assert verify_lite() == lite_folder()
+    out = _cli("info").stdout
+    line = next(line for line in out.splitlines() if "│ lite" in line)
+    assert "yes" in line and "package" in line

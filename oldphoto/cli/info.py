@@ -67,7 +67,7 @@ def info(
         devices.add_row(name, details)
     out.print(devices)
     rows, searched = _weights_status(weights)
-    out.print("weights are looked for in: " + "; then ".join(searched))
+    out.print("weights are looked for in: " + "; then ".join(searched) + "; else (--model auto) the bundled lite model")
     table = Table(title="weights", title_justify="left")
     table.add_column("model")
     table.add_column("present")
@@ -78,4 +78,18 @@ def info(
         verified = {True: "yes", False: "NO"}.get(row.get("verified"), "-")
         path = row.get("path") or row.get("location") or "-"
         table.add_row(str(row["name"]), "yes" if row.get("present") else "no", str(row.get("where") or "-"), verified, str(path))
+    table.add_row("lite", *_lite_status())
     out.print(table)
+
+
+def _lite_status() -> tuple[str, str, str, str]:
+    """present, where, verified, path of the bundled lite model (the fallback of ``--model auto``)."""
+    from oldphoto.errors import WeightsError
+    from oldphoto.weights.choice import lite_folder, verify_lite
+
+    folder = lite_folder()
+    try:
+        verify_lite(folder)
+    except WeightsError:
+        return ("yes" if (folder / "quality.safetensors").is_file() else "no", "package", "NO", str(folder))
+    return ("yes", "package", "yes", str(folder))
