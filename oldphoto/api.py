@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from oldphoto.errors import UsageError
 from oldphoto.inputs import ImageInput, load_mask, load_photo
-from oldphoto.options import check_face_size, check_face_strength, check_mask_mode, check_mode, check_postprocess
+from oldphoto.options import check_face_size, check_face_strength, check_mask_mode, check_mode, check_model, check_postprocess
 
 #: ``auto`` switches scratched photos to the high-resolution mode above this many pixels.
 #: The scratch mode's non-local block attends every latent position to every other, so its
@@ -74,22 +73,19 @@ class Restorer:
     ) -> None:
         import torch
 
-        from oldphoto.weights.choice import ModelChoice, check_model
+        from oldphoto.weights.choice import ModelChoice
 
         from oldphoto.devices import select_device, select_precision, slow_precision_reason
 
         self.weights = Path(weights) if weights is not None else None
-        self.model_spec = check_model(model)
-        if model == "lite" and weights is not None:
-            raise UsageError("--model lite is the bundled model; --weights names another folder (give one or the other)")
+        self.model_spec = check_model(model, weights)
         self.choice: ModelChoice | None = None
         self.device = select_device(device)
         self.precision = select_precision(precision, self.device)
         self.precision_spec = (precision or "auto").strip().lower()
         self._precisions: dict[str, str] = {}
-        #: One line for callers to show before starting when the precision asked for is slow here.
-        self.precision_warning = slow_precision_reason(self.precision, self.device)
-        self._untold: list[str] = [self.precision_warning] if self.precision_warning else []
+        slow = slow_precision_reason(self.precision, self.device)
+        self._untold: list[str] = [slow] if slow else []  # one-line notices, see notices()
         from oldphoto.tiling import parse_memory, parse_tile
 
         parse_tile(tile)
@@ -142,22 +138,11 @@ class Restorer:
     def model(self, name: str) -> tuple[dict[str, Any], Any]:
         """Return ``(meta, bundle)`` of model ``name``, loading it on first use."""
         if name not in self._models:
-            from oldphoto.devices import place
-            from oldphoto.errors import ModeUnavailable
-            from oldphoto.weights.choice import LITE_MODES
+            from oldphoto.devices import model_precision, place
             from oldphoto.weights.load import load_model
 
-            choice = self.choose()
-            if choice.is_lite and name not in LITE_MODES:
-                what = "scratch detection" if name == "detector" else f"{name} mode"
-                raise ModeUnavailable(f"{what} needs the published weights; the bundled lite model restores quality mode only")
-            if choice.is_lite:
-                from oldphoto.weights.choice import verify_lite
-
-                verify_lite(choice.weights)
-            meta, bundle = load_model(name, weights_dir=choice.weights, repo=self.repo, revision=self.revision)
-            from oldphoto.devices import model_precision
-
+            folder = self.choose().folder_for(name)
+            meta, bundle = load_model(name, weights_dir=folder, repo=self.repo, revision=self.revision)
             self._precisions[name] = model_precision(self.precision_spec, self.precision, self.device, meta)
             place(bundle, self.device, self._precisions[name])
             self._models[name] = (meta, bundle)

@@ -17,6 +17,8 @@ MODES = ("auto", *RESTORATION_MODES, "none")
 POSTPROCESS = ("default", "published")
 #: The face generators there are weights for (``face256``, ``face512``).
 FACE_SIZES = (256, 512)
+#: Which model restores: ``auto`` (published when reachable, else the bundled lite), ``published``, ``lite``.
+MODELS = ("auto", "published", "lite")
 #: Modes that can use a damage mask; ``none`` passes a mask on to nothing, harmlessly.
 _MASK_MODES = ("auto", "scratch", "hr", "none")
 
@@ -26,6 +28,15 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r} (choose {', '.join(MODES)})")
     return mode
+
+
+def check_model(model: str, weights: object = None) -> str:
+    """``model`` if it is one of :data:`MODELS` and fits ``weights`` (lite is the bundled folder), else UsageError."""
+    if model not in MODELS:
+        raise UsageError(f"unknown model {model!r} (choose {', '.join(MODELS)})")
+    if model == "lite" and weights is not None:
+        raise UsageError("--model lite is the bundled model; --weights names another folder (give one or the other)")
+    return model
 
 
 def check_postprocess(postprocess: str) -> str:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_SETS = ("blur", "noise", "resample", "jpeg", "all")
-STANDARD_SETS = ("std-noise", "std-blur", "std-jpeg", "std-all")
-CLASSICAL = ("median 3x3", "bilateral", "nl-means")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from quality import PROJECT_SETS, STANDARD_SETS  # noqa: E402  (the benchmark's own set names)
 
 
 def summarise(report: dict[str, Any], model_key: str) -> dict[str, Any]:
@@ -31,7 +31,8 @@ def summarise(report: dict[str, Any], model_key: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def row(vals: dict[str, list[float]]) -> dict[str, Any]:
-        best = max((m for m in CLASSICAL if m in vals), key=lambda m: vals[m][0])
+        classical = [m for m in vals if m != "input" and not m.startswith("model ")]  # as quality.py's table
+        best = max(classical, key=lambda m: vals[m][0])
         return {
             "input": [round(v, 4) for v in vals["input"]],
             "best classical": [round(vals[best][0], 4), round(vals[best][1], 4), best],

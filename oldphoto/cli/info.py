@@ -55,6 +55,7 @@ def info(
     from rich.table import Table
 
     from oldphoto import __version__
+    from oldphoto.weights.choice import lite_status
 
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"oldphoto {__version__}")
@@ -78,18 +79,6 @@ def info(
         verified = {True: "yes", False: "NO"}.get(row.get("verified"), "-")
         path = row.get("path") or row.get("location") or "-"
         table.add_row(str(row["name"]), "yes" if row.get("present") else "no", str(row.get("where") or "-"), verified, str(path))
-    table.add_row("lite", *_lite_status())
+    lite = lite_status()
+    table.add_row("lite", "yes" if lite["present"] else "no", "package", "yes" if lite["verified"] else "NO", lite["path"])
     out.print(table)
-
-
-def _lite_status() -> tuple[str, str, str, str]:
-    """present, where, verified, path of the bundled lite model (the fallback of ``--model auto``)."""
-    from oldphoto.errors import WeightsError
-    from oldphoto.weights.choice import lite_folder, verify_lite
-
-    folder = lite_folder()
-    try:
-        verify_lite(folder)
-    except WeightsError:
-        return ("yes" if (folder / "quality.safetensors").is_file() else "no", "package", "NO", str(folder))
-    return ("yes", "package", "yes", str(folder))

@@ -120,18 +120,12 @@ def list_models(
 
 
 def _lite_row(table: Any) -> None:
-    """The bundled lite model: always present (inside the package), checked against its card's sha256."""
-    from oldphoto.errors import WeightsError
-    from oldphoto.weights.choice import lite_folder, verify_lite
+    """The bundled lite model: inside the package, checked against its card's sha256."""
+    from oldphoto.weights.choice import lite_status
 
-    folder = lite_folder()
-    try:
-        verify_lite(folder)
-        verified = "yes"
-    except WeightsError:
-        verified = "NO"
-    size = sum(p.stat().st_size for p in folder.glob("quality.*")) if folder.is_dir() else 0
-    table.add_row("lite", "package" if size else "no", verified, human_bytes(size) if size else "-", str(folder), "-",
+    lite = lite_status()
+    table.add_row("lite", "package" if lite["present"] else "no", "yes" if lite["verified"] else "NO",
+                  human_bytes(lite["size"]) if lite["present"] else "-", lite["path"], "-",
                   "bundled (quality mode; --model lite, or auto without published weights)")
 
 

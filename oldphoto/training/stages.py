@@ -243,8 +243,13 @@ class Stage:
             with self.autocast():
                 losses["vgg"] = self.vgg(made, target)
 
-    def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(self.w[k] * v for k, v in losses.items() if self.w.get(k))  # type: ignore[return-value]
+    def _minimise(self, losses: dict[str, torch.Tensor], opt: str) -> dict[str, float]:
+        """Step optimiser ``opt`` on the weighted sum of ``losses``; return every term and the total as floats."""
+        total: torch.Tensor = sum(self.w[k] * v for k, v in losses.items() if self.w.get(k))  # type: ignore[assignment]
+        self._backward_step(total, opt)
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["total"] = float(total.detach())
+        return out
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -371,10 +376,7 @@ class VAEStage(Stage):
             self.Dz.requires_grad_(False)
             with self.autocast():
                 losses["latent_gan"] = ((self.Dz(pair[0])[-1].float() - 1) ** 2).mean()
-        total = self._total(losses)
-        self._backward_step(total, "vae")
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out["total"] = float(total.detach())
+        out = self._minimise(losses, "vae")
         if self.use_d:
             self.D.requires_grad_(True)
             with self.autocast():
@@ -538,10 +540,7 @@ class MappingStage(Stage):
         if w["image_l1"]:
             losses["image_l1"] = (yh.float() - y).abs().mean()
         self._image_terms(losses, torch.cat([x, yh.to(x.dtype)], 1), torch.cat([x, y], 1), yh, y)
-        total = self._total(losses)
-        self._backward_step(total, "mapping")
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out["total"] = float(total.detach())
+        out = self._minimise(losses, "mapping")
         if self.use_d:
             self.D.requires_grad_(True)
             with self.autocast():
@@ -652,11 +651,8 @@ class DetectorStage(Stage):
         if self.w["dice"]:
             p = torch.sigmoid(logits)
             losses["dice"] = 1 - (2 * (p * m).sum() + 1) / (p.sum() + m.sum() + 1)
-        total = self._total(losses)
-        self._backward_step(total, "unet")
+        out = self._minimise(losses, "unet")
         self.scaler.update()
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out["total"] = float(total.detach())
         return out
 
     def validate(self, images: list[np.ndarray]) -> dict[str, float]:

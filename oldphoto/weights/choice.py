@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from oldphoto.errors import ModeUnavailable, UsageError, WeightsError, one_line
+from oldphoto.options import check_model
 
-#: What ``--model`` accepts.
-MODELS = ("auto", "published", "lite")
 #: The modes the bundled model has networks for (no scratch branch, no detector, no faces).
 LITE_MODES = ("quality",)
 
@@ -32,6 +32,19 @@ class ModelChoice:
     @property
     def is_lite(self) -> bool:
         return self.name == "lite"
+
+    def folder_for(self, network: str) -> Path | None:
+        """Where model ``network`` (a mode, or ``detector``) loads from; for lite, checked first.
+
+        Lite has only :data:`LITE_MODES`: anything else is :class:`ModeUnavailable` (a photo's
+        failure, not the run's), and its file must match the sha256 in its card.
+        """
+        if not self.is_lite:
+            return self.weights
+        if network not in LITE_MODES:
+            what = "scratch detection" if network == "detector" else f"{network} mode"
+            raise ModeUnavailable(f"{what} needs the published weights; the bundled lite model restores quality mode only")
+        return verify_lite(self.weights)
 
 
 def lite_folder() -> Path:
@@ -56,11 +69,16 @@ def verify_lite(folder: Path | None = None) -> Path:
     return folder
 
 
-def check_model(model: str) -> str:
-    """``model`` if it is one of :data:`MODELS`, else UsageError."""
-    if model not in MODELS:
-        raise UsageError(f"unknown model {model!r} (choose {', '.join(MODELS)})")
-    return model
+def lite_status() -> dict[str, Any]:
+    """What ``weights list`` and ``info`` show of the bundled model: present, verified, size, path."""
+    folder = lite_folder()
+    size = sum(p.stat().st_size for p in folder.glob("quality.*")) if folder.is_dir() else 0
+    try:
+        verify_lite(folder)
+        verified = True
+    except WeightsError:
+        verified = False
+    return {"present": size > 0, "verified": verified, "size": size, "path": str(folder)}
 
 
 def choose_model(
@@ -82,10 +100,8 @@ def choose_model(
     the published quality model, which such a run loads first anyway. Any other run stays
     with the published weights and fetches only what it uses.
     """
-    check_model(model)
+    check_model(model, weights_dir)
     if model == "lite":
-        if weights_dir is not None:
-            raise UsageError("--model lite is the bundled model; --weights names another folder (give one or the other)")
         check_lite_mode(mode, detect)
         return ModelChoice("lite", lite_folder())
     if weights_dir is not None:
