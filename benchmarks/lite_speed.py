@@ -7,11 +7,13 @@ after a warm-up, with the file size and the load average (a loaded machine reads
 
     python benchmarks/lite_speed.py                       # ngf 16 and 32, 2 blocks; mapping 64/2
     python benchmarks/lite_speed.py --widths 32:2:64:2 24:2:64:2 32:2:32:2:1:32
+    python benchmarks/lite_speed.py --weights oldphoto/weights/lite   # a trained checkpoint as it is
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -43,6 +45,7 @@ def networks(ngf: int, vae_blocks: int, width: int, blocks: int, n_down: int = 2
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--widths", nargs="+", default=["16:2:64:2", "32:2:64:2"], help="NGF:VAE_BLOCKS:WIDTH:BLOCKS[:N_DOWNSAMPLE[:BASE]] (defaults 2 and 64)")
+    ap.add_argument("--weights", type=Path, nargs="*", default=[], help="also time these trained quality checkpoint folders")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size", type=int, default=1024)
@@ -50,12 +53,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8))
-    for spec in args.widths:
+    folders = []
+    for spec in [] if args.weights else args.widths:
         ngf, vb, width, blocks, *rest = (int(v) for v in spec.split(":"))
         nets = networks(ngf, vb, width, blocks, *rest)
         folder = Path(tempfile.mkdtemp(prefix="lite-speed-"))
         torch.manual_seed(0)
         save_checkpoint(folder, "quality", build_bundle(nets).state_dict(), {"networks": nets, "pipeline": PIPELINE})
+        folders.append(folder)
+    for folder in [*folders, *args.weights]:
+        nets = json.loads((folder / "quality.json").read_text())["networks"]
+        ngf, vb = nets["encoder"]["config"]["ngf"], nets["encoder"]["config"]["n_blocks"]
+        width, blocks = nets["mapping"]["config"]["width"], nets["mapping"]["config"]["n_blocks"]
         mb = (folder / "quality.safetensors").stat().st_size / 1e6
         r = Restorer(folder, device="cpu", precision="fp32")
         r.restore(photo.resize((256, 256)), mode="quality")
@@ -65,7 +74,7 @@ def main() -> None:
             r.restore(photo, mode="quality")
             times.append(time.perf_counter() - t0)
         mp = args.size * args.size / 1e6
-        print(f"VAE {ngf}/{vb} ({nets['encoder']['config']['n_downsample']}× down), mapping {width}/{blocks} "
+        print(f"{folder.name if folder in args.weights else 'random'}: VAE {ngf}/{vb} ({nets['encoder']['config']['n_downsample']}× down), mapping {width}/{blocks}{' + skip' if nets['mapping']['config'].get('skip') else ''} "
               f"(base {nets['mapping']['config']['base']}): {mb:.1f} MB, {min(times) / mp:.2f} s/MP best of "
               f"{[round(t, 2) for t in times]} s, {args.threads} threads, load {os.getloadavg()[0]:.1f}", flush=True)
 

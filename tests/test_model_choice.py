@@ -50,10 +50,12 @@ def test_lite_ships_in_the_package_small_with_a_card_that_verifies() -> None:
     training = card["training"]
     assert training["command"].startswith("oldphoto train mapping") and "--residual" in training["command"]
     assert training["step"] > 0 and training["wall_seconds"] > 0 and f"--steps {training['step']}" in training["command"]
-    assert [s["stage"] for s in training["recipe"]] == ["vae-a", "vae-b", "mapping", "mapping"]
+    assert [s["stage"] for s in training["recipe"]] == ["vae-a", "vae-b", "mapping"]
     assert card["networks"]["encoder"]["config"]["n_downsample"] == 0
+    assert card["networks"]["mapping"]["config"]["skip"] is True and "--mapping-skip" in training["command"]
     scores = card["scores"]
-    assert scores["project overall"]["lite"][0] > scores["project overall"]["input"][0]
+    for overall in ("project overall", "standard overall"):
+        assert scores[overall]["lite"][0] > scores[overall]["best classical"][0] > 0
     assert all("kodak24" not in p for p in card["training"]["data"]["clean"])
 
 
@@ -71,21 +73,31 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / mse))
 
 
-def test_lite_restores_offline_and_sharpens(monkeypatch: pytest.MonkeyPatch) -> None:
+def _noisy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The same crop with Gaussian noise σ 25/255 (the standard recipe's noise)."""
+    from oldphoto.training import degrade as dg
+
+    clean = np.asarray(Image.open(CLEAN / "crop.png").convert("RGB"))
+    return clean, dg.gaussian_noise(clean, 25 / 255, np.random.default_rng(seed))
+
+
+# Measured on this crop (a training set's photo), fp32: blurred 24.33 -> 25.18 dB, noisy
+# 20.53 -> 24.71 dB; the bars leave room for other CPUs' rounding.
+@pytest.mark.parametrize(("degraded", "gain"), [(_blurred, 0.6), (_noisy, 3.5)], ids=["blur", "noise"])
+def test_lite_restores_offline_and_improves(monkeypatch: pytest.MonkeyPatch, degraded, gain: float) -> None:
     from oldphoto import Restorer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     torch.set_num_threads(2)
-    clean, blurred = _blurred()
+    clean, photo = degraded()
     r = Restorer(model="lite", device="cpu", precision="fp32")
-    result = r.restore_detailed(Image.fromarray(blurred), mode="quality")
+    result = r.restore_detailed(Image.fromarray(photo), mode="quality")
     out = np.asarray(result.image)
-    assert result.model == "lite" and out.shape == blurred.shape
-    before, after = _psnr(blurred, clean), _psnr(out, clean)
-    # Measured on this crop (a training set's photo): 24.33 -> 25.74 dB; the bar leaves room for other CPUs.
-    assert after >= before + 1.1, (before, after)
-    again = np.asarray(r.restore(Image.fromarray(blurred), mode="quality"))
+    assert result.model == "lite" and out.shape == photo.shape
+    before, after = _psnr(photo, clean), _psnr(out, clean)
+    assert after >= before + gain, (before, after)
+    again = np.asarray(r.restore(Image.fromarray(photo), mode="quality"))
     assert np.array_equal(out, again)
 
 

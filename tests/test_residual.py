@@ -50,9 +50,10 @@ def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(base + rng.integers(-40, 40, (h, w, 3)), 0, 255).astype(np.uint8))
 
 
-def _residual_weights(folder: Path, *, zero_decoder: bool = False, scale: float = 1.0) -> Path:
+def _residual_weights(folder: Path, *, zero_decoder: bool = False, scale: float = 1.0, skip: bool = False) -> Path:
     torch.manual_seed(0)
-    bundle = build_bundle(NETS)
+    nets = {**NETS, "mapping": {**NETS["mapping"], "config": {**NETS["mapping"]["config"], "skip": True}}} if skip else NETS
+    bundle = build_bundle(nets)
     last = [m for m in bundle["decoder"].modules() if isinstance(m, torch.nn.Conv2d)][-1]
     with torch.no_grad():
         if zero_decoder:
@@ -60,7 +61,7 @@ def _residual_weights(folder: Path, *, zero_decoder: bool = False, scale: float 
             last.bias.zero_()
         else:
             last.weight.mul_(scale)
-    save_checkpoint(folder, "quality", bundle.state_dict(), {"networks": NETS, "pipeline": PIPELINE})
+    save_checkpoint(folder, "quality", bundle.state_dict(), {"networks": nets, "pipeline": PIPELINE})
     return folder
 
 
@@ -84,15 +85,30 @@ def test_residual_restores_through_weights_and_is_not_stretched(tmp_path: Path) 
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), restored.astype(np.uint8))
 
 
-@pytest.mark.parametrize(("width", "height", "tile"), [(203, 157, 48), (149, 111, 40)])
-def test_residual_tiled_equals_untiled(tmp_path: Path, width: int, height: int, tile: int) -> None:
-    meta, bundle = Restorer(_residual_weights(tmp_path), device="cpu", precision="fp32").model("quality")
+@pytest.mark.parametrize(("width", "height", "tile", "skip"), [(203, 157, 48, False), (149, 111, 40, False), (149, 111, 40, True)])
+def test_residual_tiled_equals_untiled(tmp_path: Path, width: int, height: int, tile: int, skip: bool) -> None:
+    meta, bundle = Restorer(_residual_weights(tmp_path, skip=skip), device="cpu", precision="fp32").model("quality")
+    assert bundle["mapping"].skip is skip
     prepared = prepare(_photo(width, height), None, meta["pipeline"])
     assert prepared.residual
     with torch.inference_mode():
         untiled = finish(run_networks(bundle, prepared.x, None)["output"], prepared).astype(np.int16)
     tiled = restore_pixels(bundle, prepared, device=CPU, tile=tile).astype(np.int16)
     assert int(np.abs(tiled - untiled).max()) <= 1
+
+
+def test_mapping_skip_adds_its_input_and_no_weights() -> None:
+    """``skip``: x + body(x), the same state-dict keys as the published mapping (checkpoints stay interchangeable)."""
+    from oldphoto.models import build_network
+
+    torch.manual_seed(0)
+    config = TINY_CONFIGS["mapping_quality"]
+    plain, skip = build_network("mapping_quality", config), build_network("mapping_quality", {**config, "skip": True})
+    skip.load_state_dict(plain.state_dict())
+    z = torch.randn(1, config["in_channels"], 12, 10)
+    with torch.no_grad():
+        assert torch.equal(skip(z), z + plain(z))
+    assert len(skip.steps()) == 2 and len(plain.steps()) == 1
 
 
 def test_residual_finish_map_is_finish_bit_for_bit() -> None:
@@ -157,7 +173,7 @@ def test_residual_is_refused_where_it_has_no_meaning(tmp_path: Path) -> None:
 
 
 def test_lite_recipe_options_full_resolution_encoder_training_and_decay(data: Path, tmp_path: Path) -> None:
-    """``--vae-downsample 0 --train-encoder --decay``: what the bundled lite model was trained with."""
+    """``--vae-downsample 0 --train-encoder --mapping-skip --decay``: what the bundled lite model was trained with."""
     from oldphoto.training.loop import _decay_lr
     from oldphoto.weights.checkpoint import load_checkpoint
 
@@ -167,10 +183,17 @@ def test_lite_recipe_options_full_resolution_encoder_training_and_decay(data: Pa
         w = {"gan": 0.0, "fm": 0.0, **({"latent_gan": 0.0} if stage == "vae-a" else {})}
         run(TrainConfig(stage=stage, out=tmp_path / stage, clean=clean, steps=2, **{**tiny, "weights": w}), progress=False)
     assert load_checkpoint(tmp_path / "vae-a", "vae_a")[0]["networks"]["encoder"]["config"]["n_downsample"] == 0
+    # before any step, the zeroed last convolutions make the chain the identity on the photo
+    cfg0 = TrainConfig(stage="mapping", out=tmp_path / "start", clean=clean, steps=1, residual=True, train_encoder=True,
+                       mapping_skip=True, vae_a=tmp_path / "vae-a", vae_b=tmp_path / "vae-b", **{**tiny, "lr": 0.0})
+    run(cfg0, progress=False)
+    start = _photo(40, 32, seed=4)
+    assert np.array_equal(np.asarray(Restorer(tmp_path / "start", device="cpu", precision="fp32").restore(start, mode="quality")), np.asarray(start))
     cfg = TrainConfig(stage="mapping", out=tmp_path / "lite", clean=clean, steps=4, residual=True, train_encoder=True, decay=2,
-                      vae_a=tmp_path / "vae-a", vae_b=tmp_path / "vae-b", **tiny)
+                      mapping_skip=True, vae_a=tmp_path / "vae-a", vae_b=tmp_path / "vae-b", **tiny)
     run(cfg, progress=False)
-    lite = load_checkpoint(tmp_path / "lite", "quality")[1]
+    card, lite = load_checkpoint(tmp_path / "lite", "quality")
+    assert card["networks"]["mapping"]["config"]["skip"] is True
     vae_a = load_checkpoint(tmp_path / "vae-a", "vae_a")[1]
     assert any(not torch.equal(lite[k], vae_a[k]) for k in vae_a if k.startswith("encoder."))  # trained end to end
     photo = _photo(50, 38, seed=3)
@@ -190,3 +213,5 @@ def test_lite_recipe_options_full_resolution_encoder_training_and_decay(data: Pa
     assert rates == pytest.approx([1e-3] * 7 + [7.5e-4, 5e-4, 2.5e-4])
     with pytest.raises(UsageError, match="--train-encoder needs --residual"):
         TrainConfig(stage="mapping", out=tmp_path, train_encoder=True).loss_weights()
+    with pytest.raises(UsageError, match="--mapping-skip"):
+        TrainConfig(stage="mapping-scratch", out=tmp_path, mapping_skip=True).loss_weights()

@@ -53,6 +53,18 @@ def summarise(report: dict[str, Any], model_key: str) -> dict[str, Any]:
     return out
 
 
+def target(scores: dict[str, Any]) -> str:
+    """The issue's quality target (overall: input + 3 dB, best classical + 1 dB), and whether it is met."""
+    parts = []
+    for label in ("project overall", "standard overall"):
+        if label in scores:
+            lite, inp, best = (scores[label][k][0] for k in ("lite", "input", "best classical"))
+            parts.append(f"{label} {lite - inp:+.2f} dB over the input and {lite - best:+.2f} dB over the best classical filter")
+    met = all(scores[label]["lite"][0] >= scores[label]["input"][0] + 3 and scores[label]["lite"][0] >= scores[label]["best classical"][0] + 1
+              for label in ("project overall", "standard overall") if label in scores)
+    return f"issue 14: lite >= input + 3 dB and >= best classical + 1 dB overall. {'Met' if met else 'Not met'}: " + "; ".join(parts) + "."
+
+
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from several runs of quality.py over the same photos and seed (methods side by side)."""
     first = reports[0]
@@ -109,10 +121,12 @@ def main() -> None:
     shutil.copyfile(args.run / "quality.safetensors", weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     meta["model"] = "lite"
+    skip = bool(meta["networks"]["mapping"]["config"].get("skip"))
+    wiring = "e = encoder(input); restored = input + decoder(e + mapping(e))" if skip else "restored = input + decoder(mapping(encoder(input)))"
     meta["description"] = (
         "The bundled lite model (quality mode): the published networks at lite widths, full resolution "
-        "(no downsampling), trained on this project's CPU with oldphoto's training stages; "
-        "restored = input + decoder(mapping(encoder(input))). See weights/README.md."
+        f"(no downsampling), trained on this project's CPU with oldphoto's training stages; {wiring}. "
+        "See weights/README.md."
     )
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size}
     if args.bf16_error is not None:
@@ -123,6 +137,7 @@ def main() -> None:
     meta["scores"]["benchmark"] = "benchmarks/quality.py on kodak24 (held out from training), fp32"
     if args.speed is not None:
         meta["scores"]["seconds per megapixel"] = args.speed
+    meta["scores"]["target"] = target(meta["scores"])
     (args.dest / "quality.json").write_text(json.dumps(meta, indent=1) + "\n")
     overall = meta["scores"].get("project overall", {})
     print(f"{args.dest}: {weights.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}…; project overall {overall}")

@@ -62,6 +62,7 @@ def train(
     loss: Optional[list[str]] = typer.Option(None, "--loss", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mappings); bce dice (detector)."),
     residual: bool = typer.Option(False, "--residual", help="mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max stretch); trains the decoder with the mapping, image L1 instead of latent L1. Recorded in the card."),
     train_encoder: bool = typer.Option(False, "--train-encoder", help="with --residual: fine-tune VAE_A's encoder too, the whole chain end to end (lite)."),
+    mapping_skip: bool = typer.Option(False, "--mapping-skip", help="mapping: a latent skip around the mapping (x + mapping(x), starting as the identity; lite). Recorded in the card."),
     fade: float = typer.Option(0.0, "--fade", min=0.0, max=1.0, help="Probability of synthetic fading (not in the published recipe)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (data, initialisation)."),
     val_every: int = typer.Option(500, "--val-every", min=0, help="Validate every N steps (0: never)."),
@@ -95,6 +96,7 @@ def train(
             weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
             val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes, decay=decay,
             device=device, precision=precision, resume=resume, residual=residual, train_encoder=train_encoder,
+            mapping_skip=mapping_skip,
         )
         cfg.loss_weights()  # unknown loss names fail before any data is read
         from oldphoto.devices import select_device, slow_precision_reason

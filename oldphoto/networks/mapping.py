@@ -17,7 +17,7 @@ from torch import nn
 from oldphoto.networks.blocks import ResBlock, conv_in_relu
 from oldphoto.networks.nonlocal_block import PartialNonLocal
 from oldphoto.networks.patch_attention import PatchAttention
-from oldphoto.networks.steps import Step, local, run_steps
+from oldphoto.networks.steps import Global, Local, Step, local, run_steps
 
 
 def _widths(base: int, width: int) -> list[int]:
@@ -37,18 +37,36 @@ def tail(in_channels: int, base: int, width: int) -> list[nn.Module]:
     return [*layers, nn.Conv2d(chans[-1], in_channels, 3, 1, 1)]
 
 
-class MappingQuality(nn.Sequential):
-    """Plain mapping (quality mode): head, ``n_blocks`` res blocks, tail (published ``model``)."""
+def _add(x: torch.Tensor, body: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x + body
 
-    def __init__(self, *, in_channels: int = 64, base: int = 64, width: int = 512, n_blocks: int = 6) -> None:
+
+class MappingQuality(nn.Sequential):
+    """Plain mapping (quality mode): head, ``n_blocks`` res blocks, tail (published ``model``).
+
+    ``skip`` (not published; the bundled ``lite`` model's wiring) returns ``x + body(x)``: a
+    latent skip lets every pixel's detail pass the eight conv-IN-ReLU units untouched, so a
+    small network learns to correct it in minutes instead of first learning to carry it.
+    """
+
+    def __init__(
+        self, *, in_channels: int = 64, base: int = 64, width: int = 512, n_blocks: int = 6, skip: bool = False
+    ) -> None:
         super().__init__(
             *head(in_channels, base, width),
             *[ResBlock(width) for _ in range(n_blocks)],
             *tail(in_channels, base, width),
         )
+        self.skip = skip
 
     def steps(self) -> list[Step]:
-        return [local(self)]
+        if not self.skip:
+            return [local(self)]
+        channels = self[-1].out_channels
+        return [
+            Local(tuple(self.children()), writes=("body",)),
+            Global(_add, reads=("x", "body"), floats=3.0 * channels, movable=True),
+        ]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return run_steps(self.steps(), x, mask)

@@ -97,6 +97,9 @@ class TrainConfig:
     #: With ``residual``: fine-tune VAE_A's encoder too (the whole chain end to end). A
     #: frozen VAE code keeps too little of the fine detail a correction must cancel.
     train_encoder: bool = False
+    #: Quality mapping with a latent skip (``x + mapping(x)``; ``lite``): it starts as the
+    #: identity and learns only the correction. Recorded in the mapping's config.
+    mapping_skip: bool = False
 
     def loss_weights(self) -> dict[str, float]:
         """The stage's published weights with the user's overrides (unknown names refused).
@@ -121,6 +124,8 @@ class TrainConfig:
             w[k] = float(v)
         if self.train_encoder and not self.residual:
             raise UsageError("--train-encoder needs --residual (the published mapping keeps VAE_A's encoder frozen)")
+        if self.mapping_skip and self.stage != "mapping":
+            raise UsageError("--mapping-skip is for the quality mapping stage (mapping) only")
         if self.residual and w.get("latent_l1"):
             raise UsageError("--residual has no latent L1 target (use image_l1; latent_l1 must be 0)")
         return w
@@ -182,6 +187,12 @@ def _net_config(folder: Path, sources: list[tuple[str, str]]) -> dict[str, Any] 
             if net in meta["networks"]:
                 return dict(meta["networks"][net]["config"])
     return None
+
+
+def _zero_last_conv(net: nn.Module) -> None:
+    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
 
 
 def _images_01(t: torch.Tensor) -> torch.Tensor:
@@ -471,9 +482,7 @@ class MappingStage(Stage):
         if cfg.residual:
             # The correction starts at zero (tanh(0)), so training starts from the input
             # itself rather than from input + a whole VAE_B photo (which it must first unlearn).
-            last = [m for m in self.dec_b.modules() if isinstance(m, nn.Conv2d)][-1]
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            _zero_last_conv(self.dec_b)
         for frozen in (None if cfg.train_encoder else self.enc_a, None if cfg.residual else self.dec_b, self.enc_b):
             if frozen is not None:
                 frozen.requires_grad_(False).eval()
@@ -481,6 +490,8 @@ class MappingStage(Stage):
         if int(dec_cfg["ngf"]) != latent:
             raise UsageError(f"VAE_A codes have {latent} channels but VAE_B's decoder expects {dec_cfg['ngf']}")
         self.T = init_weights(self._build_mapping(latent)).to(device)
+        if cfg.mapping_skip:
+            _zero_last_conv(self.T)  # starts as the identity on the latent
         self.nets = {"mapping": self.T}
         if cfg.residual:
             self.nets["decoder"] = self.dec_b
@@ -505,9 +516,8 @@ class MappingStage(Stage):
     published_ttur = True
 
     def _build_mapping(self, latent: int) -> nn.Module:
-        return build_network(
-            "mapping_quality", {"in_channels": latent, "base": self.cfg.base, "width": self.cfg.width, "n_blocks": self.cfg.blocks}
-        )
+        config = {"in_channels": latent, "base": self.cfg.base, "width": self.cfg.width, "n_blocks": self.cfg.blocks}
+        return build_network("mapping_quality", {**config, **({"skip": True} if self.cfg.mapping_skip else {})})
 
     def init_from(self, folder: Path) -> list[str]:
         got = [_load_net(folder, [(self.output_name, "mapping")], self.T, "mapping")]
