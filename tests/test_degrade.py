@@ -60,6 +60,19 @@ def test_recipe_draws_published_ranges(photo: np.ndarray) -> None:
     assert 12 < seen.get("grey", 0) < 50 and "fade" not in seen
 
 
+def test_p_each_sets_how_often_each_family_applies(photo: np.ndarray) -> None:
+    """``--p-each`` (lite's fine-tune uses 0.4): 0 leaves the photo as it is, 0.4 applies each family ~40 %."""
+    small = photo[:32, :32]
+    none = d.Recipe(p_each=0.0)
+    for seed in range(20):
+        out, ops = d.degrade(small, np.random.default_rng(seed), none)
+        assert ops == [] and np.array_equal(out, small)
+    light = d.Recipe(p_each=0.4)
+    counts = [len(d.degrade(small, np.random.default_rng(seed), light)[1]) for seed in range(300)]
+    assert 0.3 < sum(counts) / (4 * 300) < 0.5  # 0.4 of 1200 family draws
+    assert 20 < counts.count(0) < 60  # 0.6^4 = 13 % of 300 left undegraded
+
+
 def test_mask_marks_exactly_the_damaged_pixels(photo: np.ndarray) -> None:
     for seed in range(5):
         clean = d.degrade_photo(photo, seed)[0]  # the same draws up to the damage

@@ -50,7 +50,7 @@ def test_lite_ships_in_the_package_small_with_a_card_that_verifies() -> None:
     training = card["training"]
     assert training["command"].startswith("oldphoto train mapping") and "--residual" in training["command"]
     assert training["step"] > 0 and training["wall_seconds"] > 0 and f"--steps {training['step']}" in training["command"]
-    assert [s["stage"] for s in training["recipe"]] == ["vae-a", "vae-b", "mapping"]
+    assert [s["stage"] for s in training["recipe"]] == ["vae-a", "vae-b", "mapping", "mapping"]
     assert card["networks"]["encoder"]["config"]["n_downsample"] == 0
     assert card["networks"]["mapping"]["config"]["skip"] is True and "--mapping-skip" in training["command"]
     scores = card["scores"]
@@ -81,9 +81,9 @@ def _noisy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return clean, dg.gaussian_noise(clean, 25 / 255, np.random.default_rng(seed))
 
 
-# Measured on this crop (a training set's photo), fp32: blurred 24.33 -> 25.18 dB, noisy
-# 20.53 -> 24.71 dB; the bars leave room for other CPUs' rounding.
-@pytest.mark.parametrize(("degraded", "gain"), [(_blurred, 0.6), (_noisy, 3.5)], ids=["blur", "noise"])
+# Measured on this crop (a training set's photo), fp32: blurred 24.33 -> 25.24 dB, noisy
+# 20.53 -> 24.21 dB; the bars leave room for other CPUs' rounding.
+@pytest.mark.parametrize(("degraded", "gain"), [(_blurred, 0.7), (_noisy, 3.3)], ids=["blur", "noise"])
 def test_lite_restores_offline_and_improves(monkeypatch: pytest.MonkeyPatch, degraded, gain: float) -> None:
     from oldphoto import Restorer
 

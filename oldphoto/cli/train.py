@@ -63,6 +63,7 @@ def train(
     residual: bool = typer.Option(False, "--residual", help="mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max stretch); trains the decoder with the mapping, image L1 instead of latent L1. Recorded in the card."),
     train_encoder: bool = typer.Option(False, "--train-encoder", help="with --residual: fine-tune VAE_A's encoder too, the whole chain end to end (lite)."),
     mapping_skip: bool = typer.Option(False, "--mapping-skip", help="mapping: a latent skip around the mapping (x + mapping(x), starting as the identity; lite). Recorded in the card."),
+    p_each: float = typer.Option(0.7, "--p-each", min=0.0, max=1.0, help="Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7)."),
     fade: float = typer.Option(0.0, "--fade", min=0.0, max=1.0, help="Probability of synthetic fading (not in the published recipe)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (data, initialisation)."),
     val_every: int = typer.Option(500, "--val-every", min=0, help="Validate every N steps (0: never)."),
@@ -96,7 +97,7 @@ def train(
             weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
             val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes, decay=decay,
             device=device, precision=precision, resume=resume, residual=residual, train_encoder=train_encoder,
-            mapping_skip=mapping_skip,
+            mapping_skip=mapping_skip, p_each=p_each,
         )
         cfg.loss_weights()  # unknown loss names fail before any data is read
         from oldphoto.devices import select_device, slow_precision_reason

@@ -17,7 +17,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def run(
     old, old_names = load_photos(cfg.old) if cfg.old and cfg.stage == "vae-a" else ([], [])
     val = load_photos([cfg.val])[0] if cfg.val is not None else []
     stage = make_stage(cfg, device)
-    sampler = Sampler(clean, old, crop=cfg.crop, recipe=PUBLISHED.with_fade(cfg.fade), damage=stage.damage, rng=np_rng)
+    sampler = Sampler(clean, old, crop=cfg.crop, recipe=replace(PUBLISHED.with_fade(cfg.fade), p_each=cfg.p_each), damage=stage.damage, rng=np_rng)
 
     state_dir = out / "state"
     step, elapsed_before = 0, 0.0

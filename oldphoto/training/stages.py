@@ -78,6 +78,9 @@ class TrainConfig:
     ttur: bool | None = None  # None: as published (mapping: TTUR, betas (0, 0.9), lr/2 and 2·lr; scratch: none)
     weights: dict[str, float] = field(default_factory=dict)
     fade: float = 0.0
+    #: Probability of each of the four degradation families in a training input (published 0.7;
+    #: lower leaves more inputs lightly degraded, so the network learns to leave them alone).
+    p_each: float = 0.7
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
