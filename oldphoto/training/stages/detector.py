@@ -1,0 +1,94 @@
+"""The scratch-detection UNet on procedural damage masks (training unpublished: BCE, optional Dice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oldphoto.errors import UsageError
+from oldphoto.models import build_network
+from oldphoto.training.data import Batch, Sampler, centre_crop
+from oldphoto.training.degrade import Damage, degrade_photo
+from oldphoto.training.losses import init_weights
+from oldphoto.training.stages.base import Stage, adam, load_net
+from oldphoto.training.stages.config import TrainConfig
+
+
+class DetectorStage(Stage):
+    """The scratch-detection UNet on synthetic damage (its published training is unreleased).
+
+    Adam (2e-4, betas 0.5, 0.999) like the other stages: an assumption, not published.
+    Validation reports mask precision/recall/F1/IoU at the inference threshold (0.4).
+    """
+
+    name = "detector"
+    output_name = "detector"
+    damage = Damage()
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        if cfg.crop % 16:
+            raise UsageError(f"the detector needs --crop a multiple of 16, got {cfg.crop}")
+        self.unet = init_weights(build_network("scratch_unet", {"in_channels": 1, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
+        self.nets = {"unet": self.unet}
+        self.optims = {"unet": adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
+
+    def init_from(self, folder: Path) -> list[str]:
+        got = load_net(folder, [("detector", "unet")], self.unet, "detector")
+        return [got] if got else []
+
+    def batch(self, sampler: Sampler) -> Batch:
+        return sampler.detection(self.cfg.batch)
+
+    def step(self, b: Batch) -> dict[str, float]:
+        x, m = b.x.to(self.device), b.mask.to(self.device)  # type: ignore[union-attr]
+        with self.autocast():
+            logits = self.unet(x)
+        logits = logits.float()
+        losses: dict[str, torch.Tensor] = {}
+        if self.w["bce"]:
+            losses["bce"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, m)
+        if self.w["dice"]:
+            p = torch.sigmoid(logits)
+            losses["dice"] = 1 - (2 * (p * m).sum() + 1) / (p.sum() + m.sum() + 1)
+        out = self._minimise(losses, "unet")
+        self.scaler.update()
+        return out
+
+    def validate(self, images: list[np.ndarray]) -> dict[str, float]:
+        from oldphoto.training.data import grey_batch
+
+        tp = fp = fn = 0
+        self.unet.eval()
+        try:
+            for i, img in enumerate(images[: self.cfg.val_count]):
+                clean = centre_crop(img, self.cfg.val_size)
+                clean = clean[: clean.shape[0] // 16 * 16, : clean.shape[1] // 16 * 16]
+                x, mask, _ = degrade_photo(clean, 10_000 + i, grey=False, damage=self.damage)
+                with torch.no_grad(), self.autocast():
+                    prob = torch.sigmoid(self.unet(grey_batch([x]).to(self.device)).float())[0, 0].cpu().numpy()
+                pred, truth = prob >= 0.4, mask > 0
+                tp += int((pred & truth).sum())
+                fp += int((pred & ~truth).sum())
+                fn += int((~pred & truth).sum())
+        finally:
+            self.unet.train()
+        precision = tp / max(1, tp + fp)
+        recall = tp / max(1, tp + fn)
+        return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / max(1e-9, precision + recall),
+                "iou": tp / max(1, tp + fp + fn)}
+
+    def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from oldphoto.weights.cards import load_card
+
+        meta = {
+            "networks": {"unet": {"arch": "scratch_unet", "config": dict(self.unet.config)}},
+            "pipeline": load_card("detector").get("pipeline", {}),
+            "description": "Scratch-detection UNet trained by 'oldphoto train detector' on procedural damage.",
+        }
+        return {f"unet.{k}": v for k, v in self.unet.state_dict().items()}, meta
+
+
