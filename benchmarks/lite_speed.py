@@ -13,7 +13,6 @@ after a warm-up, with the file size and the load average (a loaded machine reads
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from oldphoto import Restorer  # noqa: E402
 from oldphoto.models import build_bundle  # noqa: E402
-from oldphoto.weights.checkpoint import save_checkpoint  # noqa: E402
+from oldphoto.weights.checkpoint import read_meta, save_checkpoint  # noqa: E402
 
 PIPELINE = {"multiple": 4, "resample": "bilinear", "uses_mask": False, "mask_dilation": 0, "residual": True}
 
@@ -42,10 +41,18 @@ def networks(ngf: int, vae_blocks: int, width: int, blocks: int, n_down: int = 2
     }
 
 
+def describe(nets: dict) -> str:
+    """``VAE 24/2 (0× down), mapping 24/1 + skip (base 24)`` from a card's ``networks``."""
+    vae, mapping = nets["encoder"]["config"], nets["mapping"]["config"]
+    skip = " + skip" if mapping.get("skip") else ""
+    return (f"VAE {vae['ngf']}/{vae['n_blocks']} ({vae['n_downsample']}× down), "
+            f"mapping {mapping['width']}/{mapping['n_blocks']}{skip} (base {mapping['base']})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--widths", nargs="+", default=["16:2:64:2", "32:2:64:2"], help="NGF:VAE_BLOCKS:WIDTH:BLOCKS[:N_DOWNSAMPLE[:BASE]] (defaults 2 and 64)")
-    ap.add_argument("--weights", type=Path, nargs="*", default=[], help="also time these trained quality checkpoint folders")
+    ap.add_argument("--weights", type=Path, nargs="*", default=[], help="time these trained quality checkpoint folders instead of random widths")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size", type=int, default=1024)
@@ -62,9 +69,6 @@ def main() -> None:
         save_checkpoint(folder, "quality", build_bundle(nets).state_dict(), {"networks": nets, "pipeline": PIPELINE})
         folders.append(folder)
     for folder in [*folders, *args.weights]:
-        nets = json.loads((folder / "quality.json").read_text())["networks"]
-        ngf, vb = nets["encoder"]["config"]["ngf"], nets["encoder"]["config"]["n_blocks"]
-        width, blocks = nets["mapping"]["config"]["width"], nets["mapping"]["config"]["n_blocks"]
         mb = (folder / "quality.safetensors").stat().st_size / 1e6
         r = Restorer(folder, device="cpu", precision="fp32")
         r.restore(photo.resize((256, 256)), mode="quality")
@@ -74,8 +78,8 @@ def main() -> None:
             r.restore(photo, mode="quality")
             times.append(time.perf_counter() - t0)
         mp = args.size * args.size / 1e6
-        print(f"{folder.name if folder in args.weights else 'random'}: VAE {ngf}/{vb} ({nets['encoder']['config']['n_downsample']}× down), mapping {width}/{blocks}{' + skip' if nets['mapping']['config'].get('skip') else ''} "
-              f"(base {nets['mapping']['config']['base']}): {mb:.1f} MB, {min(times) / mp:.2f} s/MP best of "
+        label = folder.name if folder in args.weights else "random"
+        print(f"{label}: {describe(read_meta(folder, 'quality')['networks'])}: {mb:.1f} MB, {min(times) / mp:.2f} s/MP best of "
               f"{[round(t, 2) for t in times]} s, {args.threads} threads, load {os.getloadavg()[0]:.1f}", flush=True)
 
 

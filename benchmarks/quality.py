@@ -118,6 +118,26 @@ def baselines() -> dict[str, object]:
     }
 
 
+def classical(methods) -> list[str]:
+    """The classical filters among ``methods`` (not the degraded input, not a ``model …``)."""
+    return [m for m in methods if m != "input" and not m.startswith("model ")]
+
+
+def best_classical(vals: dict) -> str:
+    """The classical filter with the highest PSNR in ``vals`` ({method: (psnr, ssim)})."""
+    return max(classical(vals), key=lambda m: vals[m][0])
+
+
+def overall(mean: dict) -> dict:
+    """``project overall`` / ``standard overall``: per method, the (PSNR, SSIM) mean over the group's sets in ``mean``."""
+    out = {}
+    for label, group in (("project overall", PROJECT_SETS), ("standard overall", STANDARD_SETS)):
+        chosen = [s for s in group if s in mean]
+        if chosen:
+            out[label] = {m: tuple(float(v) for v in np.mean([mean[s][m] for s in chosen], axis=0)) for m in mean[chosen[0]]}
+    return out
+
+
 def _t(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).double() / 255.0
 
@@ -166,26 +186,22 @@ def main() -> None:
         print(f"  {set_name}: done ({k + 1}/{len(args.sets)})", file=sys.stderr)
 
     names = list(methods)
-    classical = [m for m in names if m not in ("input",) and not m.startswith("model ")]
+    filters = classical(names)
     mean = {s: {m: tuple(np.mean(scores[s][m], axis=0)) for m in names} for s in args.sets}
     print(f"{len(files)} photos from {args.folder} (seed {args.seed}); PSNR dB / SSIM, mean over photos")
-    header = ["set"] + names + (["best classical"] if classical else [])
+    header = ["set"] + names + (["best classical"] if filters else [])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
 
     def row(label: str, vals: dict[str, tuple[float, float]]) -> None:
         cells = [f"{vals[m][0]:.2f} / {vals[m][1]:.3f}" for m in names]
-        if classical:
-            best = max(classical, key=lambda m: vals[m][0])
+        if filters:
+            best = best_classical(vals)
             cells.append(f"{vals[best][0]:.2f} ({best})")
         print("| " + " | ".join([label] + cells) + " |")
 
-    for s in args.sets:
-        row(s, mean[s])
-    for label, group in (("project overall", PROJECT_SETS), ("standard overall", STANDARD_SETS)):
-        chosen = [s for s in args.sets if s in group]
-        if chosen:
-            row(label, {m: tuple(np.mean([mean[s][m] for s in chosen], axis=0)) for m in names})
+    for label, vals in [*mean.items(), *overall(mean).items()]:
+        row(label, vals)
     n = len(files) * len(args.sets)
     print("seconds per photo: " + ", ".join(f"{m} {seconds[m] / n:.3f}" for m in names))
     if args.json:

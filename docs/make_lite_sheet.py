@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from oldphoto import Restorer  # noqa: E402
+from oldphoto.imageio import READABLE_EXTENSIONS  # noqa: E402
 from oldphoto.inputs import load_photo  # noqa: E402
 
 ROW = 300
@@ -35,7 +36,7 @@ def main() -> None:
     restorer = Restorer(model="lite", device="cpu", precision="fp32")
     pairs = []
     for folder in args.folders:
-        for f in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
+        for f in sorted(p for p in folder.iterdir() if p.suffix.lower() in READABLE_EXTENSIONS):
             photo = load_photo(f).image.convert("RGB")
             t0 = time.perf_counter()
             result = restorer.restore_detailed(photo, mode="quality")

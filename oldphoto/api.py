@@ -75,14 +75,14 @@ class Restorer:
 
         from oldphoto.weights.choice import ModelChoice
 
-        from oldphoto.devices import select_device, select_precision, slow_precision_reason
+        from oldphoto.devices import parse_precision, select_device, select_precision, slow_precision_reason
 
         self.weights = Path(weights) if weights is not None else None
         self.model_spec = check_model(model, weights)
         self.choice: ModelChoice | None = None
         self.device = select_device(device)
         self.precision = select_precision(precision, self.device)
-        self.precision_spec = (precision or "auto").strip().lower()
+        self.precision_spec = parse_precision(precision)
         self._precisions: dict[str, str] = {}
         slow = slow_precision_reason(self.precision, self.device)
         self._untold: list[str] = [slow] if slow else []  # one-line notices, see notices()

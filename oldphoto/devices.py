@@ -100,6 +100,14 @@ def slow_precision_reason(precision: str, device: torch.device) -> str | None:
     return None
 
 
+def parse_precision(spec: str | None) -> str:
+    """``spec`` lower-cased (``None``/empty is ``auto``) if it is one of :data:`PRECISIONS`, else UsageError."""
+    spec = (spec or "auto").strip().lower()
+    if spec not in PRECISIONS:
+        raise UsageError(f"unknown precision {spec!r} (use {', '.join(PRECISIONS)})")
+    return spec
+
+
 def select_precision(spec: str, device: torch.device) -> str:
     """Resolve ``auto|fp32|bf16|fp16`` for ``device``; ``auto`` never picks what the device lacks.
 
@@ -107,9 +115,7 @@ def select_precision(spec: str, device: torch.device) -> str:
     On CUDA it stays fp32 until the reduced-precision error has been measured on a GPU (ask
     for ``bf16`` or ``fp16`` explicitly).
     """
-    spec = (spec or "auto").strip().lower()
-    if spec not in PRECISIONS:
-        raise UsageError(f"unknown precision {spec!r} (use {', '.join(PRECISIONS)})")
+    spec = parse_precision(spec)
     if spec == "auto":
         return "bf16" if AUTO_BF16_ON_CPU and device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
     if spec == "fp16" and device.type == "cpu":

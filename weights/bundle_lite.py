@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from quality import PROJECT_SETS, STANDARD_SETS  # noqa: E402  (the benchmark's own set names)
+from quality import PROJECT_SETS, STANDARD_SETS, best_classical, overall  # noqa: E402  (the benchmark's own sets and table)
 
 
 def summarise(report: dict[str, Any], model_key: str) -> dict[str, Any]:
@@ -31,22 +31,16 @@ def summarise(report: dict[str, Any], model_key: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def row(vals: dict[str, list[float]]) -> dict[str, Any]:
-        classical = [m for m in vals if m != "input" and not m.startswith("model ")]  # as quality.py's table
-        best = max(classical, key=lambda m: vals[m][0])
+        best = best_classical(vals)
         return {
             "input": [round(v, 4) for v in vals["input"]],
             "best classical": [round(vals[best][0], 4), round(vals[best][1], 4), best],
             "lite": [round(v, 4) for v in vals[model_key]],
         }
 
-    for s in (*PROJECT_SETS, *STANDARD_SETS):
-        if s in mean:
-            out[s] = row(mean[s])
-    for label, group in (("project overall", PROJECT_SETS), ("standard overall", STANDARD_SETS)):
-        chosen = [s for s in group if s in mean]
-        if chosen:
-            methods = mean[chosen[0]].keys()
-            out[label] = row({m: [sum(mean[s][m][i] for s in chosen) / len(chosen) for i in (0, 1)] for m in methods})
+    sets = {s: mean[s] for s in (*PROJECT_SETS, *STANDARD_SETS) if s in mean}
+    for label, vals in [*sets.items(), *overall(sets).items()]:
+        out[label] = row(vals)
     out["photos"] = len(report["files"])
     out["seed"] = report["seed"]
     out["seconds per photo"] = round(report["seconds_per_photo"][model_key], 3)
@@ -55,13 +49,12 @@ def summarise(report: dict[str, Any], model_key: str) -> dict[str, Any]:
 
 def target(scores: dict[str, Any]) -> str:
     """The issue's quality target (overall: input + 3 dB, best classical + 1 dB), and whether it is met."""
-    parts = []
+    parts, met = [], True
     for label in ("project overall", "standard overall"):
         if label in scores:
             lite, inp, best = (scores[label][k][0] for k in ("lite", "input", "best classical"))
             parts.append(f"{label} {lite - inp:+.2f} dB over the input and {lite - best:+.2f} dB over the best classical filter")
-    met = all(scores[label]["lite"][0] >= scores[label]["input"][0] + 3 and scores[label]["lite"][0] >= scores[label]["best classical"][0] + 1
-              for label in ("project overall", "standard overall") if label in scores)
+            met = met and lite >= inp + 3 and lite >= best + 1
     return f"issue 14: lite >= input + 3 dB and >= best classical + 1 dB overall. {'Met' if met else 'Not met'}: " + "; ".join(parts) + "."
 
 

@@ -156,7 +156,7 @@ def _choose(options: dict[str, Any], settings: Settings, detect: bool, masked: b
     )
     if choice.notice:
         say("yellow", "note", choice.notice)
-    return "lite" if choice.is_lite else "published" if options["model"] == "auto" else options["model"]
+    return "lite" if choice.is_lite else "published"
 
 
 def _cluster(

@@ -98,7 +98,7 @@ def run(
     old, old_names = load_photos(cfg.old) if cfg.old and cfg.stage == "vae-a" else ([], [])
     val = load_photos([cfg.val])[0] if cfg.val is not None else []
     stage = make_stage(cfg, device)
-    sampler = Sampler(clean, old, crop=cfg.crop, recipe=replace(PUBLISHED.with_fade(cfg.fade), p_each=cfg.p_each), damage=stage.damage, rng=np_rng)
+    sampler = Sampler(clean, old, crop=cfg.crop, recipe=replace(PUBLISHED, p_fade=cfg.fade, p_each=cfg.p_each), damage=stage.damage, rng=np_rng)
 
     state_dir = out / "state"
     step, elapsed_before = 0, 0.0

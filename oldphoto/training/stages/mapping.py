@@ -92,8 +92,10 @@ class MappingStage(Stage):
     published_ttur = True
 
     def _build_mapping(self, latent: int) -> nn.Module:
-        config = {"in_channels": latent, "base": self.cfg.base, "width": self.cfg.width, "n_blocks": self.cfg.blocks}
-        return build_network("mapping_quality", {**config, **({"skip": True} if self.cfg.mapping_skip else {})})
+        config: dict[str, Any] = {"in_channels": latent, "base": self.cfg.base, "width": self.cfg.width, "n_blocks": self.cfg.blocks}
+        if self.cfg.mapping_skip:
+            config["skip"] = True  # only then, so a published-wiring card keeps the published config
+        return build_network("mapping_quality", config)
 
     def init_from(self, folder: Path) -> list[str]:
         got = [load_net(folder, [(self.output_name, "mapping")], self.T, "mapping")]
