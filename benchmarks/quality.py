@@ -138,16 +138,30 @@ def overall(mean: dict) -> dict:
     return out
 
 
+def photo_arguments(ap: argparse.ArgumentParser, sets: tuple[str, ...]) -> None:
+    """The options that pick the photos and their degradation: --folder, --limit, --sets, --seed."""
+    ap.add_argument("--folder", type=Path, default=KODAK, help="clean photos (default: shared kodak24)")
+    ap.add_argument("--limit", type=int, default=None, help="first N photos only (sorted by name)")
+    ap.add_argument("--sets", nargs="+", default=list(sets), choices=sets)
+    ap.add_argument("--seed", type=int, default=0)
+
+
+def clean_photos(folder: Path, limit: int | None) -> list[Path]:
+    """The photos of ``folder`` sorted by name (the first ``limit``); exits when there are none."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
+    files = files[:limit] if limit else files
+    if not files:
+        sys.exit(f"{folder}: no photos")
+    return files
+
+
 def _t(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).double() / 255.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--folder", type=Path, default=KODAK, help="clean photos (default: shared kodak24)")
-    ap.add_argument("--limit", type=int, default=None, help="first N photos only (sorted by name)")
-    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    ap.add_argument("--seed", type=int, default=0)
+    photo_arguments(ap, SETS)
     ap.add_argument("--weights", type=Path, action="append", default=[], help="a model folder (repeatable)")
     ap.add_argument("--mode", default="quality")
     ap.add_argument("--threads", type=int, default=2)
@@ -156,10 +170,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
-    files = files[: args.limit] if args.limit else files
-    if not files:
-        sys.exit(f"{args.folder}: no photos")
+    files = clean_photos(args.folder, args.limit)
     methods: dict[str, object] = {"input": lambda img: img}
     if not args.no_baselines:
         methods.update(baselines())

@@ -1,10 +1,11 @@
 """Draw the README's before/after sheet: real old photos restored by the bundled lite model.
 
-Every photo goes through the real :class:`oldphoto.Restorer` (``model="lite"``, quality mode,
-fp32), the path ``oldphoto restore --model lite`` takes; each row shows the photo as read and
-its restoration at the same height, labelled. Run from the repository root::
+Every photo goes through the real :class:`oldphoto.Restorer` (``model="lite"``, fp32), the
+path ``oldphoto restore --model lite`` takes: quality mode, or for the folders given with
+``--scratched`` scratch mode with lite's own detector (``--detect-scratches``). Each row shows
+the photo as read and its restoration at the same height, labelled. Run from the repository root::
 
-    python docs/make_lite_sheet.py ../shared/photos/old ../shared/photos/scratched --out docs/images/lite-sheet.jpg
+    python docs/make_lite_sheet.py ../shared/photos/old --scratched ../shared/photos/scratched --out docs/images/lite-sheet.jpg
 """
 
 from __future__ import annotations
@@ -29,35 +30,37 @@ LABEL = 22
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("folders", nargs="*", type=Path, help="photos restored in quality mode")
+    ap.add_argument("--scratched", nargs="*", type=Path, default=[], help="photos restored in scratch mode with detected masks")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--columns", type=int, default=2, help="before/after pairs per row of the sheet")
     args = ap.parse_args()
     restorer = Restorer(model="lite", device="cpu", precision="fp32")
     pairs = []
-    for folder in args.folders:
+    for folder, scratched in [*((f, False) for f in args.folders), *((f, True) for f in args.scratched)]:
         for f in sorted(p for p in folder.iterdir() if p.suffix.lower() in READABLE_EXTENSIONS):
             photo = load_photo(f).image.convert("RGB")
             t0 = time.perf_counter()
-            result = restorer.restore_detailed(photo, mode="quality")
-            print(f"{folder.name}/{f.name}: {photo.width}×{photo.height} in {time.perf_counter() - t0:.2f} s ({result.model})")
-            pairs.append((f"{folder.name}/{f.name}", photo, result.image.convert("RGB")))
+            result = restorer.restore_detailed(photo, mode="scratch" if scratched else "quality", detect_scratches=scratched)
+            print(f"{folder.name}/{f.name}: {photo.width}×{photo.height} in {time.perf_counter() - t0:.2f} s ({result.model}, {result.mode})")
+            label = "after (lite, scratch, detected)" if scratched else "after (lite)"
+            pairs.append((f"{folder.name}/{f.name}", photo, result.image.convert("RGB"), label))
     tiles = []
-    for name, before, after in pairs:
+    for name, before, after, label in pairs:
         w = round(before.width * ROW / before.height)
         tile = Image.new("RGB", (2 * w + GAP, ROW + LABEL), "white")
         tile.paste(before.resize((w, ROW), Image.LANCZOS), (0, LABEL))
         tile.paste(after.resize((w, ROW), Image.LANCZOS), (w + GAP, LABEL))
         draw = ImageDraw.Draw(tile)
         draw.text((2, 4), f"{name}: before", fill="black")
-        draw.text((w + GAP + 2, 4), "after (lite)", fill="black")
+        draw.text((w + GAP + 2, 4), label, fill="black")
         tiles.append(tile)
     rows = [tiles[i : i + args.columns] for i in range(0, len(tiles), args.columns)]
     width = max(sum(t.width for t in r) + GAP * (len(r) - 1) for r in rows)
     title = 30
     sheet = Image.new("RGB", (width, title + sum(ROW + LABEL + GAP for _ in rows)), "white")
     ImageDraw.Draw(sheet).text(
-        (4, 8), "Real old photos restored by the bundled lite model (oldphoto restore --model lite; quality mode, fp32, CPU)", fill="black"
+        (4, 8), "Real old photos restored by the bundled lite model (oldphoto restore --model lite; fp32, CPU)", fill="black"
     )
     y = title
     for r in rows:

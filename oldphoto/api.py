@@ -196,7 +196,8 @@ class Restorer:
         """Restore one photo; return the image with the mode used, the masks and the time taken.
 
         ``mode='auto'`` picks scratch when a mask is given or detected (hr above
-        ``HR_AUTO_PIXELS``), quality otherwise. ``progress(done, total)`` is called as the
+        ``HR_AUTO_PIXELS``, unless the bundled lite model, which has no hr mode, restores),
+        quality otherwise. ``progress(done, total)`` is called as the
         work advances (tiles of a large scan). ``mode='none'`` skips the global stage. The face
         stage then runs on the full-resolution result when enabled (see :meth:`faces_enabled`);
         ``save_faces`` receives the aligned, restored and compare crops of each face.
@@ -220,7 +221,8 @@ class Restorer:
                 if damage is None or not np.asarray(damage).any():
                     mode = "quality"
                 else:
-                    mode = "hr" if rgb.width * rgb.height > HR_AUTO_PIXELS else "scratch"
+                    big = rgb.width * rgb.height > HR_AUTO_PIXELS
+                    mode = "hr" if big and not self.choose().is_lite else "scratch"  # lite has no hr mode
             if mode == "none":
                 out = rgb
             else:
@@ -298,16 +300,25 @@ class Restorer:
         postprocess: str,
         progress: Callable[[int, int], None] | None,
     ) -> np.ndarray:
-        from oldphoto.pipeline import prepare
+        """Run mode ``mode``'s networks on the photo; then what its card's pipeline adds (lite scratch:
+        keep the undamaged pixels, then restore the result in its ``then`` mode)."""
+        from oldphoto.pipeline import keep_undamaged, prepare
         from oldphoto.tiling import restore_pixels
 
         meta, bundle = self.model(mode)
-        return restore_pixels(
+        pipeline = meta["pipeline"]
+        pixels = restore_pixels(
             bundle,
-            prepare(image, mask, meta["pipeline"], postprocess),
+            prepare(image, mask, pipeline, postprocess),
             device=self.device,
             precision=self._precisions.get(mode, self.precision),
             tile=self.tile,
             max_memory=self.max_memory,
             progress=progress,
         )
+        if mask is not None and pipeline.get("keep_undamaged"):
+            pixels = keep_undamaged(pixels, image, mask, int(pipeline.get("fill_margin", 0)))
+        then = pipeline.get("then")
+        if then and then != mode:
+            pixels = self._restore_pixels(Image.fromarray(pixels), None, then, postprocess, progress)
+        return pixels

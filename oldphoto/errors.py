@@ -22,7 +22,7 @@ class UsageError(OldPhotoError):
 
 
 class ModeUnavailable(OldPhotoError):
-    """A photo needs a network the chosen model lacks (the bundled lite model has no scratch branch)."""
+    """A photo needs a network the chosen model lacks (the bundled lite model has no hr mode or faces)."""
 
 
 def one_line(exc: BaseException, *, named: bool = False) -> str:

@@ -133,6 +133,21 @@ def prepare(
     return Prepared(x=x, mask=m, size=(h, w), pad=pad, residual=is_residual(pipeline))
 
 
+def keep_undamaged(restored: np.ndarray, image: Image.Image, mask: Image.Image, margin: int) -> np.ndarray:
+    """The restored pixels where the photo is damaged (the mask grown by ``margin`` pixels), the photo's own elsewhere.
+
+    A card's ``pipeline.keep_undamaged`` (the bundled lite scratch model's, not published)
+    asks for it: a small scratch network fills damage well enough but would blur the rest,
+    which its ``then`` mode restores instead. ``image`` and ``mask`` are brought to the
+    restored size first (``--postprocess published`` rounds it).
+    """
+    size = (restored.shape[1], restored.shape[0])
+    photo = np.asarray(image.convert("RGB") if image.size == size else image.convert("RGB").resize(size, Image.Resampling.BICUBIC))
+    m = torch.from_numpy(np.asarray(fit_mask(mask, size).convert("L")) >= 128).float()[None, None]
+    keep = dilate(m, margin)[0, 0].numpy() > 0
+    return np.where(keep[..., None], restored, photo)
+
+
 def is_residual(pipeline: Mapping[str, Any] | None) -> bool:
     """Whether a card's ``pipeline`` asks for the global residual (output = input + networks)."""
     return bool((pipeline or {}).get("residual"))

@@ -103,8 +103,8 @@ def test_lite_restores_offline_and_improves(monkeypatch: pytest.MonkeyPatch, deg
 
 def test_lite_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     photo = PHOTOS / "old_a.png"
-    result = _cli("restore", photo, tmp_path / "o.png", "--model", "lite", "--mode", "scratch", "--device", "cpu")
-    assert result.exit_code == 2 and "lite model restores quality mode only" in result.stderr
+    result = _cli("restore", photo, tmp_path / "o.png", "--model", "lite", "--mode", "hr", "--device", "cpu")
+    assert result.exit_code == 2 and "the bundled lite model has no hr mode" in result.stderr
     result = _cli("restore", photo, tmp_path / "o.png", "--model", "lite", "--weights", tmp_path, "--device", "cpu")
     assert result.exit_code == 2 and "--model lite is the bundled model" in result.stderr
     result = _cli("restore", photo, tmp_path / "o.png", "--model", "bundled", "--device", "cpu")
@@ -128,7 +128,7 @@ def test_auto_falls_back_to_lite_when_the_hub_is_down_and_says_so_once(env: Path
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1, result.stderr
     assert "published weights unavailable (quality: not in the cache, and the Hub cannot be reached" in notes[0]
-    assert notes[0].endswith("restoring with the bundled lite model (quality mode only)")
+    assert notes[0].endswith("restoring with the bundled lite model (no hr mode, no faces)")
     records = _records(result)
     assert [r["model"] for r in records] == ["lite", "lite"] and {r["status"] for r in records} == {"restored"}
     with Image.open(tmp_path / "out" / "b.png") as im:
@@ -158,24 +158,6 @@ def test_auto_uses_the_published_weights_when_the_hub_serves_them(
     assert result.exit_code == 0, result.output
     assert "bundled lite" not in result.stderr
     assert [r["model"] for r in _records(result)] == ["published", "published"]
-
-
-def test_with_lite_a_photo_that_needs_the_scratch_branch_fails_alone(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
-    # With masks, auto never falls back (lite has no scratch branch): that run fails as before.
-    src = _small_photos(tmp_path / "in")
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    Image.new("L", (96, 80), 255).save(masks / "a.png")
-    result = _cli("restore", src, tmp_path / "auto", "--mask", masks, "--json", "--device", "cpu")
-    assert result.exit_code == 1 and "scratch: not in the cache, and the Hub cannot be reached" in result.stderr
-    result = _cli("restore", src, tmp_path / "out", "--mask", masks, "--model", "lite", "--json", "--device", "cpu")
-    assert result.exit_code == 1
-    by_name = {Path(r["input"]).name: r for r in _records(result)}
-    assert by_name["b.png"]["status"] == "restored" and by_name["b.png"]["model"] == "lite"
-    assert by_name["a.png"]["status"] == "failed"
-    assert "scratch mode needs the published weights; the bundled lite model restores quality mode only" in by_name["a.png"]["error"]
-    assert not (tmp_path / "out" / "a.png").exists()
 
 
 def test_the_choice_is_made_once(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811

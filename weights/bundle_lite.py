@@ -1,12 +1,14 @@
-"""Put a trained lite run into the package: ``oldphoto/weights/lite/quality.{safetensors,json}``.
+"""Put a trained lite run into the package: ``oldphoto/weights/lite/NAME.{safetensors,json}``.
 
-Step 5 of "Training the lite model" in ``weights/README.md``. Reads the mapping run's
-checkpoint and card (``--residual`` wiring), the VAE runs it started from and the
-``benchmarks/quality.py --json`` scores of that checkpoint, and writes the bundled copy with a
-card recording the data, every stage's exact command, steps and wall time, the scores, and the
-sha256 that ``oldphoto`` checks before it loads the file::
+Step 5 of "Training the lite model" in ``weights/README.md``. Reads the run's checkpoint and
+card (a ``--residual`` mapping run for ``quality`` and ``scratch``, a detector run), the VAE
+runs it started from and its benchmark scores (``benchmarks/quality.py --json`` for quality,
+``benchmarks/scratch_quality.py --json`` for scratch and the detector), and writes the bundled
+copy with a card recording the data, every stage's exact command, steps and wall time, the
+scores, and the sha256 that ``oldphoto`` checks before it loads the file::
 
     python weights/bundle_lite.py runs/lite/lite --scores runs/lite/quality.json
+    python weights/bundle_lite.py runs/scr/map --name scratch --scores runs/scr/scratch.json
 """
 
 from __future__ import annotations
@@ -70,15 +72,56 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
+def scratch_summary(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """The scratch benchmark's means (rounded): per set and method for scratch, the detector's for detector."""
+    def rounded(d: dict[str, float]) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in d.items()}
+
+    table = report["detector"] if name == "detector" else report["mean"]
+    out: dict[str, Any] = {s: ({m: rounded(v) for m, v in row.items()} if name != "detector" else rounded(row)) for s, row in table.items()}
+    out["photos"] = len(report["files"])
+    out["seed"] = report["seed"]
+    out["damaged area"] = {s: round(v, 5) for s, v in report["damaged_fraction"].items()}
+    out["benchmark"] = "benchmarks/scratch_quality.py on kodak24 (held out from training) with procedural damage, fp32"
+    return out
+
+
+def recipe(training: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Every stage that led to this checkpoint: the VAE runs, a run it was fine-tuned from, itself."""
+    keep = ("stage", "command", "step", "wall_seconds")
+    stages = []
+    for key in ("vae_a", "vae_b") if name != "detector" else ():
+        folder = Path(training["config"][key])
+        stages.append({k: json.loads((folder / f"{key}.json").read_text())["training"][k] for k in keep})
+    start = training["config"].get("init_from")
+    if start and (Path(start) / f"{name}.json").is_file():  # a fine-tuning run: record the run it started from
+        stages.append({k: json.loads((Path(start) / f"{name}.json").read_text())["training"][k] for k in keep})
+    return [*stages, {k: training[k] for k in keep}]
+
+
+DESCRIPTIONS = {
+    "quality": "The bundled lite model (quality mode): the published networks at lite widths, full resolution "
+               "(no downsampling), trained on this project's CPU with oldphoto's training stages; {wiring}. See weights/README.md.",
+    "scratch": "The bundled lite model (scratch mode): the published networks at lite widths (latent at 1/4 resolution, "
+               "partial non-local block), trained on this project's CPU with procedural damage; {wiring} on the damaged pixels only "
+               "(the rest stays the photo's), then the whole photo through the lite quality model. See weights/README.md.",
+    "detector": "The bundled lite scratch detector: the published UNet at lite width, trained on this project's CPU "
+                "on procedural damage masks. See weights/README.md.",
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", type=Path, help="the mapping run's folder (holds quality.safetensors + quality.json)")
-    ap.add_argument("--scores", type=Path, nargs="+", required=True,
-                    help="benchmarks/quality.py --json output(s) for this run: e.g. the baselines and the model run apart, same photos and seed")
+    ap.add_argument("run", type=Path, help="the run's folder (holds NAME.safetensors + NAME.json)")
+    ap.add_argument("--name", choices=tuple(DESCRIPTIONS), default="quality", help="which lite model the run is")
+    ap.add_argument("--scores", type=Path, nargs="+", default=[],
+                    help="benchmark --json output(s) for this run: quality.py's for quality (e.g. the baselines and the model "
+                         "run apart, same photos and seed), scratch_quality.py's for scratch and detector; without them "
+                         "(scratch, detector) the card is written for the benchmark to score it (--dest a scratch folder)")
     ap.add_argument("--speed", type=float, default=None, help="measured seconds per megapixel (benchmarks/lite_speed.py)")
     ap.add_argument("--dest", type=Path, default=ROOT / "oldphoto" / "weights" / "lite")
     ap.add_argument("--reproduce", default=None,
-                    help="the mapping command that reproduces this checkpoint, when it is not the run's last command "
+                    help="the command that reproduces this checkpoint, when it is not the run's last command "
                          "(e.g. an earlier checkpoint of the run); the command as run is kept beside it")
     ap.add_argument("--bf16-error", nargs=2, type=float, metavar=("MEAN", "MAX"), default=None,
                     help="benchmarks/precision.py --weights on shared/photos/old: bf16 vs fp32, 8-bit levels; "
@@ -86,54 +129,51 @@ def main() -> None:
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     args = ap.parse_args()
 
-    meta = json.loads((args.run / "quality.json").read_text())
-    if not meta.get("pipeline", {}).get("residual"):
+    name = args.name
+    if name == "quality" and not args.scores:
+        sys.exit("--scores: the quality model's card needs benchmarks/quality.py's scores")
+    meta = json.loads((args.run / f"{name}.json").read_text())
+    if name != "detector" and not meta.get("pipeline", {}).get("residual"):
         sys.exit(f"{args.run}: not a --residual mapping run")
-    report = merge([json.loads(p.read_text()) for p in args.scores])
-    model_key = next(k for k in report["mean"][next(iter(report["mean"]))] if k.startswith("model "))
     training = meta["training"]
-    stages = []
-    for key in ("vae_a", "vae_b"):
-        folder = Path(training["config"][key])
-        card = json.loads((folder / f"{key}.json").read_text())["training"]
-        stages.append({k: card[k] for k in ("stage", "command", "step", "wall_seconds")})
-    start = training["config"].get("init_from")
-    if start and (Path(start) / "quality.json").is_file():  # a fine-tuning run: record the run it started from
-        first = json.loads((Path(start) / "quality.json").read_text())["training"]
-        stages.append({k: first[k] for k in ("stage", "command", "step", "wall_seconds")})
     if args.reproduce:
         training["command_as_run"] = training["command"]
         training["command"] = args.reproduce
     training["notes"] = [*training.get("notes", []), *args.note]
-    stages.append({k: training[k] for k in ("stage", "command", "step", "wall_seconds")})
-    training["recipe"] = stages
-    training["wall_seconds_total"] = round(sum(s["wall_seconds"] for s in stages), 1)
+    training["recipe"] = recipe(training, name)
+    training["wall_seconds_total"] = round(sum(s["wall_seconds"] for s in training["recipe"]), 1)
 
     args.dest.mkdir(parents=True, exist_ok=True)
-    weights = args.dest / "quality.safetensors"
-    shutil.copyfile(args.run / "quality.safetensors", weights)
+    weights = args.dest / f"{name}.safetensors"
+    shutil.copyfile(args.run / f"{name}.safetensors", weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     meta["model"] = "lite"
-    skip = bool(meta["networks"]["mapping"]["config"].get("skip"))
+    skip = bool(meta.get("networks", {}).get("mapping", {}).get("config", {}).get("skip"))
     wiring = "e = encoder(input); restored = input + decoder(e + mapping(e))" if skip else "restored = input + decoder(mapping(encoder(input)))"
-    meta["description"] = (
-        "The bundled lite model (quality mode): the published networks at lite widths, full resolution "
-        f"(no downsampling), trained on this project's CPU with oldphoto's training stages; {wiring}. "
-        "See weights/README.md."
-    )
+    meta["description"] = DESCRIPTIONS[name].format(wiring=wiring)
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size}
+    if name == "scratch":  # fill the damage only, then restore the whole photo in quality mode (measured: docs/TRAINING.md)
+        meta["pipeline"].update({"keep_undamaged": True, "fill_margin": 0, "then": "quality"})
     if args.bf16_error is not None:
         mean, worst = args.bf16_error
         meta["precision"] = {"auto_bf16": mean <= 1.0, "bf16_vs_fp32_levels": {"mean": mean, "max": worst},
                              "measured": "benchmarks/precision.py --weights oldphoto/weights/lite --subsets old"}
-    meta["scores"] = summarise(report, model_key)
-    meta["scores"]["benchmark"] = "benchmarks/quality.py on kodak24 (held out from training), fp32"
+    reports = [json.loads(p.read_text()) for p in args.scores]
+    if not reports:
+        meta.pop("scores", None)
+    elif name == "quality":
+        report = merge(reports)
+        model_key = next(k for k in report["mean"][next(iter(report["mean"]))] if k.startswith("model "))
+        meta["scores"] = summarise(report, model_key)
+        meta["scores"]["benchmark"] = "benchmarks/quality.py on kodak24 (held out from training), fp32"
+    else:
+        meta["scores"] = scratch_summary(reports[0], name)
     if args.speed is not None:
         meta["scores"]["seconds per megapixel"] = args.speed
-    meta["scores"]["target"] = target(meta["scores"])
-    (args.dest / "quality.json").write_text(json.dumps(meta, indent=1) + "\n")
-    overall = meta["scores"].get("project overall", {})
-    print(f"{args.dest}: {weights.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}…; project overall {overall}")
+    if name == "quality":
+        meta["scores"]["target"] = target(meta["scores"])
+    (args.dest / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{args.dest}: {name} {weights.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}…")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def compute_job(
         raise
     except ImageError as exc:
         record.error = str(exc)
-    except ModeUnavailable as exc:  # this photo's mask asks lite for a branch it lacks; the others go on
+    except ModeUnavailable as exc:  # this photo asks lite for a network it lacks (hr, faces); the others go on
         record.error = f"{job.source}: {exc}"
     except Exception as exc:  # noqa: BLE001 - one photo's failure (out of memory, a decoder bug) must not end the batch
         record.error = f"{job.source}: {one_line(exc, named=True)}"

@@ -126,7 +126,7 @@ def _lite_row(table: Any) -> None:
     lite = lite_status()
     table.add_row("lite", "package" if lite["present"] else "no", "yes" if lite["verified"] else "NO",
                   human_bytes(lite["size"]) if lite["present"] else "-", lite["path"], "-",
-                  "bundled (quality mode; --model lite, or auto without published weights)")
+                  f"bundled ({', '.join(lite['models'])}; --model lite, or auto without published weights)")
 
 
 @app.command("verify")

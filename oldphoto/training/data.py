@@ -163,19 +163,37 @@ class Sampler:
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
 
-    def detection(self, n: int) -> Batch:
+    def detection(self, n: int, rescale: float = 1.0) -> Batch:
         """Detector: degraded crops, damaged with probability 0.8, as grey N×1×H×W in [−1, 1],
-        with the exact damage masks as targets."""
+        with the damage masks as targets.
+
+        ``rescale`` < 1 draws each sample on a crop 1/s times larger (s uniform in [rescale, 1])
+        and shrinks photo and mask to the crop size the way detection shrinks a photo to its
+        working size (bilinear, no antialiasing), so the detector learns the softened damage
+        it meets at inference, not only pixel-sharp strokes; the mask keeps what shrinks to
+        at least 0.3. At 1 the masks are exact.
+        """
         xs, masks = [], []
         damage = self.damage or Damage()
         for _ in range(n):
-            x = self._degrade(random_crop(self._pick(self.clean), self.crop, self.rng))
+            big = self.crop if rescale >= 1 else int(round(self.crop / self.rng.uniform(rescale, 1.0)))
+            x = self._degrade(random_crop(self._pick(self.clean), big, self.rng))
             m = np.zeros(x.shape[:2], dtype=np.uint8)
             if self.rng.random() < 0.8:
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage)
+            if big != self.crop:
+                x, m = shrink(x, m, self.crop)
             xs.append(x)
             masks.append(m)
         return Batch(x=grey_batch(xs), mask=torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None])
+
+
+def shrink(photo: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square photo and its mask to ``size``² as detection resizes (bilinear, no antialiasing)."""
+    both = torch.from_numpy(np.concatenate([photo, mask[..., None]], axis=2).astype(np.float32)).permute(2, 0, 1)[None]
+    small = torch.nn.functional.interpolate(both, size=(size, size), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+    out = small.numpy()
+    return np.clip(np.rint(out[..., :3]), 0, 255).astype(np.uint8), ((out[..., 3] >= 0.3 * 255) * 255).astype(np.uint8)
 
 
 def grey_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:

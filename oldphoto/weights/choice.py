@@ -17,8 +17,10 @@ from typing import Any
 from oldphoto.errors import ModeUnavailable, UsageError, WeightsError, one_line
 from oldphoto.options import check_model
 
-#: The modes the bundled model has networks for (no scratch branch, no detector, no faces).
-LITE_MODES = ("quality",)
+#: The models bundled as lite: quality and scratch mode and the scratch detector (no hr mode, no faces).
+LITE_MODELS = ("quality", "scratch", "detector")
+#: The ``--mode`` values a lite run can be asked for (``auto`` picks scratch, never hr, for a damaged photo).
+LITE_RUN_MODES = ("auto", "none", "quality", "scratch")
 
 
 @dataclass(frozen=True)
@@ -36,31 +38,31 @@ class ModelChoice:
     def folder_for(self, network: str) -> Path | None:
         """Where model ``network`` (a mode, or ``detector``) loads from; for lite, checked first.
 
-        Lite has only :data:`LITE_MODES`: anything else is :class:`ModeUnavailable` (a photo's
-        failure, not the run's), and its file must match the sha256 in its card.
+        Lite has only :data:`LITE_MODELS`: anything else is :class:`ModeUnavailable` (a photo's
+        failure, not the run's), and each file must match the sha256 in its card.
         """
         if not self.is_lite:
             return self.weights
-        if network not in LITE_MODES:
-            what = "scratch detection" if network == "detector" else f"{network} mode"
-            raise ModeUnavailable(f"{what} needs the published weights; the bundled lite model restores quality mode only")
-        return verify_lite(self.weights)
+        if network not in LITE_MODELS:
+            what = f"{network} mode" if network == "hr" else f"the {network} model"
+            raise ModeUnavailable(f"{what} needs the published weights; the bundled lite model has {', '.join(LITE_MODELS)} only")
+        return verify_lite(self.weights, network)
 
 
 def lite_folder() -> Path:
-    """The folder inside the installed package holding the bundled lite model (``quality.*``)."""
+    """The folder inside the installed package holding the bundled lite models (``NAME.{safetensors,json}``)."""
     return Path(str(resources.files("oldphoto.weights").joinpath("lite")))
 
 
-def verify_lite(folder: Path | None = None) -> Path:
-    """Check the bundled checkpoint against the sha256 its card records; return the folder.
+def verify_lite(folder: Path | None = None, name: str = "quality") -> Path:
+    """Check bundled model ``name`` against the sha256 its card records; return the folder.
 
     A damaged install fails here with one line instead of restoring with altered weights.
     """
     from oldphoto.fsutil import sha256_file
 
     folder = folder or lite_folder()
-    weights, card = folder / "quality.safetensors", folder / "quality.json"
+    weights, card = folder / f"{name}.safetensors", folder / f"{name}.json"
     if not weights.is_file() or not card.is_file():
         raise WeightsError(f"{folder}: the bundled lite model is missing from this install (reinstall oldphoto)")
     expected = json.loads(card.read_text(encoding="utf-8")).get("bundled", {}).get("sha256")
@@ -70,15 +72,17 @@ def verify_lite(folder: Path | None = None) -> Path:
 
 
 def lite_status() -> dict[str, Any]:
-    """What ``weights list`` and ``info`` show of the bundled model: present, verified, size, path."""
+    """What ``weights list`` and ``info`` show of the bundled models: present, all verified, size, path."""
     folder = lite_folder()
-    size = sum(p.stat().st_size for p in folder.glob("quality.*")) if folder.is_dir() else 0
+    files = [folder / f"{name}.{ext}" for name in LITE_MODELS for ext in ("safetensors", "json")]
+    size = sum(p.stat().st_size for p in files if p.is_file())
     try:
-        verify_lite(folder)
+        for name in LITE_MODELS:
+            verify_lite(folder, name)
         verified = True
     except WeightsError:
         verified = False
-    return {"present": size > 0, "verified": verified, "size": size, "path": str(folder)}
+    return {"present": size > 0, "verified": verified, "size": size, "path": str(folder), "models": list(LITE_MODELS)}
 
 
 def choose_model(
@@ -96,34 +100,35 @@ def choose_model(
 
     ``published`` defers to the usual lazy resolution (its errors stay as they were);
     ``--weights DIR`` means that folder, named by its path in the records. ``auto`` probes
-    only runs lite could do instead (quality or auto mode, no masks, no detection): it fetches
-    the published quality model, which such a run loads first anyway. Any other run stays
-    with the published weights and fetches only what it uses.
+    only runs lite could do instead (auto, quality or scratch mode): it fetches the published
+    models such a run loads first anyway (the detector when detecting, scratch for masks or
+    scratch mode, else quality). An hr or faces-only run stays with the published weights.
     """
     check_model(model, weights_dir)
     if model == "lite":
-        check_lite_mode(mode, detect)
+        check_lite_mode(mode)
         return ModelChoice("lite", lite_folder())
     if weights_dir is not None:
         return ModelChoice(str(weights_dir), Path(weights_dir))
     if model == "published":
         return ModelChoice("published")
-    if mode not in ("auto", "quality") or detect or masked:
+    if mode not in ("auto", "quality", "scratch"):
         return ModelChoice("published")
     from oldphoto.weights.resolve import resolve_weights
 
+    detects = detect or (mode == "scratch" and not masked)  # scratch mode without masks finds its own
+    needed = [*(["detector"] if detects else []), "scratch" if masked or mode == "scratch" else "quality"]
     try:
-        resolve_weights("quality", repo=repo, revision=revision, progress=progress)
+        for name in needed:
+            resolve_weights(name, repo=repo, revision=revision, progress=progress)
     except WeightsError as exc:
         reason = one_line(exc).split(". Get it with", 1)[0]
-        notice = f"published weights unavailable ({reason}); restoring with the bundled lite model (quality mode only)"
+        notice = f"published weights unavailable ({reason}); restoring with the bundled lite model (no hr mode, no faces)"
         return ModelChoice("lite", lite_folder(), notice)
     return ModelChoice("published")
 
 
-def check_lite_mode(mode: str, detect: bool) -> None:
-    """UsageError when a run asks the lite model for a mode or detection it does not have."""
-    if detect:
-        raise UsageError("the bundled lite model has no scratch detector; use --model published (or auto with network)")
-    if mode not in ("auto", "none", *LITE_MODES):
-        raise UsageError(f"the bundled lite model restores quality mode only, not {mode}; use --model published")
+def check_lite_mode(mode: str) -> None:
+    """UsageError when a run asks the lite model for a mode it does not have (hr)."""
+    if mode not in LITE_RUN_MODES:
+        raise UsageError(f"the bundled lite model has no {mode} mode (it restores {', '.join(LITE_RUN_MODES[2:])}); use --model published")

@@ -15,7 +15,9 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "vae-a": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "latent_gan": 1.0},
     "vae-b": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0},
     "mapping": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0},
-    "mapping-scratch": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0},
+    # hole_l1 (not published, off by default): image L1 over the damaged pixels alone, so a
+    # short run learns to fill them although they are a few percent of each crop.
+    "mapping-scratch": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0, "hole_l1": 0.0},
     # The detector's training is unpublished: plain per-pixel BCE on the logits (the published
     # option defaults hint at a positive weight of 1), optionally soft Dice for thin masks.
     "detector": {"bce": 1.0, "dice": 0.0},
@@ -56,6 +58,8 @@ class TrainConfig:
     #: Probability of each of the four degradation families in a training input (published 0.7;
     #: lower leaves more inputs lightly degraded, so the network learns to leave them alone).
     p_each: float = 0.7
+    #: detector: smallest shrink of its training samples (1 = drawn at crop size, exact masks).
+    rescale: float = 1.0
     seed: int = 0
     val_every: int = 500
     val_count: int = 8

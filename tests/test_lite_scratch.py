@@ -1,0 +1,141 @@
+"""The bundled lite scratch branch: scratch mode and the detector restore scratched photos offline.
+
+The numbers are measured on a clean crop of a training photo with the project's procedural
+damage at fixed seeds (``benchmarks/scratch_quality.py`` scores the held-out kodak24); the bars
+leave room for other CPUs' rounding. The fallback of a masked run is exercised against the
+local Hub server being down (nothing here mocks our download code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from oldphoto.weights.choice import LITE_MODELS, lite_folder
+from tests.test_model_choice import CLEAN, _cli, _closed_port, _records, _small_photos
+from tests.test_published_download import env  # noqa: F401 - fixture
+
+SEEDS = (0, 1, 2)
+
+
+def _damaged(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The clean crop, it with procedural damage only (seeded), and the exact mask (255 = damaged)."""
+    from oldphoto.training import degrade as dg
+
+    clean = np.asarray(Image.open(CLEAN / "crop.png").convert("RGB"))
+    photo, mask, _ = dg.degrade_photo(clean, seed, recipe=replace(dg.PUBLISHED, p_each=0.0), damage=dg.Damage(), grey=False)
+    return clean, photo, mask
+
+
+def _psnr_on(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64))[where] ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def _restorer() -> Any:
+    from oldphoto import Restorer
+
+    torch.set_num_threads(2)
+    return Restorer(model="lite", device="cpu", precision="fp32")
+
+
+def test_the_scratch_models_ship_small_with_cards_that_verify() -> None:
+    folder = lite_folder()
+    assert LITE_MODELS == ("quality", "scratch", "detector")
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    assert total <= 10_000_000, f"{total} bytes"
+    for name in ("scratch", "detector"):
+        card = json.loads((folder / f"{name}.json").read_text())
+        assert card["bundled"]["sha256"] == hashlib.sha256((folder / f"{name}.safetensors").read_bytes()).hexdigest()
+        training = card["training"]
+        assert training["command"].startswith(f"oldphoto train {'mapping-scratch' if name == 'scratch' else 'detector'}")
+        assert f"--steps {training['step']}" in training["command"] and training["wall_seconds"] > 0
+        assert all("kodak24" not in p for p in training["data"]["clean"])
+    scratch = json.loads((folder / "scratch.json").read_text())
+    assert scratch["pipeline"]["residual"] is True and scratch["pipeline"]["uses_mask"] is True
+    assert scratch["networks"]["encoder"]["config"]["n_downsample"] == 2  # the attention runs on a 1/4 latent
+    assert [s["stage"] for s in scratch["training"]["recipe"]] == ["vae-a", "vae-b", "mapping-scratch"]
+    for s in ("damage", "damage+old"):
+        row = scratch["scores"][s]
+        assert row["scratch+mask"]["psnr_damaged"] > row["quality"]["psnr_damaged"] > row["input"]["psnr_damaged"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scratch_mode_fills_the_damage_that_quality_mode_leaves(seed: int) -> None:
+    clean, photo, mask = _damaged(seed)
+    damaged = mask > 0
+    r = _restorer()
+    filled = r.restore_detailed(Image.fromarray(photo), Image.fromarray(mask), mode="scratch")
+    assert filled.model == "lite" and filled.mode == "scratch" and filled.image.size == (photo.shape[1], photo.shape[0])
+    plain = np.asarray(r.restore(Image.fromarray(photo), mode="quality"))
+    out = np.asarray(filled.image)
+    before, without, with_branch = (_psnr_on(x, clean, damaged) for x in (photo, plain, out))
+    assert with_branch >= before + GAIN_DAMAGED and with_branch >= without + GAIN_OVER_QUALITY, (before, without, with_branch)
+    assert _psnr_on(out, clean, ~damaged) >= CLEAR_FLOOR  # the rest of the photo is kept
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_lite_detector_finds_the_damage(seed: int) -> None:
+    _, photo, mask = _damaged(seed)
+    found = np.asarray(_restorer().detect(Image.fromarray(photo))) > 0
+    truth = mask > 0
+    recall = (found & truth).sum() / truth.sum()
+    precision = (found & truth).sum() / max(found.sum(), 1)
+    assert recall >= RECALL and precision >= PRECISION, (recall, precision)
+
+
+def test_lite_scratch_tiles_exactly() -> None:
+    from oldphoto import Restorer
+
+    _, photo, mask = _damaged(0)
+    outs = [
+        Restorer(model="lite", device="cpu", precision="fp32", tile=tile).restore(Image.fromarray(photo), Image.fromarray(mask), mode="scratch")
+        for tile in ("none", 64)
+    ]
+    assert np.array_equal(np.asarray(outs[0]), np.asarray(outs[1]))
+
+
+def test_a_masked_run_falls_back_to_lite_scratch_when_the_hub_is_down(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    src = _small_photos(tmp_path / "in")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mask = Image.new("L", (96, 80), 0)
+    mask.paste(255, (10, 30, 90, 33))
+    mask.save(masks / "a.png")
+    result = _cli("restore", src, tmp_path / "out", "--mask", masks, "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "published weights unavailable (scratch: not in the cache" in notes[0], result.stderr
+    assert notes[0].endswith("restoring with the bundled lite model (no hr mode, no faces)")
+    by_name = {Path(r["input"]).name: r for r in _records(result)}
+    assert by_name["a.png"]["model"] == "lite" and by_name["a.png"]["mode"] == "scratch"
+    assert by_name["b.png"]["model"] == "lite" and by_name["b.png"]["mode"] == "quality"  # no mask: quality
+    # Detection too: --detect-scratches falls back to lite's detector and scratch mode.
+    result = _cli("restore", src / "a.png", tmp_path / "d.png", "--detect-scratches", "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "published weights unavailable (detector: not in the cache" in result.stderr
+    assert _records(result)[0]["model"] == "lite"
+
+
+def test_keep_undamaged_takes_the_network_only_where_damaged() -> None:
+    from oldphoto.pipeline import keep_undamaged
+
+    photo = Image.new("RGB", (20, 12), (10, 20, 30))
+    restored = np.full((12, 20, 3), 200, np.uint8)
+    mask = Image.new("L", (20, 12), 0)
+    mask.paste(255, (5, 0, 7, 12))  # columns 5 and 6
+    out = keep_undamaged(restored, photo, mask, 0)
+    assert (out[:, 5:7] == 200).all() and (np.delete(out, [5, 6], axis=1) == (10, 20, 30)).all()
+    grown = keep_undamaged(restored, photo, mask, 1)
+    assert (grown[:, 4:8] == 200).all() and (np.delete(grown, [4, 5, 6, 7], axis=1) == (10, 20, 30)).all()
+    rounded = keep_undamaged(np.full((16, 32, 3), 200, np.uint8), photo, mask, 0)  # --postprocess published sizes
+    assert rounded.shape == (16, 32, 3) and (rounded[:, 0] == (10, 20, 30)).all()
