@@ -130,7 +130,8 @@ def model_precision(spec: str, chosen: str, device: torch.device, meta: dict) ->
     picks bf16 for a model whose card records a measured bf16 agreement (``precision.auto_bf16``).
 
     The bar is the 8-bit output within 1 level (mean) of fp32 on real photos with the model's
-    own trained weights; only the bundled lite model has been measured (mean 0.074, max 3 levels),
+    own trained weights; only the bundled lite quality model has been measured (mean 0.074, max 3 levels;
+    lite scratch and detector stay fp32 under ``auto``),
     the published weights cannot be here, so they stay fp32 under ``auto``.
     """
     if spec == "auto" and device.type == "cpu" and meta.get("precision", {}).get("auto_bf16") and cpu_has_fast_bf16():

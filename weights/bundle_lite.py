@@ -72,6 +72,17 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
+def half_copy(src: Path, dest: Path) -> None:
+    """Copy a safetensors checkpoint with its float tensors rounded to float16 (header metadata kept)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, str(dest), metadata=metadata)
+
+
 def scratch_summary(report: dict[str, Any], name: str) -> dict[str, Any]:
     """The scratch benchmark's means (rounded): per set and method for scratch, the detector's for detector."""
     def rounded(d: dict[str, float]) -> dict[str, float]:
@@ -126,6 +137,9 @@ def main() -> None:
     ap.add_argument("--bf16-error", nargs=2, type=float, metavar=("MEAN", "MAX"), default=None,
                     help="benchmarks/precision.py --weights on shared/photos/old: bf16 vs fp32, 8-bit levels; "
                          "a mean within 1 level lets --precision auto pick bf16 for lite on CPUs with native bf16")
+    ap.add_argument("--fp16", action="store_true",
+                    help="store the float tensors as float16 (half the size; loaded into the fp32 networks, which still "
+                         "compute in fp32); for the detector, whose 2.4 M parameters would not fit the 10 MB bundle in fp32")
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     args = ap.parse_args()
 
@@ -145,13 +159,16 @@ def main() -> None:
 
     args.dest.mkdir(parents=True, exist_ok=True)
     weights = args.dest / f"{name}.safetensors"
-    shutil.copyfile(args.run / f"{name}.safetensors", weights)
+    if args.fp16:
+        half_copy(args.run / f"{name}.safetensors", weights)
+    else:
+        shutil.copyfile(args.run / f"{name}.safetensors", weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     meta["model"] = "lite"
     skip = bool(meta.get("networks", {}).get("mapping", {}).get("config", {}).get("skip"))
     wiring = "e = encoder(input); restored = input + decoder(e + mapping(e))" if skip else "restored = input + decoder(mapping(encoder(input)))"
     meta["description"] = DESCRIPTIONS[name].format(wiring=wiring)
-    meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size}
+    meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
     if name == "scratch":  # fill the damage only, then restore the whole photo in quality mode (measured: docs/TRAINING.md)
         meta["pipeline"].update({"keep_undamaged": True, "fill_margin": 0, "then": "quality"})
     if args.bf16_error is not None:
