@@ -101,7 +101,7 @@ def choose_model(
     ``published`` defers to the usual lazy resolution (its errors stay as they were);
     ``--weights DIR`` means that folder, named by its path in the records. ``auto`` probes
     only runs lite could do instead (auto, quality or scratch mode): it fetches the published
-    models such a run loads first anyway (the detector when detecting, scratch for masks or
+    model such a run loads first anyway (the detector when detecting, scratch for masks or
     scratch mode, else quality). An hr or faces-only run stays with the published weights.
     """
     check_model(model, weights_dir)
@@ -117,10 +117,9 @@ def choose_model(
     from oldphoto.weights.resolve import resolve_weights
 
     detects = detect or (mode == "scratch" and not masked)  # scratch mode without masks finds its own
-    needed = [*(["detector"] if detects else []), "scratch" if masked or mode == "scratch" else "quality"]
-    try:
-        for name in needed:
-            resolve_weights(name, repo=repo, revision=revision, progress=progress)
+    first = "detector" if detects else "scratch" if masked or mode == "scratch" else "quality"
+    try:  # only the model the run loads first: the rest follow lazily, so nothing unused is fetched
+        resolve_weights(first, repo=repo, revision=revision, progress=progress)
     except WeightsError as exc:
         reason = one_line(exc).split(". Get it with", 1)[0]
         notice = f"published weights unavailable ({reason}); restoring with the bundled lite model (no hr mode, no faces)"
