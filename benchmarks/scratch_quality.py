@@ -106,8 +106,8 @@ def main() -> None:
 
     files = clean_photos(args.folder, args.limit)
     r = Restorer(args.weights, device="cpu", precision="fp32", model="auto" if args.weights else "lite")
-    have = {name for name in ("quality", "detector") if args.weights is None or (args.weights / f"{name}.json").is_file()}
-    methods = [m for m in METHODS if m not in ("quality", "scratch+detect") or {"quality": "quality", "scratch+detect": "detector"}[m] in have]
+    needs = {"quality": "quality", "scratch+detect": "detector"}  # methods that need a model besides scratch.*
+    methods = [m for m in METHODS if m not in needs or args.weights is None or (args.weights / f"{needs[m]}.json").is_file()]
 
     def run(method: str, photo: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         img = Image.fromarray(photo)

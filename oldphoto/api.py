@@ -222,7 +222,7 @@ class Restorer:
                     mode = "quality"
                 else:
                     big = rgb.width * rgb.height > HR_AUTO_PIXELS
-                    mode = "hr" if big and not self.choose().is_lite else "scratch"  # lite has no hr mode
+                    mode = "hr" if big and self.choose().has("hr") else "scratch"  # lite has no hr mode
             if mode == "none":
                 out = rgb
             else:

@@ -134,7 +134,7 @@ def prepare(
 
 
 def keep_undamaged(restored: np.ndarray, image: Image.Image, mask: Image.Image, margin: int) -> np.ndarray:
-    """The restored pixels where the photo is damaged (the mask grown by ``margin`` pixels), the photo's own elsewhere.
+    """The restored pixels where the RGB photo is damaged (the mask grown by ``margin`` pixels), the photo's own elsewhere.
 
     A card's ``pipeline.keep_undamaged`` (the bundled lite scratch model's, not published)
     asks for it: a small scratch network fills damage well enough but would blur the rest,
@@ -142,7 +142,7 @@ def keep_undamaged(restored: np.ndarray, image: Image.Image, mask: Image.Image, 
     restored size first (``--postprocess published`` rounds it).
     """
     size = (restored.shape[1], restored.shape[0])
-    photo = np.asarray(image.convert("RGB") if image.size == size else image.convert("RGB").resize(size, Image.Resampling.BICUBIC))
+    photo = np.asarray(image if image.size == size else image.resize(size, Image.Resampling.BICUBIC))
     m = torch.from_numpy(np.asarray(fit_mask(mask, size).convert("L")) >= 128).float()[None, None]
     keep = dilate(m, margin)[0, 0].numpy() > 0
     return np.where(keep[..., None], restored, photo)

@@ -99,15 +99,17 @@ def scratch_summary(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 def recipe(training: dict[str, Any], name: str) -> list[dict[str, Any]]:
     """Every stage that led to this checkpoint: the VAE runs, a run it was fine-tuned from, itself."""
-    keep = ("stage", "command", "step", "wall_seconds")
-    stages = []
-    for key in ("vae_a", "vae_b") if name != "detector" else ():
-        folder = Path(training["config"][key])
-        stages.append({k: json.loads((folder / f"{key}.json").read_text())["training"][k] for k in keep})
+    def entry(run: dict[str, Any]) -> dict[str, Any]:
+        return {k: run[k] for k in ("stage", "command", "step", "wall_seconds")}
+
+    def card(path: Path) -> dict[str, Any]:
+        return entry(json.loads(path.read_text())["training"])
+
+    stages = [card(Path(training["config"][key]) / f"{key}.json") for key in (("vae_a", "vae_b") if name != "detector" else ())]
     start = training["config"].get("init_from")
     if start and (Path(start) / f"{name}.json").is_file():  # a fine-tuning run: record the run it started from
-        stages.append({k: json.loads((Path(start) / f"{name}.json").read_text())["training"][k] for k in keep})
-    return [*stages, {k: training[k] for k in keep}]
+        stages.append(card(Path(start) / f"{name}.json"))
+    return [*stages, entry(training)]
 
 
 DESCRIPTIONS = {

@@ -35,6 +35,10 @@ class ModelChoice:
     def is_lite(self) -> bool:
         return self.name == "lite"
 
+    def has(self, network: str) -> bool:
+        """Whether this model has ``network`` (a mode, or ``detector``): lite only its :data:`LITE_MODELS`."""
+        return not self.is_lite or network in LITE_MODELS
+
     def folder_for(self, network: str) -> Path | None:
         """Where model ``network`` (a mode, or ``detector``) loads from; for lite, checked first.
 
@@ -43,7 +47,7 @@ class ModelChoice:
         """
         if not self.is_lite:
             return self.weights
-        if network not in LITE_MODELS:
+        if not self.has(network):
             what = f"{network} mode" if network == "hr" else f"the {network} model"
             raise ModeUnavailable(f"{what} needs the published weights; the bundled lite model has {', '.join(LITE_MODELS)} only")
         return verify_lite(self.weights, network)
@@ -112,7 +116,7 @@ def choose_model(
         return ModelChoice(str(weights_dir), Path(weights_dir))
     if model == "published":
         return ModelChoice("published")
-    if mode not in ("auto", "quality", "scratch"):
+    if mode == "none" or mode not in LITE_RUN_MODES:  # faces only, or hr: nothing lite could do instead
         return ModelChoice("published")
     from oldphoto.weights.resolve import resolve_weights
 

@@ -21,9 +21,9 @@ from oldphoto.training.stages.config import TrainConfig
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """Autocast dtype: None (fp32) on the CPU unless bf16 is asked; fp16 AMP on CUDA by default."""
-    p = cfg.precision
-    if p not in ("auto", "fp32", "bf16", "fp16"):
-        raise UsageError(f"unknown precision {p!r} (auto, fp32, bf16, fp16)")
+    from oldphoto.devices import parse_precision
+
+    p = parse_precision(cfg.precision)
     if p == "auto":
         return torch.float16 if device.type == "cuda" else None
     if p == "fp16" and device.type != "cuda":
