@@ -67,12 +67,12 @@ def main() -> None:
             return batch.plan(src, out)
 
         start = time.perf_counter()
-        restorer = Restorer(**options)
-        local_records = batch.run(fresh("local"), lambda: restorer, settings)
+        restorers = [Restorer(**options)]  # a list, so the local restorer can be freed before Ray starts
+        local_records = batch.run(fresh("local"), lambda: restorers[0], settings)
         local = time.perf_counter() - start
         assert all(r.status == "restored" for r in local_records)
         print(f"local: {local:.1f} s; decode {decode * 1000:.0f} ms, encode {encode * 1000:.0f} ms", flush=True)
-        del restorer
+        restorers.clear()
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray

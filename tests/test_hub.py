@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from oldphoto.errors import WeightsError
 from oldphoto.fsutil import sha256_file

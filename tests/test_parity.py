@@ -32,7 +32,6 @@ from oldphoto.weights.load import load_bundle
 from tests.support.parity import (
     PARITY,
     REPORT,
-    published_error,
     reference,
     tensor,
     tolerance,

@@ -126,3 +126,18 @@ def test_detector_samples_shrink_as_detection_shrinks_a_photo(data: Path) -> Non
     a, b = (Sampler(clean, crop=32, rng=np.random.default_rng(5)).detection(6, rescale=0.5) for _ in range(2))
     assert a.x.shape == a.mask.shape == (6, 1, 32, 32)
     assert torch.equal(a.x, b.x) and torch.equal(a.mask, b.mask) and float(a.mask.sum()) > 0
+
+
+def test_detector_damage_share_follows_p_damage(data: Path) -> None:
+    from oldphoto.training.data import Sampler, load_photos
+
+    clean = load_photos([data / "clean"])[0]
+
+    def damaged_share(p: float) -> float:
+        batch = Sampler(clean, crop=32, rng=np.random.default_rng(7)).detection(60, p_damage=p)
+        return float((batch.mask.flatten(1).amax(1) > 0).float().mean())
+
+    assert damaged_share(0.0) == 0.0
+    # A drawn damage can miss a 32² crop now and then, so "damaged" is at most p, and near it.
+    assert 0.15 <= damaged_share(0.3) <= 0.45
+    assert damaged_share(1.0) >= 0.85

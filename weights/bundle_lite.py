@@ -98,18 +98,25 @@ def scratch_summary(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def recipe(training: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    """Every stage that led to this checkpoint: the VAE runs, a run it was fine-tuned from, itself."""
+    """Every stage that led to this checkpoint: the VAE runs, each run it was fine-tuned from
+    (following ``--init-from`` back; a bundled card's own recipe ends the walk), itself."""
     def entry(run: dict[str, Any]) -> dict[str, Any]:
         return {k: run[k] for k in ("stage", "command", "step", "wall_seconds")}
 
-    def card(path: Path) -> dict[str, Any]:
-        return entry(json.loads(path.read_text())["training"])
-
-    stages = [card(Path(training["config"][key]) / f"{key}.json") for key in (("vae_a", "vae_b") if name != "detector" else ())]
+    earlier: list[dict[str, Any]] = []
     start = training["config"].get("init_from")
-    if start and (Path(start) / f"{name}.json").is_file():  # a fine-tuning run: record the run it started from
-        stages.append(card(Path(start) / f"{name}.json"))
-    return [*stages, entry(training)]
+    for _ in range(16):  # a chain of fine-tunes, never a loop
+        card = Path(start) / f"{name}.json" if start else None
+        if card is None or not card.is_file():
+            break
+        parent = json.loads(card.read_text())["training"]
+        if "recipe" in parent:  # a bundled model: its recipe already starts with the VAEs
+            return [*parent["recipe"], *earlier, entry(training)]
+        earlier.insert(0, entry(parent))
+        start = parent["config"].get("init_from")
+    vaes = [entry(json.loads((Path(training["config"][key]) / f"{key}.json").read_text())["training"])
+            for key in (("vae_a", "vae_b") if name != "detector" else ())]
+    return [*vaes, *earlier, entry(training)]
 
 
 DESCRIPTIONS = {

@@ -163,9 +163,9 @@ class Sampler:
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
 
-    def detection(self, n: int, rescale: float = 1.0) -> Batch:
-        """Detector: degraded crops, damaged with probability 0.8, as grey N×1×H×W in [−1, 1],
-        with the damage masks as targets.
+    def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8) -> Batch:
+        """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
+        [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
         ``rescale`` < 1 draws each sample on a crop 1/s times larger (s uniform in [rescale, 1])
         and shrinks photo and mask to the crop size the way detection shrinks a photo to its
@@ -179,7 +179,7 @@ class Sampler:
             big = self.crop if rescale >= 1 else int(round(self.crop / self.rng.uniform(rescale, 1.0)))
             x = self._degrade(random_crop(self._pick(self.clean), big, self.rng))
             m = np.zeros(x.shape[:2], dtype=np.uint8)
-            if self.rng.random() < 0.8:
+            if self.rng.random() < p_damage:
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage)
             if big != self.crop:
                 x, m = shrink(x, m, self.crop)

@@ -60,6 +60,8 @@ class TrainConfig:
     p_each: float = 0.7
     #: detector: smallest shrink of its training samples (1 = drawn at crop size, exact masks).
     rescale: float = 1.0
+    #: detector: probability that a training crop is damaged (the rest teach it what is not damage).
+    p_damage: float = 0.8
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
