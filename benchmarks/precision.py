@@ -4,7 +4,9 @@ Restores every photo under ``--photos`` (default ``../shared/photos``: ``old/`` 
 mode, ``scratched/`` in scratch mode) once in fp32 and once in ``--precision``, and prints
 the mean and max absolute difference of the 8-bit outputs, per photo and over all pixels.
 For scale it also prints how much the fp32 output itself moves when the input is
-re-quantized by up to half a level (uniform ±½-level dither on the network input)::
+re-quantized by up to half a level (uniform ±½-level dither on the network input). With
+``--mask detected`` it also runs the detector in ``--precision`` and counts the mask pixels
+that differ from the fp32 detector's::
 
     python benchmarks/precision.py                      # bf16 vs fp32 on the CPU
     python benchmarks/precision.py --device cuda --precision fp16
@@ -75,11 +77,16 @@ def main() -> None:
     print(f"{args.precision} vs fp32 on {args.device}, 8-bit output levels")
     print(f"{'photo':22} {'mode':8} {'size':>10} {'mean':>6} {'max':>4} {'>1 lvl':>7} {'dither':>6} {'fp32 s':>7} {'red. s':>6}")
     total_abs, total_n, worst = 0.0, 0, 0
+    mask_diff, mask_n = 0, 0
     for path, mode in pairs:
         image = Image.open(path).convert("RGB")
         mask = None
         if mode == "scratch":
             mask = reference.detect(image) if args.mask == "detected" else scratch_mask(*image.size)
+            if args.mask == "detected":
+                flips = int((np.asarray(mask) != np.asarray(reduced.detect(image))).sum())
+                mask_diff, mask_n = mask_diff + flips, mask_n + np.asarray(mask).size
+                print(f"{'':22} detector: {flips} of {np.asarray(mask).size} mask pixels differ", flush=True)
             if not np.asarray(mask).any():
                 mask = scratch_mask(*image.size)
         start = time.perf_counter()
@@ -97,6 +104,8 @@ def main() -> None:
         print(f"{name:22} {mode:8} {image.width:>4}x{image.height:<5} {diff.mean():6.3f} {diff.max():4d} "
               f"{(diff > 1).mean():7.2%} {dither:6.2f} {t_ref:7.1f} {t_red:6.1f}", flush=True)
     print(f"all photos: mean {total_abs / total_n:.3f} levels, max {worst} levels")
+    if mask_n:
+        print(f"detector masks: {mask_diff} of {mask_n} pixels differ ({mask_diff / mask_n:.4%})")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ dust, drawn with their exact mask), seeded from ``--seed`` and the file name, in
 
 Methods, all through the real :class:`oldphoto.Restorer` (fp32) where a model is involved:
 ``input`` (the damaged photo), ``telea`` (OpenCV's Telea inpainting with the true mask, radius
-3: the classical baseline that is given the answer to "where"), ``quality`` (the model's
+3: the classical baseline that is given the answer to "where"), ``smooth`` (the pull-push fill
+lite's scratch model starts from, :func:`oldphoto.pipeline.fill_holes`, true mask, no network), ``quality`` (the model's
 quality mode: no scratch branch, no mask), ``scratch+mask`` (scratch mode with the true mask)
 and ``scratch+detect`` (scratch mode with the model's own detector). Scores are PSNR (dB) on
 RGB in [0, 1] over the whole photo, over the damaged pixels only (mask > 0) and over the clear
@@ -40,11 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from oldphoto.pipeline import fill_holes  # noqa: E402
 from oldphoto.training import degrade as dg  # noqa: E402
 from quality import clean_photos, photo_arguments  # noqa: E402  (the same held-out photos, listed the same way)
 
 SETS = ("damage", "damage+old")
-METHODS = ("input", "telea", "quality", "scratch+mask", "scratch+detect")
+METHODS = ("input", "telea", "smooth", "quality", "scratch+mask", "scratch+detect")
 
 
 def damaged_photo(clean: np.ndarray, set_name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     photo_arguments(ap, SETS)
     ap.add_argument("--weights", type=Path, default=None, help="folder with scratch.* (+ detector.*, quality.*); default: bundled lite")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="which methods to score (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write every score here")
     args = ap.parse_args()
@@ -107,7 +110,7 @@ def main() -> None:
     files = clean_photos(args.folder, args.limit)
     r = Restorer(args.weights, device="cpu", precision="fp32", model="auto" if args.weights else "lite")
     needs = {"quality": "quality", "scratch+detect": "detector"}  # methods that need a model besides scratch.*
-    methods = [m for m in METHODS if m not in needs or args.weights is None or (args.weights / f"{needs[m]}.json").is_file()]
+    methods = [m for m in args.methods if m not in needs or args.weights is None or (args.weights / f"{needs[m]}.json").is_file()]
 
     def run(method: str, photo: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         img = Image.fromarray(photo)
@@ -115,6 +118,8 @@ def main() -> None:
             return photo, None
         if method == "telea":
             return telea(photo, mask), None
+        if method == "smooth":
+            return fill_holes(photo, mask), None
         if method == "quality":
             return np.asarray(r.restore(img, mode="quality").convert("RGB")), None
         if method == "scratch+mask":

@@ -163,7 +163,7 @@ class Restorer:
 
         meta, bundle = self.model("detector")
         x, size = detection_input(image, meta["pipeline"], postprocess)
-        with torch.inference_mode(), autocast(self.device, self.precision):
+        with torch.inference_mode(), autocast(self.device, self._precisions.get("detector", self.precision)):
             prob = detect_probability(bundle["unet"], x.to(self.device), size)
         return probability_to_mask(prob, float(meta["pipeline"].get("threshold", 0.4)))
 

@@ -2,9 +2,10 @@
 
 Precision policy: ``auto`` is fp32, except for a model whose card records a measured bf16
 agreement with fp32 (``precision.auto_bf16``: the 8-bit output within 1 level, mean, on real
-photos with its own trained weights), which runs in bf16 on a CPU with native bf16 (AMX or
-AVX512-BF16) — see :func:`model_precision`. So far only the bundled lite model qualifies
-(mean 0.074, max 3 levels; ``benchmarks/README.md``). The published weights cannot be
+photos with its own trained weights; for a detector, its masks differing on at most 0.1 % of
+the pixels), which runs in bf16 on a CPU with native bf16 (AMX or AVX512-BF16) — see
+:func:`model_precision`. So far only the bundled lite models qualify (quality mean 0.074, max 3
+levels; scratch 0.068, max 4; the detector's masks 0.06 % apart; ``benchmarks/README.md``). The published weights cannot be
 measured here (the stand-ins are chaotic, so they say nothing), so they stay fp32 under
 ``auto``; :data:`AUTO_BF16_ON_CPU` would make bf16 the ``auto`` choice for every model once
 that is measured. ``auto`` never picks a precision the device lacks.
@@ -130,9 +131,9 @@ def model_precision(spec: str, chosen: str, device: torch.device, meta: dict) ->
     picks bf16 for a model whose card records a measured bf16 agreement (``precision.auto_bf16``).
 
     The bar is the 8-bit output within 1 level (mean) of fp32 on real photos with the model's
-    own trained weights; only the bundled lite quality model has been measured (mean 0.074, max 3 levels;
-    lite scratch and detector stay fp32 under ``auto``),
-    the published weights cannot be here, so they stay fp32 under ``auto``.
+    own trained weights (a detector: masks differing on at most 0.1 % of the pixels); the bundled
+    lite models have been measured and qualify. The published weights cannot be measured here,
+    so they stay fp32 under ``auto``.
     """
     if spec == "auto" and device.type == "cpu" and meta.get("precision", {}).get("auto_bf16") and cpu_has_fast_bf16():
         return "bf16"

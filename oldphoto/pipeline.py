@@ -92,6 +92,48 @@ def paint_holes(pixels: np.ndarray, mask: np.ndarray, rows: int = 256) -> np.nda
     return out
 
 
+def _pull_push(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Every pixel's estimate from weighted colours ``x`` (already multiplied by ``w``) and weights ``w``.
+
+    A pixel with any weight keeps its weighted mean; one with none takes the bilinear upsample
+    of the next coarser level's estimate (2×2 sums), so holes of any size fill from their rims.
+    """
+    est = x / w.clamp_min(1e-12)
+    h, wd = x.shape[-2:]
+    if bool((w > 0).all()):
+        return est
+    if h == 1 and wd == 1:
+        return torch.full_like(est, 128.0)  # nothing known at all: mid-grey
+    coarse = _pull_push(F.avg_pool2d(x, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True))
+    return torch.where(w > 0, est, F.interpolate(coarse, size=(h, wd), mode="bilinear", align_corners=False))
+
+
+def fill_holes(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Fill damaged pixels (``mask`` ≥ 128) smoothly from the undamaged ones around them; keep the rest.
+
+    The bundled lite scratch model's input (its card's ``pipeline.hole_fill: "smooth"``, not
+    published): a small network that starts from a plausible fill only has to sharpen it,
+    where from white paint it must learn to undo the paint, and undoes too little.
+    """
+    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a writable copy
+    known = torch.from_numpy(np.asarray(mask) < 128)[None, None]
+    w = known.float()
+    filled = torch.where(known, x, _pull_push(x * w, w))
+    return filled.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+
+
+#: How damaged pixels are painted before the scratch networks: ``white`` as published, or
+#: ``smooth`` (:func:`fill_holes`), as a card's ``pipeline.hole_fill`` says.
+HOLE_FILLS = ("white", "smooth")
+
+
+def paint_damage(pixels: np.ndarray, mask: np.ndarray, how: str = "white") -> np.ndarray:
+    """Damaged pixels (uint8 ``mask``, 255 = damaged) painted for the scratch networks, ``how`` in :data:`HOLE_FILLS`."""
+    if how not in HOLE_FILLS:
+        raise UsageError(f"unknown hole fill {how!r} (use {', '.join(HOLE_FILLS)})")
+    return paint_holes(pixels, mask) if how == "white" else fill_holes(pixels, mask)
+
+
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """H×W×3 uint8 to 1×3×H×W float32 in [-1, 1]: ``(p/255 − 0.5)/0.5``."""
     t = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
@@ -120,7 +162,7 @@ def prepare(
     if uses_mask and mask is not None:
         mt = torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)[None, None]
         mt = dilate(mt, int(pipeline.get("mask_dilation", 0)))
-        pixels = paint_holes(pixels, (mt[0, 0] * 255.0).round().numpy().astype(np.uint8))
+        pixels = paint_damage(pixels, (mt[0, 0] * 255.0).round().numpy().astype(np.uint8), pipeline.get("hole_fill", "white"))
         m = mt
     x = to_tensor(pixels)
     h, w = x.shape[-2:]

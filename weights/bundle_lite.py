@@ -114,8 +114,14 @@ def recipe(training: dict[str, Any], name: str) -> list[dict[str, Any]]:
             return [*parent["recipe"], *earlier, entry(training)]
         earlier.insert(0, entry(parent))
         start = parent["config"].get("init_from")
-    vaes = [entry(json.loads((Path(training["config"][key]) / f"{key}.json").read_text())["training"])
-            for key in (("vae_a", "vae_b") if name != "detector" else ())]
+    vaes: list[dict[str, Any]] = []
+    for key in ("vae_a", "vae_b") if name != "detector" else ():
+        folder = Path(training["config"][key])
+        if (folder / f"{key}.json").is_file():
+            vaes.append(entry(json.loads((folder / f"{key}.json").read_text())["training"]))
+        else:  # a bundled model's networks as the VAEs (a retrain of lite): its recipe came first
+            bundled = json.loads((folder / f"{name}.json").read_text())["training"]["recipe"]
+            vaes += [s for s in bundled if s not in vaes]
     return [*vaes, *earlier, entry(training)]
 
 
@@ -146,6 +152,9 @@ def main() -> None:
     ap.add_argument("--bf16-error", nargs=2, type=float, metavar=("MEAN", "MAX"), default=None,
                     help="benchmarks/precision.py --weights on shared/photos/old: bf16 vs fp32, 8-bit levels; "
                          "a mean within 1 level lets --precision auto pick bf16 for lite on CPUs with native bf16")
+    ap.add_argument("--bf16-mask-differ", type=float, metavar="SHARE", default=None,
+                    help="detector: benchmarks/precision.py --weights --subsets scratched --mask detected, the share of mask "
+                         "pixels bf16 flips; at most 0.001 lets --precision auto pick bf16 for it on CPUs with native bf16")
     ap.add_argument("--fp16", action="store_true",
                     help="store the float tensors as float16 (half the size; loaded into the fp32 networks, which still "
                          "compute in fp32); for the detector, whose 2.4 M parameters would not fit the 10 MB bundle in fp32")
@@ -159,6 +168,9 @@ def main() -> None:
     if name != "detector" and not meta.get("pipeline", {}).get("residual"):
         sys.exit(f"{args.run}: not a --residual mapping run")
     training = meta["training"]
+    start = training["config"].get("init_from")
+    if start and (Path(start) / f"{name}.json").resolve() == (args.dest / f"{name}.json").resolve():
+        sys.exit(f"{args.run}: it started from {start}, the very file this would replace; point --init-from at a copy")
     if args.reproduce:
         training["command_as_run"] = training["command"]
         training["command"] = args.reproduce
@@ -183,7 +195,11 @@ def main() -> None:
     if args.bf16_error is not None:
         mean, worst = args.bf16_error
         meta["precision"] = {"auto_bf16": mean <= 1.0, "bf16_vs_fp32_levels": {"mean": mean, "max": worst},
-                             "measured": "benchmarks/precision.py --weights oldphoto/weights/lite --subsets old"}
+                             "measured": "benchmarks/precision.py --weights oldphoto/weights/lite "
+                                         + ("--subsets old" if name == "quality" else "--subsets scratched --mask detected")}
+    if args.bf16_mask_differ is not None:
+        meta["precision"] = {"auto_bf16": args.bf16_mask_differ <= 0.001, "bf16_vs_fp32_mask_pixels_differ": args.bf16_mask_differ,
+                             "measured": "benchmarks/precision.py --weights oldphoto/weights/lite --subsets scratched --mask detected"}
     reports = [json.loads(p.read_text()) for p in args.scores]
     if not reports:
         meta.pop("scores", None)

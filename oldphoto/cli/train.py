@@ -65,6 +65,7 @@ def train(
     mapping_skip: bool = typer.Option(False, "--mapping-skip", help="mapping: a latent skip around the mapping (x + mapping(x), starting as the identity; lite). Recorded in the card."),
     p_each: float = typer.Option(0.7, "--p-each", min=0.0, max=1.0, help="Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7)."),
     rescale: float = typer.Option(1.0, "--rescale", min=0.1, max=1.0, help="detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks)."),
+    hole_fill: str = typer.Option("white", "--hole-fill", help="mapping-scratch: paint damaged input pixels 'white' (published) or fill them 'smooth'ly from their surroundings; recorded in the card."),
     p_damage: float = typer.Option(0.8, "--p-damage", min=0.0, max=1.0, help="detector: probability that a training crop is damaged; the rest teach it what is not damage."),
     fade: float = typer.Option(0.0, "--fade", min=0.0, max=1.0, help="Probability of synthetic fading (not in the published recipe)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (data, initialisation)."),
@@ -99,7 +100,7 @@ def train(
             weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
             val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes, decay=decay,
             device=device, precision=precision, resume=resume, residual=residual, train_encoder=train_encoder,
-            mapping_skip=mapping_skip, p_each=p_each, rescale=rescale, p_damage=p_damage,
+            mapping_skip=mapping_skip, p_each=p_each, rescale=rescale, p_damage=p_damage, hole_fill=hole_fill,
         )
         cfg.loss_weights()  # unknown loss names fail before any data is read
         from oldphoto.devices import select_device, slow_precision_reason

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from oldphoto.errors import ImageError, UsageError
+from oldphoto.pipeline import paint_damage
 from oldphoto.training.degrade import PUBLISHED, Damage, Recipe, add_damage, degrade, to_grey
 
 
@@ -138,12 +139,13 @@ class Sampler:
         """VAE_B: clean crops; grey p = 0.1."""
         return Batch(x=to_batch([self._grey(random_crop(self._pick(self.clean), self.crop, self.rng))[0] for _ in range(n)]))
 
-    def pairs(self, n: int, *, paint_white: bool = False) -> Batch:
+    def pairs(self, n: int, *, paint: str | None = None) -> Batch:
         """Mapping: (degraded, clean) crop pairs, grey together (p = 0.1); with damage when set.
 
         With damage, half the samples stay hole-free as in the published scratch training;
-        ``paint_white`` then paints the damaged pixels white, as the published loader does
-        with its masks and as ``restore`` does before the scratch mapping.
+        ``paint`` (``white`` as the published loader does with its masks, or ``smooth``) then
+        paints the damaged pixels exactly as ``restore`` does before the scratch mapping
+        (:func:`oldphoto.pipeline.paint_damage`).
         """
         xs, ys, masks = [], [], []
         for _ in range(n):
@@ -153,9 +155,8 @@ class Sampler:
             m = np.zeros(x.shape[:2], dtype=np.uint8)
             if self.damage is not None and self.rng.random() < 0.5:
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), self.damage)
-                if paint_white:
-                    x = x.copy()
-                    x[m > 0] = 255
+                if paint:
+                    x = paint_damage(x, m, paint)
             xs.append(x)
             ys.append(y)
             masks.append(m)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from oldphoto.errors import UsageError
+from oldphoto.pipeline import HOLE_FILLS
 
 STAGES = ("vae-a", "vae-b", "mapping", "mapping-scratch", "detector")
 
@@ -60,6 +61,9 @@ class TrainConfig:
     p_each: float = 0.7
     #: detector: smallest shrink of its training samples (1 = drawn at crop size, exact masks).
     rescale: float = 1.0
+    #: mapping-scratch: how damaged input pixels are painted (``white`` as published, or ``smooth``;
+    #: recorded in the card's pipeline so ``restore`` paints them the same way).
+    hole_fill: str = "white"
     #: detector: probability that a training crop is damaged (the rest teach it what is not damage).
     p_damage: float = 0.8
     seed: int = 0
@@ -110,6 +114,8 @@ class TrainConfig:
             raise UsageError("--train-encoder needs --residual (the published mapping keeps VAE_A's encoder frozen)")
         if self.mapping_skip and self.stage != "mapping":
             raise UsageError("--mapping-skip is for the quality mapping stage (mapping) only")
+        if self.hole_fill not in HOLE_FILLS or (self.hole_fill != "white" and self.stage != "mapping-scratch"):
+            raise UsageError(f"--hole-fill {self.hole_fill}: use white or smooth, for the scratch mapping stage (mapping-scratch) only")
         if self.residual and w.get("latent_l1"):
             raise UsageError("--residual has no latent L1 target (use image_l1; latent_l1 must be 0)")
         return w

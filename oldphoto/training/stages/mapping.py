@@ -11,7 +11,7 @@ from torch import nn
 
 from oldphoto.errors import UsageError
 from oldphoto.models import build_network
-from oldphoto.pipeline import add_residual
+from oldphoto.pipeline import add_residual, paint_damage
 from oldphoto.training.data import Batch, Sampler
 from oldphoto.training.degrade import Damage, degrade_photo
 from oldphoto.training.losses import MultiscaleDiscriminator, init_weights, lsgan
@@ -106,7 +106,7 @@ class MappingStage(Stage):
         return [g for g in got if g]
 
     def batch(self, sampler: Sampler) -> Batch:
-        return sampler.pairs(self.cfg.batch, paint_white=self.damage is not None)
+        return sampler.pairs(self.cfg.batch, paint=self.cfg.hole_fill if self.damage is not None else None)
 
     def _map(self, z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.T(z)
@@ -150,9 +150,7 @@ class MappingStage(Stage):
         if self.damage is None:
             return degrade_photo(clean, 10_000 + i, grey=False)[0], clean, None
         x, mask, _ = degrade_photo(clean, 10_000 + i, grey=False, damage=self.damage)
-        x = x.copy()
-        x[mask > 0] = 255
-        return x, clean, mask
+        return paint_damage(x, mask, self.cfg.hole_fill), clean, mask
 
     def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         from oldphoto.weights.cards import load_card
@@ -167,7 +165,11 @@ class MappingStage(Stage):
                 "mapping": {"arch": arch, "config": dict(self.T.config)},
                 "decoder": {"arch": "vae_decoder", "config": dict(self.dec_b.config)},
             },
-            "pipeline": {**load_card(self.output_name).get("pipeline", {}), **({"residual": True} if self.cfg.residual else {})},
+            "pipeline": {
+                **load_card(self.output_name).get("pipeline", {}),
+                **({"residual": True} if self.cfg.residual else {}),
+                **({"hole_fill": self.cfg.hole_fill} if self.damage is not None and self.cfg.hole_fill != "white" else {}),
+            },
             "description": f"Global restoration ({self.output_name} mode) trained by 'oldphoto train {self.name}': "
             + ("restored = input + VAE decoder(mapping(VAE_A encoder(input))), no min-max stretch (global residual)."
                if self.cfg.residual else "VAE_A encoder -> mapping -> VAE_B decoder."),
