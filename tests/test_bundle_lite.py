@@ -1,0 +1,61 @@
+"""``weights/bundle_lite.py`` records every stage behind a bundled lite model, and refuses a run
+that started from the very file it would replace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "weights"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bundle_lite import recipe  # noqa: E402
+
+
+def _run(folder: Path, name: str, stage: str, step: int, **config: object) -> dict:
+    """Write a run's card as training writes it (the fields recipe() reads) and return its training record."""
+    training = {"stage": stage, "command": f"oldphoto train {stage} --out {folder}", "step": step,
+                "wall_seconds": float(step), "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in config.items()}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps({"training": training}))
+    return training
+
+
+def test_a_chain_of_fine_tunes_is_recorded_back_to_its_vaes(tmp_path: Path) -> None:
+    _run(tmp_path / "vae_a", "vae_a", "vae-a", 300)
+    _run(tmp_path / "vae_b", "vae_b", "vae-b", 200)
+    vaes = {"vae_a": tmp_path / "vae_a", "vae_b": tmp_path / "vae_b"}
+    _run(tmp_path / "first", "quality", "mapping", 6000, init_from=None, **vaes)
+    _run(tmp_path / "ft", "quality", "mapping", 1500, init_from=tmp_path / "first", **vaes)
+    last = _run(tmp_path / "ft2", "quality", "mapping", 900, init_from=tmp_path / "ft", **vaes)
+    assert [(s["stage"], s["step"]) for s in recipe(last, "quality")] == [
+        ("vae-a", 300), ("vae-b", 200), ("mapping", 6000), ("mapping", 1500), ("mapping", 900)]
+
+
+def test_a_bundled_card_ends_the_walk_and_can_stand_for_the_vaes(tmp_path: Path) -> None:
+    bundled = tmp_path / "lite"
+    bundled.mkdir()
+    earlier = [{"stage": "vae-a", "command": "a", "step": 1, "wall_seconds": 1.0},
+               {"stage": "mapping-scratch", "command": "m", "step": 4000, "wall_seconds": 9.0}]
+    (bundled / "scratch.json").write_text(json.dumps({"training": {"recipe": earlier, "config": {}}}))
+    # A retrain that takes the bundled model's networks as its VAEs (lite scratch, step 11).
+    run = _run(tmp_path / "smooth", "scratch", "mapping-scratch", 3000, init_from=None, vae_a=bundled, vae_b=bundled)
+    assert [s["step"] for s in recipe(run, "scratch")] == [1, 4000, 3000]
+    # A fine-tune started from the bundled file: its recipe first, then this run.
+    det = _run(tmp_path / "det", "scratch", "mapping-scratch", 600, init_from=bundled, vae_a=bundled, vae_b=bundled)
+    assert [s["step"] for s in recipe(det, "scratch")] == [1, 4000, 600]
+
+
+def test_a_run_started_from_the_file_it_would_replace_is_refused(tmp_path: Path) -> None:
+    dest = tmp_path / "lite"
+    dest.mkdir()
+    (dest / "detector.json").write_text(json.dumps({"training": {"recipe": [], "config": {}}}))
+    _run(tmp_path / "det", "detector", "detector", 600, init_from=dest)
+    (tmp_path / "det" / "detector.safetensors").write_bytes(b"")
+    result = subprocess.run([sys.executable, str(ROOT / "weights" / "bundle_lite.py"), str(tmp_path / "det"),
+                             "--name", "detector", "--dest", str(dest)], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "the very file this would replace; point --init-from at a copy" in result.stderr
