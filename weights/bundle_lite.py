@@ -129,7 +129,8 @@ DESCRIPTIONS = {
     "quality": "The bundled lite model (quality mode): the published networks at lite widths, full resolution "
                "(no downsampling), trained on this project's CPU with oldphoto's training stages; {wiring}. See weights/README.md.",
     "scratch": "The bundled lite model (scratch mode): the published networks at lite widths (latent at 1/4 resolution, "
-               "partial non-local block), trained on this project's CPU with procedural damage; {wiring} on the damaged pixels only "
+               "partial non-local block), trained on this project's CPU with procedural damage; damaged pixels are first filled "
+               "from their surroundings (pipeline.hole_fill), then {wiring} on the damaged pixels only "
                "(the rest stays the photo's), then the whole photo through the lite quality model. See weights/README.md.",
     "detector": "The bundled lite scratch detector: the published UNet at lite width, trained on this project's CPU "
                 "on procedural damage masks. See weights/README.md.",
