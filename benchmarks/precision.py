@@ -84,9 +84,10 @@ def main() -> None:
         if mode == "scratch":
             mask = reference.detect(image) if args.mask == "detected" else scratch_mask(*image.size)
             if args.mask == "detected":
-                flips = int((np.asarray(mask) != np.asarray(reduced.detect(image))).sum())
-                mask_diff, mask_n = mask_diff + flips, mask_n + np.asarray(mask).size
-                print(f"{'':22} detector: {flips} of {np.asarray(mask).size} mask pixels differ", flush=True)
+                found = np.asarray(mask)
+                flips = int((found != np.asarray(reduced.detect(image))).sum())
+                mask_diff, mask_n = mask_diff + flips, mask_n + found.size
+                print(f"{'':22} detector: {flips} of {found.size} mask pixels differ", flush=True)
             if not np.asarray(mask).any():
                 mask = scratch_mask(*image.size)
         start = time.perf_counter()

@@ -52,6 +52,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from oldphoto.imageio import READABLE_EXTENSIONS  # noqa: E402
 from oldphoto.training import degrade as dg  # noqa: E402
 from oldphoto.training.metrics import psnr, ssim  # noqa: E402
 
@@ -148,7 +149,7 @@ def photo_arguments(ap: argparse.ArgumentParser, sets: tuple[str, ...]) -> None:
 
 def clean_photos(folder: Path, limit: int | None) -> list[Path]:
     """The photos of ``folder`` sorted by name (the first ``limit``); exits when there are none."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READABLE_EXTENSIONS)
     files = files[:limit] if limit else files
     if not files:
         sys.exit(f"{folder}: no photos")

@@ -116,9 +116,8 @@ def fill_holes(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     where from white paint it must learn to undo the paint, and undoes too little.
     """
     x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a writable copy
-    known = torch.from_numpy(np.asarray(mask) < 128)[None, None]
-    w = known.float()
-    filled = torch.where(known, x, _pull_push(x * w, w))
+    w = torch.from_numpy(np.asarray(mask) < 128)[None, None].float()
+    filled = _pull_push(x * w, w)  # an undamaged pixel keeps x·1/1, exactly x
     return filled.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
 
 

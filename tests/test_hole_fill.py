@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,6 @@ def test_scratch_training_fills_as_restore_does_and_records_it(vaes: dict, data:
     out = root / "smooth"
     run(_cfg("mapping-scratch", out, data, vae_a=root / "vae-a", vae_b=root / "vae-b", nl_blocks=1, steps=2,
              residual=True, hole_fill="smooth", weights={"latent_l1": 0, "image_l1": 10}), progress=False)
-    import json
-
     assert json.loads((out / "scratch.json").read_text())["pipeline"]["hole_fill"] == "smooth"
     with pytest.raises(UsageError, match="--hole-fill smooth: use white or smooth, for the scratch mapping stage"):
         TrainConfig(stage="mapping", out=out, hole_fill="smooth").loss_weights()

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from oldphoto.weights.choice import LITE_MODELS, lite_folder
-from tests.test_model_choice import CLEAN, _cli, _closed_port, _records, _small_photos
+from tests.test_model_choice import CLEAN, _cli, _closed_port, _psnr, _records, _small_photos
 from tests.test_published_download import env, release  # noqa: F401 - fixtures
 
 SEEDS = (0, 1, 2)
@@ -39,11 +39,6 @@ def _damaged(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     clean = np.asarray(Image.open(CLEAN / "crop.png").convert("RGB"))
     photo, mask, _ = dg.degrade_photo(clean, seed, recipe=replace(dg.PUBLISHED, p_each=0.0), damage=dg.Damage(), grey=False)
     return clean, photo, mask
-
-
-def _psnr_on(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64))[where] ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
 
 
 def _restorer() -> Any:
@@ -85,9 +80,9 @@ def test_scratch_mode_fills_the_damage_that_quality_mode_leaves(seed: int) -> No
     assert filled.model == "lite" and filled.mode == "scratch" and filled.image.size == (photo.shape[1], photo.shape[0])
     plain = np.asarray(r.restore(Image.fromarray(photo), mode="quality"))
     out = np.asarray(filled.image)
-    before, without, with_branch = (_psnr_on(x, clean, damaged) for x in (photo, plain, out))
+    before, without, with_branch = (_psnr(x, clean, damaged) for x in (photo, plain, out))
     assert with_branch >= before + GAIN_DAMAGED and with_branch >= without + GAIN_OVER_QUALITY, (before, without, with_branch)
-    assert _psnr_on(out, clean, ~damaged) >= CLEAR_FLOOR  # the rest of the photo is kept
+    assert _psnr(out, clean, ~damaged) >= CLEAR_FLOOR  # the rest of the photo is kept
 
 
 @pytest.mark.parametrize("seed", SEEDS)

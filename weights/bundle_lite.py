@@ -14,7 +14,6 @@ scores, and the sha256 that ``oldphoto`` checks before it loads the file::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from oldphoto.fsutil import sha256_file  # noqa: E402
 from quality import PROJECT_SETS, STANDARD_SETS, best_classical, overall  # noqa: E402  (the benchmark's own sets and table)
 
 
@@ -185,7 +185,7 @@ def main() -> None:
         half_copy(args.run / f"{name}.safetensors", weights)
     else:
         shutil.copyfile(args.run / f"{name}.safetensors", weights)
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    digest = sha256_file(weights)
     meta["model"] = "lite"
     skip = bool(meta.get("networks", {}).get("mapping", {}).get("config", {}).get("skip"))
     wiring = "e = encoder(input); restored = input + decoder(e + mapping(e))" if skip else "restored = input + decoder(mapping(encoder(input)))"
@@ -193,14 +193,14 @@ def main() -> None:
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
     if name == "scratch":  # fill the damage only, then restore the whole photo in quality mode (measured: docs/TRAINING.md)
         meta["pipeline"].update({"keep_undamaged": True, "fill_margin": 0, "then": "quality"})
+    measured = "benchmarks/precision.py --weights oldphoto/weights/lite " + (
+        "--subsets old" if name == "quality" else "--subsets scratched --mask detected")
     if args.bf16_error is not None:
         mean, worst = args.bf16_error
-        meta["precision"] = {"auto_bf16": mean <= 1.0, "bf16_vs_fp32_levels": {"mean": mean, "max": worst},
-                             "measured": "benchmarks/precision.py --weights oldphoto/weights/lite "
-                                         + ("--subsets old" if name == "quality" else "--subsets scratched --mask detected")}
+        meta["precision"] = {"auto_bf16": mean <= 1.0, "bf16_vs_fp32_levels": {"mean": mean, "max": worst}, "measured": measured}
     if args.bf16_mask_differ is not None:
         meta["precision"] = {"auto_bf16": args.bf16_mask_differ <= 0.001, "bf16_vs_fp32_mask_pixels_differ": args.bf16_mask_differ,
-                             "measured": "benchmarks/precision.py --weights oldphoto/weights/lite --subsets scratched --mask detected"}
+                             "measured": measured}
     reports = [json.loads(p.read_text()) for p in args.scores]
     if not reports:
         meta.pop("scores", None)

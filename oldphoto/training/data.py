@@ -163,7 +163,6 @@ class Sampler:
         mask = torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None]
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
-
     def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
         [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).

@@ -168,7 +168,7 @@ class MappingStage(Stage):
             "pipeline": {
                 **load_card(self.output_name).get("pipeline", {}),
                 **({"residual": True} if self.cfg.residual else {}),
-                **({"hole_fill": self.cfg.hole_fill} if self.damage is not None and self.cfg.hole_fill != "white" else {}),
+                **({"hole_fill": self.cfg.hole_fill} if self.cfg.hole_fill != "white" else {}),  # mapping-scratch only (config)
             },
             "description": f"Global restoration ({self.output_name} mode) trained by 'oldphoto train {self.name}': "
             + ("restored = input + VAE decoder(mapping(VAE_A encoder(input))), no min-max stretch (global residual)."
