@@ -127,7 +127,7 @@ def main() -> None:
     print(f"weights={args.weights} device={args.device} precision={args.precision} threads={args.threads} "
           f"tile={args.tile} max-memory={args.max_memory}")
     header = (f"{'mode':8} {'MP':>5} {'tiled s/MP':>10} {'tiled RSS':>10} {'tiled dev':>10} "
-              f"{'untiled s/MP':>12} {'untiled RSS':>11} {'ratio':>6}")
+              f"{'untiled s/MP':>12} {'untiled RSS':>11} {'untiled dev':>11} {'ratio':>6}")
     print(header)
     gb = float(1 << 30)
     for mode in args.modes:
@@ -149,10 +149,11 @@ def main() -> None:
             else:
                 cells += [f"{'failed':>10}", f"{'':>10}", f"{'':>10}"]
             if untiled:
-                cells += [f"{untiled['seconds'] / real_mp:12.3f}", f"{untiled['peak_rss'] / gb:10.2f}G"]
+                udev = f"{untiled['device_peak'] / gb:.2f}GB" if untiled["device_peak"] is not None else "-"
+                cells += [f"{untiled['seconds'] / real_mp:12.3f}", f"{untiled['peak_rss'] / gb:10.2f}G", f"{udev:>11}"]
                 cells += [f"{tiled['seconds'] / untiled['seconds']:6.2f}" if tiled else f"{'':>6}"]
             else:
-                cells += [f"{'does not fit':>12}", f"{'':>11}", f"{'':>6}"]
+                cells += [f"{'does not fit':>12}", f"{'':>11}", f"{'':>11}", f"{'':>6}"]
             print(" ".join(cells), flush=True)
 
 

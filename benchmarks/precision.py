@@ -32,7 +32,9 @@ from standin import DEFAULT_CACHE, PHOTOS, scratch_mask, standin_weights
 def photos(folder: Path, subsets: list[str]) -> list[tuple[Path, str]]:
     """(photo, mode) pairs: ``old/`` photos in quality mode, ``scratched/`` in scratch mode."""
     modes = {"old": "quality", "scratched": "scratch"}
-    return [(p, modes[s]) for s in subsets for p in sorted((folder / s).glob("*.png"))]
+    from oldphoto.imageio import READABLE_EXTENSIONS
+
+    return [(p, modes[s]) for s in subsets for p in sorted((folder / s).glob("*")) if p.suffix.lower() in READABLE_EXTENSIONS]
 
 
 def fp32_dither_change(restorer, image, mask, mode: str) -> float:
@@ -44,8 +46,10 @@ def fp32_dither_change(restorer, image, mask, mode: str) -> float:
     meta, bundle = restorer.model(mode)
     prepared = prepare(image, mask, meta["pipeline"])
     noise = (torch.rand(prepared.x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) / 255.0
+    device = restorer.device
+    hole = prepared.mask.to(device) if prepared.mask is not None else None
     with torch.inference_mode():
-        outs = [finish(run_networks(bundle, x, prepared.mask)["output"], prepared).astype(np.int16)
+        outs = [finish(run_networks(bundle, x.to(device), hole)["output"].float().cpu(), prepared).astype(np.int16)
                 for x in (prepared.x, prepared.x + noise)]
     return float(np.abs(outs[0] - outs[1]).mean())
 

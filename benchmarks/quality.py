@@ -166,6 +166,7 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, action="append", default=[], help="a model folder (repeatable)")
     ap.add_argument("--mode", default="quality")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="where the models run (cpu, cuda)")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write every score here")
     args = ap.parse_args()
@@ -179,7 +180,7 @@ def main() -> None:
         from oldphoto import Restorer
 
         for w in args.weights:
-            r = Restorer(w, device="cpu", precision="fp32")
+            r = Restorer(w, device=args.device, precision="fp32")
             methods[f"model {w.name}"] = lambda img, r=r: np.asarray(r.restore(Image.fromarray(img), mode=args.mode).convert("RGB"))
     scores: dict[str, dict[str, list[tuple[float, float]]]] = {s: {m: [] for m in methods} for s in args.sets}
     seconds = {m: 0.0 for m in methods}

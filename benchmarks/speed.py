@@ -17,6 +17,7 @@ restore (hooks on every conv during the warm-up), ``peak`` is the measured throu
 one 512→512 3×3 convolution at that size's latent (the mapping's workhorse, in the layout
 and precision the Restorer uses), and ``floor`` = TFLOP / peak is the time of the
 convolutions alone at that rate. ``s/MP ÷ floor`` is the overhead of everything else.
+On CUDA, ``GPU GiB`` is the peak device memory of the timed restores.
 """
 
 from __future__ import annotations
@@ -158,19 +159,23 @@ def main() -> None:
     weights = Path(args.weights) if args.weights else standin_weights(models, Path(args.cache))
     print(describe_machine(args.device))
     print(f"{'mode':8} {'size':>11} {'MP':>6} {'precision':>9} {'seconds':>8} {'s/MP':>7} {'TFLOP':>6} "
-          f"{'peak':>6} {'floor':>6} {'÷floor':>6} {'load':>5}")
+          f"{'peak':>6} {'floor':>6} {'÷floor':>6} {'load':>5} {'GPU GiB':>7}")
     for mode in args.modes:
         for precision in args.precisions:
             restorer = Restorer(weights, device=args.device, precision=precision)
             restorer.model(mode if mode != "detect" else "detector")
             for size in args.sizes:
                 mp = size[0] * size[1] / 1e6
+                cuda = restorer.device.type == "cuda"
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
                 seconds, tflop = time_restore(restorer, mode, size, args.repeat)
+                gpu = f"{torch.cuda.max_memory_allocated() / 2**30:7.2f}" if cuda else f"{'-':>7}"
                 peak = peak_tflops(restorer, size)
                 floor = tflop / peak
                 label = precision if precision != "auto" else f"auto={restorer.precision}"
                 print(f"{mode:8} {size[0]:>5}x{size[1]:<5} {mp:6.2f} {label:>9} {seconds:8.2f} {seconds / mp:7.2f} "
-                      f"{tflop:6.2f} {peak:6.2f} {floor / mp:6.2f} {seconds / floor:6.2f} {load_average():>5}", flush=True)
+                      f"{tflop:6.2f} {peak:6.2f} {floor / mp:6.2f} {seconds / floor:6.2f} {load_average():>5} {gpu}", flush=True)
             del restorer
 
 

@@ -109,6 +109,27 @@ def test_finish_map_is_finish_bit_for_bit() -> None:
     assert np.array_equal(finish_map(Map(TensorStore(output[0])), prepared, 7), expected)
 
 
+def test_norm_statistics_hand_cuda_a_plain_contiguous_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTorch's group-norm kernel reads channels-last tiles only on the CPU; elsewhere (CUDA) it
+    refuses them. A channels-last tile on another device (``meta`` stands in for CUDA here) must
+    reach the kernel as a plain contiguous tensor, and the CPU keeps the layout it was given."""
+    from oldphoto.tiling.maps import Moments
+
+    kernel = torch.native_group_norm
+    seen = []
+
+    def strict(x: torch.Tensor, *args):
+        seen.append((x.device.type, x.is_contiguous()))
+        if x.device.type != "cpu" and not x.is_contiguous():
+            raise RuntimeError("Expected X.is_contiguous(memory_format) to be true, but got false.")
+        return kernel(x, *args)
+
+    monkeypatch.setattr(torch, "native_group_norm", strict)
+    for device in ("meta", "cpu"):
+        Moments().add(torch.randn(1, 4, 5, 6, device=device).contiguous(memory_format=torch.channels_last))
+    assert seen == [("meta", True), ("cpu", False)]
+
+
 def test_file_store_reads_back_what_was_written() -> None:
     torch.manual_seed(0)
     data = torch.randn(5, 23, 31)

@@ -51,13 +51,16 @@ class Moments:
         """Fold in a 1×C×h×w tile.
 
         The per-tile statistics come from group norm's kernel with one channel per group and
-        eps 0 (exactly instance norm's statistics): one pass in either memory layout, several
-        times faster than ``var_mean`` on the CPU; its normalised output is discarded.
-        Per-tile variances come back as 1/rstd², exact to float32 rounding.
+        eps 0 (exactly instance norm's statistics): one pass, several times faster than
+        ``var_mean`` on the CPU; its normalised output is discarded. Per-tile variances come
+        back as 1/rstd², exact to float32 rounding. The CPU kernel reads either memory layout;
+        PyTorch's other kernels (CUDA) refuse anything but a plain contiguous tile.
         """
         c, nb = tile.shape[1], tile.shape[2] * tile.shape[3]
         t = tile.float()
-        if not (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
+        if t.device.type != "cpu":
+            t = t.contiguous()
+        elif not (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
             t = t.contiguous(memory_format=torch.channels_last)
         _, mu, rstd = torch.native_group_norm(t, None, None, 1, c, nb, c, 0.0)
         mu, var = mu.reshape(c), rstd.reshape(c).double().pow(-2)
