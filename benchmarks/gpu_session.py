@@ -186,7 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--make-data", type=Path, metavar="SHARED", help="write --data from this shared folder (../shared) and exit")
-    ap.add_argument("--out", type=Path, default=Path("gpu-results"), help="where results.tgz is written")
+    ap.add_argument("--out", type=Path, help="where results.tgz is written (required unless --make-data)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/oldphoto-gpu"), help="run folders and logs")
     ap.add_argument("--budget", type=float, default=570, help="seconds for the whole session")
     ap.add_argument("--bench-share", type=float, default=0.42, help="share of the budget for the benchmarks")
@@ -203,6 +203,8 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         make_data(args.data, args.make_data)
         return
+    if args.out is None:
+        ap.error("--out is required")
     args.data, args.out, args.work = args.data.resolve(), args.out.resolve(), args.work.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     s = Session(args.out, args.work, args.budget)
