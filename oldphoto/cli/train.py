@@ -80,6 +80,7 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 AMP on CUDA), fp32, bf16 or fp16."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+    prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", help="Draw the next batch on a background thread while a step runs. Default: on CUDA, where the GPU would wait for the CPU's sampler."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with ETA and losses."),
 ) -> None:
     """Train one stage of the restoration networks (the published triplet domain translation)."""
@@ -101,6 +102,7 @@ def train(
             val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes, decay=decay,
             device=device, precision=precision, resume=resume, residual=residual, train_encoder=train_encoder,
             mapping_skip=mapping_skip, p_each=p_each, rescale=rescale, p_damage=p_damage, hole_fill=hole_fill,
+            prefetch=prefetch,
         )
         cfg.loss_weights()  # unknown loss names fail before any data is read
         from oldphoto.devices import select_device, slow_precision_reason

@@ -27,6 +27,7 @@ import torch
 from oldphoto.errors import UsageError
 from oldphoto.training.data import Sampler, load_photos
 from oldphoto.training.degrade import PUBLISHED
+from oldphoto.training.prefetch import BatchPrefetcher
 from oldphoto.training.stages import Stage, TrainConfig, make_stage
 from oldphoto.training.state import has_state, load_state, restore_rng, rng_state, save_state
 
@@ -132,10 +133,18 @@ def run(
                  "old": [str(p) for p in cfg.old] if old else [], "old_images": len(old_names),
                  "val": str(cfg.val) if cfg.val else None}
 
+    # Drawing batches ahead pays where the step leaves the CPU idle (CUDA); on the CPU the
+    # sampler would only compete with the step for the same cores.
+    prefetch = cfg.prefetch if cfg.prefetch is not None else device.type == "cuda"
+    feeder = BatchPrefetcher(lambda: stage.batch(sampler), np_rng) if prefetch else None
+
     def checkpoint(final: bool) -> None:
         seconds = elapsed_before + time.monotonic() - start
+        rng = rng_state(np_rng)
+        if feeder is not None:
+            rng["numpy"] = feeder.numpy_state()
         save_state(state_dir, {"stage": cfg.stage, "step": step, "seconds": seconds,
-                               "stage_state": stage.state(), "rng": rng_state(np_rng)})
+                               "stage_state": stage.state(), "rng": rng})
         result.output = _export(stage, out, cfg, step, seconds, result.val, data_info, command)
         log.write({"event": "checkpoint", "step": step, "seconds": seconds, "final": final})
 
@@ -145,7 +154,7 @@ def run(
         while step < session_end:
             if cfg.decay:
                 _decay_lr(stage, cfg, step)
-            losses = stage.step(stage.batch(sampler))
+            losses = stage.step(feeder.next() if feeder is not None else stage.batch(sampler))
             step += 1
             result.losses.append(losses)
             if step % cfg.log_every == 0 or step == cfg.steps:
@@ -167,6 +176,8 @@ def run(
             result.stopped_early = True
         checkpoint(step >= cfg.steps)
     finally:
+        if feeder is not None:
+            feeder.close()
         if bar is not None:
             bar[0].stop()
         log.close()

@@ -78,6 +78,8 @@ class TrainConfig:
     decay: int = 0
     device: str = "cpu"
     precision: str = "auto"
+    #: Draw the next batch on a background thread during each step; None: on CUDA only.
+    prefetch: bool | None = None
     resume: bool = False
     #: Global residual wiring (``lite``): restored = input + decoder(mapping(encoder(input))),
     #: no min–max stretch; mappings only. Recorded in the card's ``pipeline``.
