@@ -147,6 +147,9 @@ def training(s: Session, args: argparse.Namespace) -> None:
                                           "--val-every", "0"], 45)
     rate = steps_per_second(probe / "amp" / "log.jsonl", 10) if (probe / "amp" / "log.jsonl").exists() else 2.0
     seconds = s.left() - args.eval_seconds - 40
+    if seconds < 20:
+        s.note(f"chain: skipped, {seconds:.0f} s left for it")
+        return
     steps = max(20, int(rate * seconds * 0.85))
     s.note(f"chain: {rate:.2f} steps/s measured, {steps} steps planned for {seconds:.0f} s")
     s.run("train_chain", train + chain + ["--out", str(runs / "chain"), *val, "--steps", str(steps), "--decay", str(steps // 2),
