@@ -149,6 +149,26 @@ def test_prefetched_batches_are_the_same_and_resume_exactly(vaes: dict, data: Pa
     assert not [t for t in threading.enumerate() if t.name.startswith("oldphoto-batches")]
 
 
+def test_prefetcher_raises_a_failed_draw_where_the_batch_is_taken() -> None:
+    from oldphoto.training.prefetch import BatchPrefetcher
+
+    rng = np.random.default_rng(0)
+    calls = []
+
+    def draw() -> float:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("bad crop")
+        return float(rng.random())
+
+    feeder = BatchPrefetcher(draw, rng)
+    first = feeder.next()
+    assert first == np.random.default_rng(0).random()
+    with pytest.raises(ValueError, match="bad crop"):
+        feeder.next()
+    feeder.close()
+
+
 def test_max_minutes_stops_cleanly_with_a_checkpoint(data: Path, tmp_path: Path) -> None:
     result = run(_cfg("vae-b", tmp_path, data, max_minutes=0.0, val=None), progress=False)
     assert result.stopped_early and result.step == 1
