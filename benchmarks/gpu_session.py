@@ -37,7 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PY = sys.executable
+
+from oldphoto.training.data import list_photos  # noqa: E402  (the photo files of a folder, as training lists them)
 
 
 class Session:
@@ -132,19 +135,15 @@ def training(s: Session, args: argparse.Namespace) -> None:
     common = [*clean, *width, "--batch", str(args.batch), "--crop", str(args.crop), "--seed", "0", "--no-progress",
               "--device", args.device, "--threads", str(args.threads), "--loss", "gan=0", "--loss", "fm=0", "--save-every", "0"]
     train = [PY, "-m", "oldphoto", "train"]
-    vae_minutes = args.vae_seconds / 60
-    s.run("train_vae_a", train + ["vae-a", "--out", str(runs / "vae_a"), "--old", str(args.data / "photos" / "old"), *common,
-                                  "--ndf", "32", "--steps", "100000", "--max-minutes", f"{vae_minutes:.3f}", "--val-every", "0"],
+    timed = [*common, "--steps", "100000", "--max-minutes", f"{args.vae_seconds / 60:.3f}", "--val-every", "0"]
+    s.run("train_vae_a", train + ["vae-a", "--out", str(runs / "vae_a"), "--old", str(args.data / "photos" / "old"), "--ndf", "32", *timed],
           args.vae_seconds + 40)
-    s.run("train_vae_b", train + ["vae-b", "--out", str(runs / "vae_b"), *common, "--steps", "100000",
-                                  "--max-minutes", f"{vae_minutes:.3f}", "--val-every", "0"], args.vae_seconds + 40)
+    s.run("train_vae_b", train + ["vae-b", "--out", str(runs / "vae_b"), *timed], args.vae_seconds + 40)
     chain = ["mapping", "--vae-a", str(runs / "vae_a"), "--vae-b", str(runs / "vae_b"), "--residual", "--train-encoder",
              "--mapping-skip", "--no-ttur", "--lr", "4e-4", *common]
     probe = args.work / "probe"
-    s.run("train_probe_fp32", train + chain + ["--out", str(probe / "fp32"), "--steps", "25", "--log-every", "5",
-                                                    "--val-every", "0", "--precision", "fp32"], 45)
-    s.run("train_probe", train + chain + ["--out", str(probe / "amp"), "--steps", "25", "--log-every", "5",
-                                          "--val-every", "0"], 45)
+    for name, sub, extra in (("train_probe_fp32", "fp32", ["--precision", "fp32"]), ("train_probe", "amp", [])):
+        s.run(name, train + chain + ["--out", str(probe / sub), "--steps", "25", "--log-every", "5", "--val-every", "0", *extra], 45)
     rate = steps_per_second(probe / "amp" / "log.jsonl", 10) if (probe / "amp" / "log.jsonl").exists() else 2.0
     seconds = s.left() - args.eval_seconds - 40
     if seconds < 20:
@@ -161,7 +160,7 @@ def training(s: Session, args: argparse.Namespace) -> None:
     s.run("quality_chain", [PY, "benchmarks/quality.py", "--device", args.device, "--no-baselines", "--folder",
                             str(args.data / "kodak"), "--weights", str(runs / "chain"), "--json",
                             str(s.logs / "quality_chain.json")], args.eval_seconds)
-    photo = sorted((args.data / "photos" / "old").iterdir())[0]
+    photo = list_photos(args.data / "photos" / "old")[0]
     s.run("restore_sample", [PY, "-m", "oldphoto", "restore", str(photo), str(s.logs / f"published_width_{photo.stem}.png"),
                              "--weights", str(runs / "chain"), "--device", args.device, "--mode", "quality"], 30)
 
@@ -170,15 +169,13 @@ def make_data(folder: Path, shared: Path) -> None:
     """Write ``folder`` (the ``--data`` layout) from ``shared``: every photo as lossless WebP (same pixels, a third smaller)."""
     from PIL import Image
 
-    from oldphoto.imageio import READABLE_EXTENSIONS
-
     clean = shared / "datasets" / "clean"
     jobs = [(clean / name, folder / "clean" / name, None) for name in ("cbsd68", "live1", "set14")]
     jobs += [(shared / "photos" / sub, folder / "photos" / sub, None) for sub in ("old", "scratched")]
     jobs.append((clean / "kodak24", folder / "kodak", 8))
     for src, dst, limit in jobs:
         dst.mkdir(parents=True, exist_ok=True)
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in READABLE_EXTENSIONS)[:limit]
+        files = list_photos(src)[:limit]
         for path in files:
             with Image.open(path) as im:
                 im.save(dst / f"{path.stem}.webp", lossless=True, quality=80, method=4)
@@ -203,7 +200,6 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["tests", "benchmarks", "training"])
     args = ap.parse_args()
     if args.make_data:
-        sys.path.insert(0, str(ROOT))
         make_data(args.data, args.make_data)
         return
     if args.out is None:

@@ -49,7 +49,7 @@ def fp32_dither_change(restorer, image, mask, mode: str) -> float:
     device = restorer.device
     hole = prepared.mask.to(device) if prepared.mask is not None else None
     with torch.inference_mode():
-        outs = [finish(run_networks(bundle, x.to(device), hole)["output"].float().cpu(), prepared).astype(np.int16)
+        outs = [finish(run_networks(bundle, x.to(device), hole)["output"], prepared).astype(np.int16)
                 for x in (prepared.x, prepared.x + noise)]
     return float(np.abs(outs[0] - outs[1]).mean())
 

@@ -27,7 +27,7 @@ import torch
 from oldphoto.errors import UsageError
 from oldphoto.training.data import Sampler, load_photos
 from oldphoto.training.degrade import PUBLISHED
-from oldphoto.training.prefetch import BatchPrefetcher
+from oldphoto.training.prefetch import BatchPrefetcher, Batches
 from oldphoto.training.stages import Stage, TrainConfig, make_stage
 from oldphoto.training.state import has_state, load_state, restore_rng, rng_state, save_state
 
@@ -136,13 +136,11 @@ def run(
     # Drawing batches ahead pays where the step leaves the CPU idle (CUDA); on the CPU the
     # sampler would only compete with the step for the same cores.
     prefetch = cfg.prefetch if cfg.prefetch is not None else device.type == "cuda"
-    feeder = BatchPrefetcher(lambda: stage.batch(sampler), np_rng) if prefetch else None
+    feeder = (BatchPrefetcher if prefetch else Batches)(lambda: stage.batch(sampler), np_rng)
 
     def checkpoint(final: bool) -> None:
         seconds = elapsed_before + time.monotonic() - start
-        rng = rng_state(np_rng)
-        if feeder is not None:
-            rng["numpy"] = feeder.numpy_state()
+        rng = {**rng_state(np_rng), "numpy": feeder.numpy_state()}  # not the state after a batch drawn ahead
         save_state(state_dir, {"stage": cfg.stage, "step": step, "seconds": seconds,
                                "stage_state": stage.state(), "rng": rng})
         result.output = _export(stage, out, cfg, step, seconds, result.val, data_info, command)
@@ -154,7 +152,7 @@ def run(
         while step < session_end:
             if cfg.decay:
                 _decay_lr(stage, cfg, step)
-            losses = stage.step(feeder.next() if feeder is not None else stage.batch(sampler))
+            losses = stage.step(feeder.next())
             step += 1
             result.losses.append(losses)
             if step % cfg.log_every == 0 or step == cfg.steps:
@@ -176,8 +174,7 @@ def run(
             result.stopped_early = True
         checkpoint(step >= cfg.steps)
     finally:
-        if feeder is not None:
-            feeder.close()
+        feeder.close()
         if bar is not None:
             bar[0].stop()
         log.close()
