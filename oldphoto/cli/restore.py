@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     RunBatch = Callable[..., list[Record]]
 
 def restore(
-    src: Path = typer.Argument(..., help="A photo, or a folder of photos.", show_default=False),
+    src: Path = typer.Argument(..., metavar="IN", help="A photo, or a folder of photos.", show_default=False),
     dest: Path = typer.Argument(
-        ..., help="Output file (format from its extension), or folder (created; keeps the input names).", show_default=False
+        ..., metavar="OUT", help="Output file (format from its extension), or folder (created; keeps the input names).", show_default=False
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also restore photos in sub-folders, keeping the tree."),
     format: Optional[str] = typer.Option(
@@ -60,12 +60,12 @@ def restore(
     comparison: Optional[Path] = typer.Option(None, "--comparison", help="Also write a before/after image here (a file, or a folder for many photos)."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON record per photo on stdout instead of progress and a summary."),
     faces: Optional[bool] = typer.Option(
-        None, "--faces/--no-faces", help="Enhance faces (needs oldphoto[faces]). Default: on when the extra and face weights are present."
+        None, "--faces/--no-faces", help="Enhance faces (needs the faces extra, oldphoto[faces]). Default: on when the extra and face weights are present."
     ),
     face_size: Optional[int] = typer.Option(None, "--face-size", help="Face generator: 256 or 512 (default: 512 with --mode hr, else 256)."),
     face_strength: float = typer.Option(1.0, "--face-strength", help="Blend of restored and original faces; 1 is the published behaviour."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Folder for each face's aligned, restored and compare crops."),
-    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs oldphoto[ray])."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs the ray extra, oldphoto[ray])."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="With --engine ray: 'auto' (the running cluster) or its address. Default: a private Ray on this machine."
     ),
@@ -79,13 +79,11 @@ def restore(
 
     Examples:
 
-      oldphoto restore old.jpg restored.jpg
-
-      oldphoto restore scans/ restored/ --recursive --detect-scratches --save-mask masks/
-
-      oldphoto restore torn.png fixed.png --mask torn-mask.png --comparison before-after.png
-
-      oldphoto restore /shared/scans/ /shared/restored/ --engine ray --ray-address auto
+    \b
+      oldphoto restore old.jpg restored.jpg --comparison before-after.jpg
+      oldphoto restore scans/ restored/ --recursive --save-mask masks/
+      oldphoto restore torn.png fixed.png --mask torn-mask.png
+      oldphoto restore /shared/scans/ /shared/out/ --engine ray --ray-address auto
     """
     from oldphoto import batch
     from oldphoto.errors import OldPhotoError, UsageError
