@@ -102,6 +102,7 @@ def restore(
         check_mask_mode(mode, mask is not None)
         cluster = _cluster(engine, ray_address, workers, gpus_per_worker, cpus_per_worker)
         jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
+        batch.check_writable(jobs, overwrite, [save_faces] if save_faces is not None else [])
     except UsageError as exc:
         fail(str(exc), code=2)
     single = not src.is_dir()
