@@ -98,39 +98,49 @@ def list_models(
 ) -> None:
     """Show every known model: where it is, its size, whether it was verified, what it came from, and its sources."""
     from rich.console import Console
-    from rich.table import Table
 
     from oldphoto.weights.cache import weights_status
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("model", "present", "verified", "size"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("where", overflow="fold")
-    table.add_column("from (repository@commit)", overflow="fold")
-    table.add_column("sources", overflow="fold")
+    out = Console(highlight=False)
     for row in weights_status(weights_dir=weights):
         verified = {True: "yes", None: "unknown" if row["present"] else "-", False: "NO"}[row["verified"]]
-        table.add_row(
-            row["name"],
-            row["where"] or "no",
-            verified,
-            human_bytes(row["size"]),
-            row["path"] or "-",
-            f"{row['repo']}@{(row['commit'] or 'unknown')[:12]}" if row.get("repo") else "-",
-            ", ".join(row["sources"]) or "-",
-        )
-    _lite_row(table)
-    Console(soft_wrap=True).print(table)
+        details = [("in", row["path"])] if row["path"] else []
+        if row.get("repo"):
+            details.append(("from", f"{row['repo']}@{(row['commit'] or 'unknown')[:12]}"))
+        _print_model(out, row["name"], row["where"] or "no", verified, human_bytes(row["size"]), details, row["sources"])
+    _print_lite(out)
 
 
-def _lite_row(table: Any) -> None:
+def _print_model(
+    out: Any, name: str, where: str, verified: str, size: str, details: list[tuple[str, str]], sources: list[str]
+) -> None:
+    """One model as a few lines: name, where, verified and size; then what it is and where it comes from.
+
+    A line that does not fit the terminal wraps at a space, so repository names and paths stay
+    whole (each source on its own line) where a table's narrow columns would cut them mid-word.
+    """
+    from rich.padding import Padding
+    from rich.text import Text
+
+    out.print(Text(f"{name:<9} {where:<8} verified: {verified:<8} size: {size}"), no_wrap=True, overflow="ignore")
+    for label, value in details:
+        out.print(Padding(Text(f"{label} {value}"), (0, 0, 0, 2), expand=False))
+    if sources:
+        out.print(Padding(Text("sources, tried in order:" if len(sources) > 1 else "source:"), (0, 0, 0, 2), expand=False))
+        for source in sources:
+            out.print(Padding(Text(source), (0, 0, 0, 4), expand=False))
+
+
+def _print_lite(out: Any) -> None:
     """The bundled lite model: inside the package, checked against its card's sha256."""
     from oldphoto.weights.choice import lite_status
 
     lite = lite_status()
-    table.add_row("lite", "package" if lite["present"] else "no", "yes" if lite["verified"] else "NO",
-                  human_bytes(lite["size"]) if lite["present"] else "-", lite["path"], "-",
-                  f"bundled ({', '.join(lite['models'])}; --model lite, or auto without published weights)")
+    _print_model(
+        out, "lite", "package" if lite["present"] else "no", "yes" if lite["verified"] else "NO",
+        human_bytes(lite["size"]) if lite["present"] else "-",
+        [("in", lite["path"]), ("bundled:", f"{', '.join(lite['models'])}; --model lite, or auto without published weights")], [],
+    )
 
 
 @app.command("verify", cls=Command, short_help="Re-check cached weights against their record and the Hub.")
