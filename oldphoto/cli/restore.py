@@ -107,13 +107,17 @@ def restore(
         check_mask_mode(mode, mask is not None)
         cluster = _cluster(engine, ray_address, workers, gpus_per_worker, cpus_per_worker)
         _check_options(restorer_options, local=cluster is None)
+        if cluster is not None:
+            from oldphoto.engines.ray import import_ray
+
+            import_ray()  # a missing extra is reported before any work
         jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
         if mask is not None and mask.is_file():
             _check_mask(mask, settings.max_pixels)
         batch.check_writable(jobs, overwrite, [save_faces] if save_faces is not None else [])
     except UsageError as exc:
         fail(str(exc), code=2)
-    except OldPhotoError as exc:  # --faces without the faces extra
+    except OldPhotoError as exc:  # --faces without the faces extra, --engine ray without Ray
         fail(str(exc))
     single = not src.is_dir()
     try:
@@ -121,8 +125,6 @@ def restore(
             restorer_options["model"] = _choose(restorer_options, settings, detect_scratches or save_mask is not None, mask is not None)
         if cluster is not None:
             from oldphoto.engines import ray as ray_engine
-
-            ray_engine.import_ray()  # a missing extra is reported before any progress is drawn
 
             def run_batch(jobs: list[Job], settings: Settings, **report: Any) -> list[Record]:
                 report.pop("on_progress", None)  # tiles of one photo stay on its worker
