@@ -185,8 +185,9 @@ def _read_device(spec: str) -> None:
 
     from oldphoto.errors import UsageError
 
+    name = spec.strip().lower()
     try:
-        device = torch.device(spec) if spec.strip().lower() != "auto" else None
+        device = torch.device(name) if name != "auto" else None
     except RuntimeError:
         raise UsageError(f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)") from None
     if device is not None and device.type not in ("cpu", "cuda", "mps"):
