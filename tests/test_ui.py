@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from oldphoto.errors import ImageError
 from oldphoto.inputs import load_mask
-from oldphoto.ui.session import MASK_COLOUR, MASK_OPACITY, Session, mask_from_layers, mask_layer, open_photo
+from oldphoto.ui.session import MASK_COLOUR, MASK_OPACITY, Session, faces_off_reason, mask_from_layers, mask_layer, open_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Software WebGL (SwiftShader) rather than --disable-gpu: with the GPU process disabled, the
@@ -161,6 +161,37 @@ def test_session_restore_gives_the_cli_bytes_and_writes_only_to_its_folder(
     assert plain.mask is None and f"quality mode with the weights in {tiny_weights}, no mask used" in plain.message
 
 
+NO_ADDON = "Faces are not enhanced: the face add-on is not installed on this computer (oldphoto's faces extra)."
+
+
+def test_faces_off_says_why_in_plain_words(tiny_weights: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oldphoto.api import Restorer
+    from oldphoto.errors import UsageError
+    from oldphoto.faces import faces_available
+
+    if not faces_available():
+        pytest.skip("the faces extra (dlib-bin, face-recognition-models) is not installed")
+    assert faces_off_reason(Restorer(tiny_weights, device="cpu")) is None  # the tiny weights hold face256
+    lite = faces_off_reason(Restorer(model="lite", device="cpu"))
+    assert lite == "Faces are not enhanced: the built-in lite model has no face model (it needs the published weights)."
+    bare = shutil.copytree(tiny_weights, tmp_path / "no-faces", ignore=shutil.ignore_patterns("face*"))
+    assert faces_off_reason(Restorer(bare, device="cpu")) == "Faces are not enhanced: the weights folder no-faces has no face model."
+
+    plain = tmp_path / "wall.png"
+    Image.new("RGB", (64, 48), (150, 140, 120)).save(plain)
+    found = Session(Restorer(tiny_weights, device="cpu"), tmp_path / "faces").restore(plain, None, choice="quality", faces=True)
+    assert found.message.endswith(", no face found, " + found.message.rsplit(", ", 1)[1])
+
+    # dlib cannot be imported (what a machine without the extra meets): the add-on is named, no pip command.
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    session = Session(Restorer(tiny_weights, device="cpu"), tmp_path / "work")
+    assert session.faces_off == NO_ADDON and "pip" not in NO_ADDON
+    result = session.restore(photos / "old_a.png", None, choice="quality", faces=False)
+    assert "face" not in result.message  # said once, beside the options, not again in every result
+    with pytest.raises(UsageError, match="face add-on is not installed"):
+        session.restore(photos / "old_a.png", None, choice="quality", faces=True)
+
+
 def test_ui_without_gradio_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
@@ -225,18 +256,21 @@ class App:
         self.url, self.weights, self.cwd, self.tmp, self.proc = url, weights, cwd, tmp, proc
 
 
-@pytest.fixture(scope="module")
-def app(tiny_weights: Path, photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    base = tmp_path_factory.mktemp("ui-app")
-    photo = _rotated_jpeg(photos, base / "grandad.jpg")
-    weights = _half_damaged_weights(tiny_weights, photo, base / "weights")
+#: Run the CLI the way ``python -m oldphoto`` does, after making ``import dlib`` fail as it
+#: does on a machine without the faces extra (``None`` in ``sys.modules`` blocks the import).
+WITHOUT_DLIB = "import runpy, sys; sys.modules['dlib'] = None; sys.argv[0] = 'oldphoto'; runpy.run_module('oldphoto', run_name='__main__')"
+
+
+def _start_app(base: Path, weights: Path, *, without_dlib: bool = False) -> Iterator[App]:
+    """``oldphoto ui`` on a free loopback port with ``weights``; checks on exit that it wrote nothing outside its folder."""
     cwd, tmp = base / "cwd", base / "tmp"
     cwd.mkdir()
     tmp.mkdir()
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "OMP_NUM_THREADS": "2", "COLUMNS": "200"}
+    python = [sys.executable, "-c", WITHOUT_DLIB] if without_dlib else [sys.executable, "-m", "oldphoto"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "oldphoto", "ui", "--port", str(port), "--weights", str(weights), "--device", "cpu", "--no-browser"],
+        [*python, "ui", "--port", str(port), "--weights", str(weights), "--device", "cpu", "--no-browser"],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}/"
@@ -250,8 +284,7 @@ def app(tiny_weights: Path, photos: Path, tmp_path_factory: pytest.TempPathFacto
                 proc.kill()
                 pytest.fail(f"oldphoto ui did not start:\n{proc.communicate()[0]}")
             time.sleep(0.3)
-    started = App(url, weights, cwd, tmp, proc)
-    yield started
+    yield App(url, weights, cwd, tmp, proc)
     proc.terminate()
     log = proc.communicate(timeout=30)[0]
     assert proc.returncode is not None
@@ -261,22 +294,58 @@ def app(tiny_weights: Path, photos: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="module")
-def page(app: App) -> Iterator[Any]:
+def app(tiny_weights: Path, photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    base = tmp_path_factory.mktemp("ui-app")
+    photo = _rotated_jpeg(photos, base / "grandad.jpg")
+    weights = _half_damaged_weights(tiny_weights, photo, base / "weights")
+    yield from _start_app(base, weights)
+
+
+@pytest.fixture(scope="module")
+def app_without_dlib(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The app where dlib cannot be imported, with weights that hold the face models."""
+    yield from _start_app(tmp_path_factory.mktemp("ui-app-without-dlib"), tiny_weights, without_dlib=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-        tab = context.new_page()
-        tab.set_default_timeout(90_000)
-        outside: list[str] = []
-        tab.on("request", lambda r: outside.append(r.url) if r.url.split("/")[2:3] != [app.url.split("/")[2]] and r.url.startswith("http") else None)
-        tab.goto(app.url)
-        tab.wait_for_selector("#upload input[type=file]", state="attached")
-        yield tab
-        # The page never reaches beyond this computer (fonts, analytics, version checks).
-        assert outside == []
-        browser.close()
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _open(browser: Any, app: App) -> Iterator[Any]:
+    """A fresh tab on ``app``; checks on close that the page never reached beyond this computer."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    tab = context.new_page()
+    tab.set_default_timeout(90_000)
+    outside: list[str] = []
+    tab.on("request", lambda r: outside.append(r.url) if r.url.split("/")[2:3] != [app.url.split("/")[2]] and r.url.startswith("http") else None)
+    tab.goto(app.url)
+    tab.wait_for_selector("#upload input[type=file]", state="attached")
+    yield tab
+    # The page never reaches beyond this computer (fonts, analytics, version checks).
+    assert outside == []
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, app: App) -> Iterator[Any]:
+    yield from _open(browser, app)
+
+
+@pytest.fixture
+def fresh_page(browser: Any, app: App) -> Iterator[Any]:
+    """A tab of its own, as a person who has just opened the page sees it."""
+    yield from _open(browser, app)
+
+
+@pytest.fixture
+def page_without_dlib(browser: Any, app_without_dlib: App) -> Iterator[Any]:
+    yield from _open(browser, app_without_dlib)
 
 
 def _status(page: Any, *words: str, before: str | None = None) -> str:
@@ -384,3 +453,76 @@ def test_bad_uploads_are_shown_and_the_page_keeps_working(app: App, page: Any, p
     saved = tmp_path / caught.value.suggested_filename
     caught.value.save_as(saved)
     assert saved.name == "old_a-restored.png" and Image.open(saved).size == (298, 450)
+
+
+def _shown(page: Any, selector: str) -> bool:
+    return bool(page.locator(selector).is_visible())
+
+
+@browser_test
+def test_a_new_visitor_sees_only_what_works_and_what_was_taken(fresh_page: Any, photos: Path, tmp_path: Path) -> None:
+    from oldphoto.faces import faces_available
+
+    page = fresh_page
+    # Nothing to edit or compare yet: no empty editor with its meaningless zoom, a line saying where the photo will be.
+    page.wait_for_timeout(2000)  # what is drawn after load (the editor's zoom was) has been drawn by then
+    assert "1000%" not in page.locator("body").inner_text()
+    assert _shown(page, "#waiting") and not _shown(page, "#editor") and not _shown(page, "#compare")
+    assert not _shown(page, "#photos")
+
+    # The faces extra and the face model are here: the options show, the strength only while faces are ticked.
+    if faces_available():
+        assert _shown(page, "#faces") and not _shown(page, "#faces-off")
+        ticked = page.locator("#faces input").is_checked()
+        assert _shown(page, "#strength") == ticked
+        page.locator("#faces input").set_checked(not ticked)
+        page.locator("#strength").wait_for(state="hidden" if ticked else "visible")
+        page.locator("#faces input").set_checked(ticked)
+        page.locator("#strength").wait_for(state="visible" if ticked else "hidden")
+
+    src = _rotated_jpeg(photos, tmp_path / "grandad.jpg")
+    assert "2 photos added: grandad.jpg, old_a.png. Working on grandad.jpg." in _upload(page, src, photos / "old_a.png")
+    # What was taken stays in view: a thumbnail of each, upright, named, the one worked on selected.
+    gallery = page.locator("#photos")
+    gallery.locator("img").nth(1).wait_for()
+    assert gallery.locator("img").count() == 2
+    assert "grandad.jpg" in gallery.inner_text() and "old_a.png" in gallery.inner_text()
+    page.wait_for_function("() => [...document.querySelectorAll('#photos img')].every(i => i.complete && i.naturalWidth > 0)")
+    sizes = gallery.locator("img").evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[152, 200], [132, 200]]  # 256×336 upright (EXIF applied) and 298×450, longest side 200
+    assert _shown(page, "#editor") and not _shown(page, "#waiting")
+    page.screenshot(path=str(_artefacts(tmp_path) / "ui-after-upload.png"), full_page=True)
+
+    # A thumbnail picks the photo to work on; a result shown is that photo's, and goes when another is picked.
+    before = page.locator("#status").inner_text()
+    gallery.locator("img").nth(1).click()
+    assert _status(page, "Working on", before=before).strip() == "Working on old_a.png."
+    page.locator("#choice label", has_text="quality").click()
+    page.click("#restore")
+    assert "Restored old_a.png (298×450) in quality mode" in _status(page, "Restored", "Problem")
+    page.locator("#compare img").first.wait_for()
+    page.locator("#download-photo").wait_for()
+    gallery.locator("img").nth(0).click()
+    assert _status(page, "Working on grandad", "Problem").strip() == "Working on grandad.jpg."
+    page.locator("#compare").wait_for(state="hidden")
+    assert not _shown(page, "#download-photo")
+
+    # More photos add to the ones taken.
+    assert "1 photo added: scratched_b.png" in _upload(page, photos / "scratched_b.png")
+    gallery.locator("img").nth(2).wait_for()
+    assert gallery.locator("img").count() == 3
+
+
+@browser_test
+def test_without_the_faces_extra_the_page_says_once_why_faces_are_off(page_without_dlib: Any, photos: Path) -> None:
+    page = page_without_dlib
+    assert not _shown(page, "#faces") and not _shown(page, "#strength")
+    assert page.locator("#faces-off").inner_text().strip() == NO_ADDON
+    text = page.locator("body").inner_text()
+    assert text.count("Faces are not enhanced") == 1 and "pip" not in text
+
+    assert "Working on old_a.png" in _upload(page, photos / "old_a.png")
+    page.click("#restore")
+    status = _status(page, "Restored", "Problem")
+    assert "Restored old_a.png (298×450) in quality mode" in status and "face" not in status
+    assert page.locator("body").inner_text().count("Faces are not enhanced") == 1

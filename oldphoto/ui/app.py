@@ -155,7 +155,7 @@ def build(session: Session, *, faces_default: bool = False) -> gr.Blocks:
         current: str | None, photos: dict, editor: dict | None, choice: str, faces: bool, strength: float,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
-        nothing = (gr.update(), hidden, hidden)
+        nothing = (hidden, hidden, hidden)
         if current is None:
             return (*nothing, _status("upload a photo first.", "error"))
         path = photos[current]
@@ -194,7 +194,7 @@ def build(session: Session, *, faces_default: bool = False) -> gr.Blocks:
                 )
                 gallery = gr.Gallery(
                     label="Your photos (click one to work on it)", visible=False, elem_id="photos", columns=2,
-                    allow_preview=False, interactive=False, object_fit="contain", buttons=[],
+                    allow_preview=False, interactive=False, object_fit="contain", buttons=[], fit_columns=False,
                 )
                 choice = gr.Radio(
                     list(CHOICES), value="auto", label="Restore for",
@@ -246,8 +246,9 @@ def build(session: Session, *, faces_default: bool = False) -> gr.Blocks:
         )
         faces.change(lambda on: gr.update(visible=bool(on)), faces, strength, show_progress="hidden")
         find.click(detect, [current, photos], [editor, status], concurrency_id=_SLOT, concurrency_limit=1, show_progress_on=[editor])
-        go.click(
+        # The slider shows at once, empty, to carry the progress where the result will appear.
+        go.click(lambda: gr.update(visible=True), None, compare, queue=False, show_progress="hidden").then(
             restore, [current, photos, editor, choice, faces, strength], [compare, photo_out, mask_out, status],
-            concurrency_id=_SLOT, concurrency_limit=1, show_progress_on=[editor, compare],
+            concurrency_id=_SLOT, concurrency_limit=1, show_progress_on=[compare],
         )
     return page

@@ -227,7 +227,7 @@ class Session:
         count, share = damaged_share(used)
         mask_text = f"mask: {count} damaged pixels ({share:.2%})" if used is not None else "no mask used"
         # Faces the page cannot enhance were explained once, beside the options: not again here.
-        face_text = "" if self.faces_off else ", faces off" if not result.faces_enabled else (
+        face_text = "" if self.faces_off else ", faces off" if not result.faces_enabled else ", no face found" if not result.faces else (
             f", {sum(bool(f.get('enhanced')) for f in result.faces)} of {len(result.faces)} faces enhanced"
         )
         message = (
