@@ -256,7 +256,7 @@ def test_the_fooocusextend_layout_alone_serves_every_model_converted_like_a_loca
             assert record["repo"] == EXTEND and record["commit"] == commit and record["verified"] is False
             assert sorted(record["files"]) == sorted(p.split("/checkpoints/", 1)[1] for p in needs(cards[name]))
             _same_tensors(folder, local / name if (local / name).is_dir() else local, name)
-        assert f"face512: downloading 1 file" in result.stderr and f"from {EXTEND}@{commit[:12]}" in result.stderr
+        assert "face512: downloading 1 file" in result.stderr and f"from {EXTEND}@{commit[:12]}" in result.stderr
 
         photo = _photo(tmp_path)
         _restore(photo, tmp_path / "hub.png", "--mask", _mask(tmp_path, photo))

@@ -31,7 +31,6 @@ from oldphoto.ui.session import (
     mask_from_layers,
     mask_layer,
     readable,
-    thumbnail,
 )
 
 #: Detection and restoration share this queue slot, so one runs at a time and clicks queue.
