@@ -227,9 +227,7 @@ class Session:
         count, share = damaged_share(used)
         mask_text = f"mask: {count} damaged pixels ({share:.2%})" if used is not None else "no mask used"
         # Faces the page cannot enhance were explained once, beside the options: not again here.
-        face_text = "" if self.faces_off else ", faces off" if not result.faces_enabled else ", no face found" if not result.faces else (
-            f", {sum(bool(f.get('enhanced')) for f in result.faces)} of {len(result.faces)} faces enhanced"
-        )
+        face_text = "" if self.faces_off else f", {_face_words(result)}"
         message = (
             f"Restored {path.name} ({result.image.width}×{result.image.height}) in {result.mode} mode"
             f"{_model_words(getattr(result, 'model', ''))}, "
@@ -249,6 +247,15 @@ class Session:
             raise UsageError(self.faces_off)
         self.restorer.faces = False if self.faces_off else faces
         self.restorer.face_strength = strength
+
+
+def _face_words(result: Any) -> str:
+    """``faces off`` / ``no face found`` / ``N of M faces enhanced``."""
+    if not result.faces_enabled:
+        return "faces off"
+    if not result.faces:
+        return "no face found"
+    return f"{sum(bool(f.get('enhanced')) for f in result.faces)} of {len(result.faces)} faces enhanced"
 
 
 def _model_words(model: str) -> str:
