@@ -132,7 +132,7 @@ def test_ui_without_gradio_is_one_line_naming_the_extra(monkeypatch: pytest.Monk
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
     code, output = _cli("ui", "--no-browser")
     assert code == 1
-    assert output.strip().splitlines() == ["error: the web app needs Gradio, which is not installed: pip install 'oldphoto[ui]'"]
+    assert output.strip().splitlines() == ["error: the web app needs Gradio, which is not installed: pip install '.[ui]' in oldphoto's folder"]
 
 
 def test_the_command_line_does_not_import_gradio() -> None:

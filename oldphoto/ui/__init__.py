@@ -19,7 +19,7 @@ from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import DEFAULT_MAX_PIXELS
 
 #: What to install when Gradio is missing.
-INSTALL_HINT = "pip install 'oldphoto[ui]'"
+INSTALL_HINT = "pip install '.[ui]' in oldphoto's folder"
 
 
 class UiUnavailable(OldPhotoError):
