@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,22 @@ def _cfg(stage: str, out: Path, data: Path, **kw) -> TrainConfig:
     return TrainConfig(stage=stage, out=out, **{**base, **kw})
 
 
-def _drop(losses: list[dict[str, float]], key: str) -> tuple[float, float]:
-    return float(np.mean([l[key] for l in losses[:5]])), float(np.mean([l[key] for l in losses[-5:]]))
+def _untrained(cfg: TrainConfig) -> list[dict[str, float]]:
+    """The losses of ``cfg``'s run with a zero learning rate: the untrained networks on the same
+    batches and noise (the sampler's and torch's streams do not depend on the weights)."""
+    return run(replace(cfg, out=Path(cfg.out).with_name(Path(cfg.out).name + "-lr0"), lr=0.0), progress=False).losses
+
+
+def _fall(trained: list[dict[str, float]], untrained: list[dict[str, float]], key: str) -> float:
+    """Trained over untrained ``key`` loss on the run's last five batches (the same batches for both).
+
+    Pairing removes the batch-to-batch noise that made a first-against-last comparison swing by
+    ±10 %; what remains is how far training got, which float32 rounding also moves: 20 steps
+    amplify a last-bit difference into another trajectory, so another CPU lands where another
+    seed would. A broken step (no optimiser step, zero rate) gives exactly 1.
+    """
+    pairs = [(a[key], b[key]) for a, b in zip(trained, untrained) if key in a][-5:]
+    return float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs]))
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +86,7 @@ def vaes(tmp_path_factory: pytest.TempPathFactory, data: Path) -> dict[str, obje
     out = {}
     for stage in ("vae-a", "vae-b"):
         out[stage] = run(_cfg(stage, root / stage, data), progress=False)
+        out[f"{stage} untrained"] = _untrained(_cfg(stage, root / stage, data))
     out["root"] = root
     return out
 
@@ -78,12 +94,11 @@ def vaes(tmp_path_factory: pytest.TempPathFactory, data: Path) -> dict[str, obje
 @pytest.mark.parametrize("stage", ["vae-a", "vae-b"])
 def test_twenty_vae_steps_lower_the_reconstruction_loss(vaes: dict, stage: str) -> None:
     result = vaes[stage]
-    first, last = _drop(result.losses, KEY[stage])
-    # Measured (seed 0, one thread, mean of the first and last five steps):
-    # vae-a 0.330 -> 0.281, vae-b 0.282 -> 0.234.
-    measured = {"vae-a": (0.330, 0.281), "vae-b": (0.282, 0.234)}[stage]
-    assert (first, last) == pytest.approx(measured, abs=0.03)
-    assert last < 0.9 * first, (first, last)
+    fall = _fall(result.losses, vaes[f"{stage} untrained"], KEY[stage])
+    # Trained over untrained L1 on the last five batches, one thread: on an AMD EPYC Zen 4
+    # (AVX-512, no AMX) vae-a 0.78 (seeds 0-5: 0.66-0.84), vae-b 0.75 (0.62-0.83). Another
+    # CPU's rounding is another draw from that spread; the bar is a 5 % fall.
+    assert fall < 0.95, fall
     assert {"kl", "l1", "gan", "fm", "D"} <= set(result.losses[-1])
     assert "vgg" not in result.losses[-1]
     assert any("VGG perceptual loss skipped" in n for n in result.notes)
@@ -96,11 +111,13 @@ def test_twenty_vae_steps_lower_the_reconstruction_loss(vaes: dict, stage: str) 
 
 def test_mapping_lowers_its_loss_and_restores_through_weights(vaes: dict, data: Path, photos: Path) -> None:
     root = vaes["root"]
-    result = run(_cfg("mapping", root / "mapping", data, vae_a=root / "vae-a", vae_b=root / "vae-b"), progress=False)
-    first, last = _drop(result.losses, "latent_l1")
-    # Measured (seed 0, one thread): 0.676 -> 0.581.
-    assert (first, last) == pytest.approx((0.676, 0.581), abs=0.03)
-    assert last < 0.9 * first, (first, last)
+    cfg = _cfg("mapping", root / "mapping", data, vae_a=root / "vae-a", vae_b=root / "vae-b", steps=40, val_every=20)
+    result = run(cfg, progress=False)
+    fall = _fall(result.losses, _untrained(cfg), "latent_l1")
+    # Trained over untrained latent L1 on the last five batches after 40 steps, one thread: on an
+    # AMD EPYC Zen 4 (AVX-512, no AMX) 0.79 for seed 0, 0.68-0.87 over seeds 0-5 (after 20
+    # steps up to 0.92, too close to a bar); the bar is a 5 % fall.
+    assert fall < 0.95, fall
     assert result.val is not None and result.val["psnr_input"] > 15
     src = sorted(photos.glob("*.png"))[0]
     dest = root / "restored.png"
