@@ -30,6 +30,9 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Let ``auto`` pick bf16 on CPUs with native bf16. Off until the bf16-vs-fp32 error has been
 #: measured within 1 level (mean, 8-bit) with the trained weights (``benchmarks/precision.py``).
 AUTO_BF16_ON_CPU = False
+#: Let ``oldphoto train --precision auto`` pick bf16 autocast on CPUs with native bf16. Off: on
+#: the CPUs measured so far it was slower per step than fp32 (see :func:`training_precision`).
+AUTO_BF16_TRAINING_ON_CPU = False
 
 
 def select_device(spec: str = "auto") -> torch.device:
@@ -124,6 +127,31 @@ def select_precision(spec: str, device: torch.device) -> str:
     if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError("this GPU has no bf16 support; use fp16 or fp32")
     return spec
+
+
+def training_precision(spec: str | None, device: torch.device) -> str:
+    """The precision a training run computes in (autocast; the weights and optimiser stay fp32).
+
+    ``auto`` is fp16 AMP on CUDA and fp32 elsewhere: on the CPU, bf16 autocast was measured
+    slower per step than fp32 where it was measured (``benchmarks/train_precision.py``, numbers
+    in ``docs/TRAINING.md``), so :data:`AUTO_BF16_TRAINING_ON_CPU` stays off until a CPU
+    measures it faster. fp16 needs CUDA; bf16 on a GPU without it is refused.
+    """
+    spec = parse_precision(spec)
+    if spec == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if AUTO_BF16_TRAINING_ON_CPU and device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+    if spec == "fp16" and device.type != "cuda":
+        raise UsageError("fp16 training needs CUDA; use bf16 or fp32 on the CPU")
+    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError("this GPU has no bf16 support; use fp16 or fp32")
+    return spec
+
+
+def dtype(precision: str) -> torch.dtype:
+    """The torch dtype of ``fp32``, ``bf16`` or ``fp16``."""
+    return _DTYPES[precision]
 
 
 def model_precision(spec: str, chosen: str, device: torch.device, meta: dict) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from oldphoto.devices import select_device
 from oldphoto.errors import UsageError
 from oldphoto.training.data import Sampler, load_photos
 from oldphoto.training.degrade import PUBLISHED
@@ -43,16 +44,6 @@ class RunResult:
     seconds: float = 0.0
     output: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r} (cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("CUDA was asked for but is not available")
-    return device
 
 
 class _Log:
@@ -84,7 +75,7 @@ def run(
     many steps, as an interruption would (the state is saved), for tests of resuming."""
     say = say or (lambda m: print(m, file=sys.stderr))
     out = Path(cfg.out)
-    device = _device(cfg.device)
+    device = select_device(cfg.device)
     if cfg.crop % 4 or cfg.crop < 16:
         raise UsageError(f"--crop must be a multiple of 4 and at least 16, got {cfg.crop}")
     if cfg.batch < 1 or cfg.steps < 1:
