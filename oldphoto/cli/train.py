@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -32,6 +32,33 @@ def _parse_losses(items: Optional[list[str]]) -> dict[str, float]:
         except ValueError:
             raise UsageError(f"--loss takes NAME=WEIGHT (e.g. gan=0 to switch the GAN off), got {item!r}") from None
     return weights
+
+
+class _Bar:
+    """The progress bar (rich) a run's step reports draw: steps, elapsed, ETA, loss and the last validation."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, report: Any) -> None:
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            from oldphoto.cli.common import console
+
+            self.bar = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console, transient=False,
+            )
+            self.task = self.bar.add_task("train", total=report.total, completed=report.step, losses="")
+            self.bar.start()
+        if report.losses:
+            shown = {"loss": report.losses["total"], **{f"val_{k}": v for k, v in (report.val or {}).items() if k in ("psnr", "f1")}}
+            self.bar.update(self.task, completed=report.step, losses=" ".join(f"{k} {v:.3g}" for k, v in shown.items()))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def train(
@@ -111,7 +138,12 @@ def train(
         if slow:
             say("yellow", "warning", slow)
         command = "oldphoto train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-        result = run(cfg, progress=progress, say=lambda m: say("yellow", "note", m), command=command)
+        bar = _Bar() if progress else None
+        try:
+            result = run(cfg, progress=bar, say=lambda m: say("yellow", "note", m), command=command)
+        finally:
+            if bar is not None:
+                bar.close()
     except UsageError as exc:
         fail(str(exc), 2)
     except OldPhotoError as exc:

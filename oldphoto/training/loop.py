@@ -59,20 +59,30 @@ class _Log:
         self.f.close()
 
 
-def _summary(losses: dict[str, float]) -> str:
-    return " ".join(f"{k} {v:.3g}" for k, v in losses.items())
+@dataclass(frozen=True)
+class StepReport:
+    """What a run reports to its ``progress`` callback: once at the start (no losses yet), then after each step."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    val: dict[str, float] | None = None
 
 
 def run(
     cfg: TrainConfig,
     *,
-    progress: bool = True,
+    progress: Callable[[StepReport], None] | None = None,
     say: Callable[[str], None] | None = None,
     command: str | None = None,
     stop_after: int | None = None,
 ) -> RunResult:
-    """Train ``cfg.stage``; return what happened. ``stop_after`` ends this session after that
-    many steps, as an interruption would (the state is saved), for tests of resuming."""
+    """Train ``cfg.stage``; return what happened.
+
+    ``progress`` is called with a :class:`StepReport` at the start and after every step (None or
+    False: nothing is reported; the command line draws its bar from these). ``stop_after`` ends
+    this session after that many steps, as an interruption would (the state is saved), for tests
+    of resuming."""
     say = say or (lambda m: print(m, file=sys.stderr))
     out = Path(cfg.out)
     device = select_device(cfg.device)
@@ -137,7 +147,8 @@ def run(
         result.output = _export(stage, out, cfg, step, seconds, result.val, data_info, command)
         log.write({"event": "checkpoint", "step": step, "seconds": seconds, "final": final})
 
-    bar = _progress(progress, cfg.steps, step)
+    report = progress or (lambda r: None)
+    report(StepReport(step, cfg.steps, {}))
     session_end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     try:
         while step < session_end:
@@ -151,9 +162,7 @@ def run(
             if val and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
                 result.val = stage.validate(val)
                 log.write({"event": "val", "step": step, **result.val})
-            if bar is not None:
-                shown = {"loss": losses["total"], **({f"val_{k}": v for k, v in result.val.items() if k in ("psnr", "f1")} if result.val else {})}
-                bar[0].update(bar[1], completed=step, losses=_summary(shown))
+            report(StepReport(step, cfg.steps, losses, result.val))
             timed_out = cfg.max_minutes is not None and time.monotonic() - start >= cfg.max_minutes * 60
             if timed_out and step < cfg.steps:
                 result.stopped_early = True
@@ -166,8 +175,6 @@ def run(
         checkpoint(step >= cfg.steps)
     finally:
         feeder.close()
-        if bar is not None:
-            bar[0].stop()
         log.close()
     result.step = step
     result.seconds = elapsed_before + time.monotonic() - start
@@ -184,22 +191,6 @@ def _decay_lr(stage: Stage, cfg: TrainConfig, step: int) -> None:
     for optim in stage.optims.values():
         for group in optim.param_groups:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
-
-
-def _progress(enabled: bool, total: int, done: int) -> tuple[Any, Any] | None:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from oldphoto.cli.common import console
-
-    p = Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console, transient=False,
-    )
-    task = p.add_task("train", total=total, completed=done, losses="")
-    p.start()
-    return p, task
 
 
 def _export(stage: Stage, out: Path, cfg: TrainConfig, step: int, seconds: float, val: dict[str, float] | None,
