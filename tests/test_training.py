@@ -246,3 +246,96 @@ def test_cli_refuses_to_overwrite_a_run_and_bad_options(data: Path, tmp_path: Pa
         assert r.exit_code == 2 and r.output.startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
     r = _cli("mapping", "--clean", str(data / "clean"), "--out", str(tmp_path / "m"))
     assert r.exit_code == 2 and "--vae-a" in r.output
+
+
+TOML_RUN = """stage = "vae-b"
+crop = 32
+ngf = 4
+vae-blocks = 1
+ndf = 4
+batch = 2
+steps = 5
+log_every = 1
+seed = 3
+clean = ["{clean}"]
+
+[weights]
+kl = 0.5
+"""
+
+
+def _tensors(folder: Path, name: str = "vae_b") -> dict[str, torch.Tensor]:
+    return load_checkpoint(folder, name)[1]
+
+
+def test_a_toml_run_file_is_the_same_run_as_its_flags_and_flags_override_it(data: Path, tmp_path: Path) -> None:
+    flags = ["vae-b", "--clean", str(data / "clean"), "--crop", "32", "--ngf", "4", "--vae-blocks", "1", "--ndf", "4",
+             "--batch", "2", "--steps", "3", "--log-every", "1", "--seed", "3", "--loss", "kl=0.5"]
+    r = _cli(*flags, "--out", str(tmp_path / "flags"))
+    assert r.exit_code == 0, r.output
+    (tmp_path / "run.toml").write_text(TOML_RUN.format(clean=data / "clean"))
+    # The file says 5 steps; the line says 3, and the line wins.
+    r = _cli("--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "file"), "--steps", "3")
+    assert r.exit_code == 0, r.output
+    a, b = _tensors(tmp_path / "flags"), _tensors(tmp_path / "file")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    cards = [json.loads((tmp_path / d / "vae_b.json").read_text())["training"] for d in ("flags", "file")]
+    assert [{**c["config"], "out": None} for c in cards][0] == {**cards[1]["config"], "out": None}
+    assert cards[1]["config"]["steps"] == 3 and cards[1]["loss_weights"]["kl"] == 0.5
+    # --loss on the line adds to the file's weights table
+    r = _cli("--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "more"), "--steps", "1", "--loss", "gan=0")
+    assert r.exit_code == 0, r.output
+    weights = json.loads((tmp_path / "more" / "vae_b.json").read_text())["training"]["loss_weights"]
+    assert weights["kl"] == 0.5 and weights["gan"] == 0.0
+
+
+def test_a_cards_recorded_config_replays_the_run(data: Path, tmp_path: Path) -> None:
+    args = ["vae-b", "--clean", str(data / "clean"), "--out", str(tmp_path / "first"), "--crop", "32", "--ngf", "4",
+            "--vae-blocks", "1", "--ndf", "4", "--batch", "2", "--steps", "3", "--loss", "fm=0"]
+    assert _cli(*args).exit_code == 0
+    r = _cli("--config", str(tmp_path / "first" / "vae_b.json"), "--out", str(tmp_path / "again"))
+    assert r.exit_code == 0, r.output
+    a, b = _tensors(tmp_path / "first"), _tensors(tmp_path / "again")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "again" / "vae_b.json").read_text())["training"]["config"]["weights"] == {"fm": 0.0}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('stage = "vae-b"\ncrops = 32\n', "unknown training option 'crops'"),
+    ('stage = "vae-b"\ncrop = "big"\n', "crop = 'big' is not a int"),
+    ('stage = "vae-b"\ncrop = \n', "not a valid TOML run file"),
+    ('crop = 32\n', "no stage given"),
+])
+def test_a_bad_run_file_is_a_one_line_usage_error(data: Path, tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "run.toml").write_text(text)
+    r = _cli("--config", str(tmp_path / "run.toml"), "--clean", str(data / "clean"), "--out", str(tmp_path / "out"))
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and message in lines[0], r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_training_option_is_one_field_with_one_flag() -> None:
+    """TrainConfig is where an option is defined: each field has its help and one command-line option, nothing else is."""
+    from dataclasses import fields
+
+    import typer.main
+
+    from oldphoto.training.stages.config import OPTIONS
+
+    names = [f.name for f in fields(TrainConfig)]
+    assert set(OPTIONS) == set(names)
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    params = {p.name for p in command.params}
+    assert params == {*names, "config", "threads", "progress"}
+    flags = {n for p in command.params for n in (*p.opts, *p.secondary_opts)}
+    assert {"--crop", "--vae-downsample", "--loss", "--clean", "--data", "--no-residual", "--config"} <= flags
+
+
+def test_progress_is_reported_through_a_callback_and_training_needs_no_cli(data: Path, tmp_path: Path) -> None:
+    import oldphoto.training
+
+    reports = []
+    run(_cfg("vae-b", tmp_path, data, steps=3, val=None), progress=reports.append)
+    assert [(r.step, r.total, bool(r.losses)) for r in reports] == [(0, 3, False), (1, 3, True), (2, 3, True), (3, 3, True)]
+    sources = Path(oldphoto.training.__file__).parent.rglob("*.py")
+    assert not [p.name for p in sources if "oldphoto.cli" in p.read_text()]
