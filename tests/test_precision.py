@@ -175,3 +175,20 @@ def test_padded_attention_heads_are_exact() -> None:
     torch.testing.assert_close(attend(16), attend(1), rtol=0, atol=1e-6)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert (head_multiple(cpu, "fp32"), head_multiple(cpu, "bf16"), head_multiple(cuda, "fp32")) == (1, 16, 16)
+
+
+def test_training_auto_is_bf16_only_for_stages_measured_faster_on_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train --precision auto``: fp16 AMP on CUDA; on the CPU bf16 only for the stages whose
+    bf16 step measured faster (``benchmarks/train_precision.py``) and only with native bf16."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda native=native: native)
+        for stage in ("vae-a", "vae-b", "mapping", "mapping-scratch", "detector"):
+            expected = "bf16" if native and stage in devices.AUTO_BF16_TRAINING_STAGES else "fp32"
+            assert devices.training_precision("auto", cpu, stage) == expected, (native, stage)
+            assert devices.training_precision("fp32", cpu, stage) == "fp32"
+            assert devices.training_precision("bf16", cpu, stage) == "bf16"
+            assert devices.training_precision("auto", cuda, stage) == "fp16"
+    assert devices.AUTO_BF16_TRAINING_STAGES <= {"mapping"}  # what the benchmark measured faster
+    with pytest.raises(UsageError, match="fp16 training needs CUDA"):
+        devices.training_precision("fp16", cpu, "mapping")

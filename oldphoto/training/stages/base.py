@@ -93,8 +93,8 @@ class Stage:
                 )
             else:
                 self.vgg = VGGLoss(cfg.vgg_weights).to(device)
-        precision = devices.training_precision(cfg.precision, device)
-        self.dtype = None if precision == "fp32" else devices.dtype(precision)
+        self.precision = devices.training_precision(cfg.precision, device, cfg.stage)
+        self.dtype = None if self.precision == "fp32" else devices.dtype(self.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}
