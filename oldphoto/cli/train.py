@@ -75,21 +75,22 @@ def _option(name: str, kind: Any, default: Any) -> inspect.Parameter:
     opt = OPTIONS[name]
     shown = "" if default is None or default == [] or default == {} or isinstance(default, bool) else f" Default {default}."
     if name == "stage":
-        info = typer.Argument(None, help=opt.help + " Optional with --config.", show_default=False)
+        info = typer.Argument(None, metavar="STAGE", help=opt.help + " Optional with --config.", show_default=False)
         return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=info, annotation=Optional[str])
     flag = "--" + name.replace("_", "-")
     args = [t for t in typing.get_args(kind) if t is not type(None)]
     base = args[0] if args and typing.get_origin(kind) not in (list, dict) else kind
+    metavar = None
     if name == "weights":
-        annotation, decls = Optional[list[str]], opt.flags
+        annotation, decls, metavar = Optional[list[str]], opt.flags, "<name=w>"
     elif typing.get_origin(base) is list:
-        annotation, decls = Optional[list[Path]], (flag, *opt.flags)
+        annotation, decls, metavar = Optional[list[Path]], (flag, *opt.flags), "<folder>"
     elif base is bool:
         annotation, decls = Optional[bool], (f"{flag}/--no-{flag[2:]}", *opt.flags)
     else:
         annotation, decls = Optional[base], (flag, *opt.flags)
     limits = {k: getattr(opt, k) for k in ("min", "max") if getattr(opt, k) is not None}
-    info = typer.Option(None, *decls, help=opt.help + shown, show_default=False, **limits)
+    info = typer.Option(None, *decls, metavar=metavar, help=opt.help + shown, show_default=False, **limits)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
 
