@@ -11,24 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from oldphoto import devices
 from oldphoto.errors import UsageError, WeightsError
 from oldphoto.training.data import Batch, Sampler, centre_crop, to_batch
 from oldphoto.training.degrade import Damage
 from oldphoto.training.losses import VGGLoss, feature_matching, lsgan
 from oldphoto.training.metrics import psnr, ssim, stretch
 from oldphoto.training.stages.config import TrainConfig
-
-
-def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: None (fp32) on the CPU unless bf16 is asked; fp16 AMP on CUDA by default."""
-    from oldphoto.devices import parse_precision
-
-    p = parse_precision(cfg.precision)
-    if p == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    if p == "fp16" and device.type != "cuda":
-        raise UsageError("fp16 training needs CUDA; use bf16 or fp32 on the CPU")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
 
 
 def adam(params: Iterator[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -104,7 +93,8 @@ class Stage:
                 )
             else:
                 self.vgg = VGGLoss(cfg.vgg_weights).to(device)
-        self.dtype = autocast_dtype(cfg, device)
+        self.precision = devices.training_precision(cfg.precision, device, cfg.stage)
+        self.dtype = None if self.precision == "fp32" else devices.dtype(self.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}
