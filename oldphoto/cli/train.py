@@ -50,6 +50,8 @@ def train(
     ngf: int = typer.Option(64, "--ngf", min=1, help="VAE width and latent channels (published 64)."),
     vae_blocks: int = typer.Option(4, "--vae-blocks", min=0, help="Residual blocks in each VAE half (published 4)."),
     vae_downsample: int = typer.Option(2, "--vae-downsample", min=0, max=4, help="Stride-2 stages in each VAE half (published 2; the lite model uses 0, full resolution)."),
+    norm: str = typer.Option("instance", "--norm", help="Normalisation in the VAEs and the quality mapping: instance (published) or none (lite)."),
+    stem: str = typer.Option("conv7", "--stem", help="The VAEs' first and last layer: conv7 (published) or s2 (lite: a learnt pixel-unshuffle, so the rest runs at half resolution)."),
     width: int = typer.Option(512, "--width", min=1, help="Mapping width (published 512)."),
     base: int = typer.Option(64, "--base", min=1, help="Mapping head/tail base width (published 64)."),
     blocks: int = typer.Option(6, "--blocks", min=0, help="Mapping residual blocks (published 6)."),
@@ -97,7 +99,7 @@ def train(
         cfg = TrainConfig(
             stage=stage, out=out, clean=list(clean or []), old=list(old or []), val=val, vae_a=vae_a, vae_b=vae_b,
             init_from=init_from, vgg_weights=vgg_weights, steps=steps, batch=batch, crop=crop, ngf=ngf,
-            vae_blocks=vae_blocks, vae_downsample=vae_downsample, width=width, base=base, blocks=blocks, nl_blocks=nl_blocks, wf=wf, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
+            vae_blocks=vae_blocks, vae_downsample=vae_downsample, norm=norm, stem=stem, width=width, base=base, blocks=blocks, nl_blocks=nl_blocks, wf=wf, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
             weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
             val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes, decay=decay,
             device=device, precision=precision, resume=resume, residual=residual, train_encoder=train_encoder,
