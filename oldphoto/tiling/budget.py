@@ -1,15 +1,19 @@
 """Deciding whether and how to tile: parse ``--tile``/``--max-memory``, estimate, plan.
 
 Estimates come from a network's structure (channels and resolution of every convolution,
-residual skip and global block), not from running it: floats per image pixel at the peak,
-times the image's or the tile's area. They are deliberately generous; the planner only has
-to keep the run inside the budget, not to predict it to the byte.
+residual skip and global block): floats per image pixel at the peak, times the image's or
+the tile's area. They are deliberately generous. With a CPU budget given, an untiled run
+the structural estimate rejects is also measured without data (:mod:`.dryrun`), so a photo
+that fits is not tiled.
 
-``max_memory`` is the memory the networks may use on the device: on CUDA the GPU's memory
-(full-size maps then live in host RAM, on disk beyond half of what is available), on the
-CPU the process's working memory for the networks (tiles plus the full-size maps kept in
-RAM; the rest go to temporary files). The photo itself, the network input prepared from it
-and the 8-bit result are not counted: they are the same with or without tiling.
+``max_memory`` on CUDA is the GPU memory the networks may use (full-size maps then live in
+host RAM, on disk beyond half of what is available). On the CPU it is a promise about the
+process: its peak RSS stays within what it holds before the photo (Python, torch, the
+loaded models) plus ``max_memory`` plus :data:`FIXED_OVERHEAD`. So the plan counts the
+photo's own buffers (:func:`photo_bytes`: the decoded photo, the network input, the result,
+a mask and its hole fill), the allocator's slack over the live tensors (:func:`heap_factor`),
+the tiles, the global steps and the full-size maps kept in RAM; maps beyond that go to
+temporary files (in ``TMPDIR``, unlinked at once, so they vanish with the process).
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ _AUTO_SHARE = 0.75
 _HEAP_FACTOR = {False: 1.15, True: 2.2}
 
 
-#: The same for a tiled run (measured: a 6-MP lite restore planned for 0.72 GB peaked 0.73 GB above its base).
-_TILED_SLACK = 1.15
+#: The same for a tiled run: its maps are allocated once a pass and its tiles are small, so
+#: it fragments less (6-MP lite restores: planned for 0.72 GB, peaked 0.73 GB above their
+#: base; planned for 1.55 GB, 2.17 GB).
+_TILED_SLACK = 1.6
 
 
 def heap_factor() -> float:
@@ -176,6 +182,9 @@ def tile_bytes(prof: Profile, tile: int, height: int, width: int) -> int:
     return int(_FLOAT * (per_tile + prof.whole * height * width)) + prof.weights
 
 
+#: What a CPU budget does not cover beyond the process's size before the photo: kernel
+#: caches and per-tile buffers (measured up to 92 MB for a lite tiled run, README).
+FIXED_OVERHEAD = 128 << 20
 #: Bytes per pixel the photo's own buffers take on the host beside the networks: the decoded
 #: photo and its RGB copy (PIL keeps 4 bytes a pixel), the float network input (12), the 8-bit
 #: result and its image (7), and the finishing bands' slack.
