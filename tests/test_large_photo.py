@@ -76,7 +76,7 @@ FIXED_OVERHEAD = 128 << 20
 #: attends every latent position to every other, so its photo is kept small.
 CASES = [
     ("lite", "quality", 800, 600, "64MB"),
-    ("lite", "detect", 640, 480, "64MB"),
+    ("lite", "detect", 640, 480, "160MB"),
     ("tiny", "quality", 1800, 1200, "128MB"),
     ("tiny", "hr", 1200, 800, "96MB"),
 ]

@@ -269,8 +269,10 @@ def plan(
         fitting = [t for t in AUTO_TILES if t <= largest and tile_bytes(prof, t, height, width) <= share * budget]
         if not fitting:
             smallest = tile_bytes(prof, AUTO_TILES[-1], height, width) / share
+            if device.type == "cpu" and explicit is not None:
+                smallest = (smallest + reserved) * _TILED_SLACK  # in the user's terms
             raise UsageError(
-                f"--max-memory {human_bytes(budget)} is too small for this photo "
+                f"--max-memory {human_bytes(explicit if explicit is not None else budget)} is too small for this photo "
                 f"({height}×{width}); it needs at least {human_bytes(smallest)}"
             )
         chosen = fitting[0]
