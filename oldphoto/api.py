@@ -303,10 +303,11 @@ class Restorer:
         """Run mode ``mode``'s networks on the photo; then what its card's pipeline adds (lite scratch:
         keep the undamaged pixels, then restore the result in its ``then`` mode)."""
         from oldphoto.pipeline import keep_undamaged, prepare
-        from oldphoto.tiling import restore_pixels
+        from oldphoto.tiling import photo_bytes, restore_pixels
 
         meta, bundle = self.model(mode)
         pipeline = meta["pipeline"]
+        held = photo_bytes(image.height, image.width, masked=mask is not None, fill=pipeline.get("hole_fill", "white"))
         pixels = restore_pixels(
             bundle,
             prepare(image, mask, pipeline, postprocess),
@@ -315,6 +316,7 @@ class Restorer:
             tile=self.tile,
             max_memory=self.max_memory,
             progress=progress,
+            reserved=held,
         )
         if mask is not None and pipeline.get("keep_undamaged"):
             pixels = keep_undamaged(pixels, image, mask, int(pipeline.get("fill_margin", 0)))

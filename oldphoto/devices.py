@@ -234,6 +234,11 @@ def keep_freed_memory() -> bool:
     return _allocator_tuned
 
 
+def allocator_tuned() -> bool:
+    """Whether :func:`keep_freed_memory` has tuned this process's allocator."""
+    return _allocator_tuned
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """Mixed precision for the networks: convolutions and attention in ``precision``.

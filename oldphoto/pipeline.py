@@ -249,15 +249,31 @@ def to_uint8(y: torch.Tensor) -> np.ndarray:
     return y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def finish(output: torch.Tensor, prepared: Prepared) -> np.ndarray:
+def finish(output: torch.Tensor, prepared: Prepared, rows: int = 256) -> np.ndarray:
     """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 photo.
 
     Min–max stretched as published, or, for a residual model, added to the input and clamped.
+    Worked in bands of ``rows`` (the same float32 operations per pixel, the minimum and
+    maximum taken over all bands first), so a large scan needs no full-size float copies.
     """
     h, w = prepared.size
-    x = prepared.x[0, :, :h, :w].to(output.device) if prepared.residual else None
-    y = to_unit(output[0, :, :h, :w], x, prepared.residual)
-    if not prepared.residual:
-        lo, hi = y.min(), y.max()
-        y = (y - lo) / torch.clamp(hi - lo, min=1e-5)
-    return to_uint8(y)
+    bands = [(top, min(top + rows, h)) for top in range(0, h, rows)]
+
+    def unit(top: int, bottom: int) -> torch.Tensor:
+        x = prepared.x[0, :, top:bottom, :w].to(output.device) if prepared.residual else None
+        return to_unit(output[0, :, top:bottom, :w], x, prepared.residual)
+
+    pixels = np.empty((h, w, output.shape[1]), dtype=np.uint8)
+    if prepared.residual:
+        for top, bottom in bands:
+            pixels[top:bottom] = to_uint8(unit(top, bottom))
+        return pixels
+    lo = torch.tensor(float("inf"), device=output.device)
+    hi = torch.tensor(float("-inf"), device=output.device)
+    for top, bottom in bands:
+        y = unit(top, bottom)
+        lo, hi = torch.minimum(lo, y.min()), torch.maximum(hi, y.max())
+    span = torch.clamp(hi - lo, min=1e-5)
+    for top, bottom in bands:
+        pixels[top:bottom] = to_uint8((unit(top, bottom) - lo) / span)
+    return pixels

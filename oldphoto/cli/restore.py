@@ -270,8 +270,8 @@ def _run(jobs: list[Job], run_batch: RunBatch, settings: Settings, *, json_lines
             progress.update(tiles, completed=0, total=1, visible=False)
 
         def tiles_done(done: int, total: int) -> None:
-            # Only a photo cut into several tiles gets its own bar.
-            progress.update(tiles, completed=done, total=total, visible=total > 1, description="  tiles")
+            # Each photo's own bar: its convolutions, or its tiles when it is cut into tiles.
+            progress.update(tiles, completed=done, total=total, visible=total > 1, description="  this photo")
 
         def finished(record: Record) -> None:
             if not single:

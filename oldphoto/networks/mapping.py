@@ -73,7 +73,7 @@ class MappingQuality(nn.Sequential):
         channels = self[-1].out_channels
         return [
             Local(tuple(self.children()), writes=("body",)),
-            Global(_add, reads=("x", "body"), floats=3.0 * channels, movable=True),
+            Global(_add, reads=("x", "body"), floats=3.0 * channels, pointwise=True),
         ]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

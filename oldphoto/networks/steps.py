@@ -48,6 +48,8 @@ class Global:
     ``layers`` are the modules ``op`` runs (its weights and norms). ``floats`` is its peak
     memory in floats per position of its input, for the planner. ``movable`` says it may run
     in host memory when the device's is short (it is then counted apart from the device's peak).
+    ``pointwise`` says each output pixel depends only on the same pixel of the inputs (a skip
+    sum), so the tiled executor runs it tile by tile instead of on whole maps.
     """
 
     op: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]
@@ -56,6 +58,7 @@ class Global:
     writes: tuple[str, ...] = ("x",)
     floats: float = 0.0
     movable: bool = False
+    pointwise: bool = False
 
     def modules(self) -> Iterator[nn.Module]:
         for layer in self.layers:

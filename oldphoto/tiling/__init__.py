@@ -15,7 +15,7 @@ tile grids), :mod:`.store` (host maps in RAM or on disk), :mod:`.transfer` (pinn
 overlapped copies on CUDA), :mod:`.run` (the entry point the Restorer calls).
 """
 
-from oldphoto.tiling.budget import Plan, parse_memory, parse_tile, plan
+from oldphoto.tiling.budget import Plan, parse_memory, parse_tile, photo_bytes, plan
 from oldphoto.tiling.run import finish_map, restore_pixels
 
-__all__ = ["Plan", "finish_map", "parse_memory", "parse_tile", "plan", "restore_pixels"]
+__all__ = ["Plan", "finish_map", "parse_memory", "parse_tile", "photo_bytes", "plan", "restore_pixels"]

@@ -1,15 +1,19 @@
 """Deciding whether and how to tile: parse ``--tile``/``--max-memory``, estimate, plan.
 
 Estimates come from a network's structure (channels and resolution of every convolution,
-residual skip and global block), not from running it: floats per image pixel at the peak,
-times the image's or the tile's area. They are deliberately generous; the planner only has
-to keep the run inside the budget, not to predict it to the byte.
+residual skip and global block): floats per image pixel at the peak, times the image's or
+the tile's area. They are deliberately generous. With a CPU budget given, an untiled run
+the structural estimate rejects is also measured without data (:mod:`.dryrun`), so a photo
+that fits is not tiled.
 
-``max_memory`` is the memory the networks may use on the device: on CUDA the GPU's memory
-(full-size maps then live in host RAM, on disk beyond half of what is available), on the
-CPU the process's working memory for the networks (tiles plus the full-size maps kept in
-RAM; the rest go to temporary files). The photo itself, the network input prepared from it
-and the 8-bit result are not counted: they are the same with or without tiling.
+``max_memory`` on CUDA is the GPU memory the networks may use (full-size maps then live in
+host RAM, on disk beyond half of what is available). On the CPU it is a promise about the
+process: its peak RSS stays within what it holds before the photo (Python, torch, the
+loaded models) plus ``max_memory`` plus :data:`FIXED_OVERHEAD`. So the plan counts the
+photo's own buffers (:func:`photo_bytes`: the decoded photo, the network input, the result,
+a mask and its hole fill), the allocator's slack over the live tensors (:func:`heap_factor`),
+the tiles, the global steps and the full-size maps kept in RAM; maps beyond that go to
+temporary files (in ``TMPDIR``, unlinked at once, so they vanish with the process).
 """
 
 from __future__ import annotations
@@ -39,6 +43,25 @@ CPU_MAX_AUTO_TILE = 2048
 _HALO = 8
 #: Share of the free memory the ``auto`` budget takes, leaving room for everything else.
 _AUTO_SHARE = 0.75
+#: Peak RSS over the peak of live tensor bytes on the CPU. With glibc's own settings freed
+#: maps go back to the OS and the RSS follows the tensors (measured 1.12× for lite quality
+#: at 1 MP, the rest kernel workspaces); with :func:`oldphoto.devices.keep_freed_memory`
+#: (faster: a freed map's warm pages are reused) the heap fragments and its peak reached
+#: 1.5–2.2× (lite quality, 1 and 4 MP, fp32 and bf16). An explicit CPU budget is divided by it.
+_HEAP_FACTOR = {False: 1.15, True: 2.2}
+
+
+#: The same for a tiled run: its maps are allocated once a pass and its tiles are small, so
+#: it fragments less (6-MP lite restores: planned for 0.72 GB, peaked 0.73 GB above their
+#: base; planned for 1.55 GB, 2.17 GB).
+_TILED_SLACK = 1.6
+
+
+def heap_factor() -> float:
+    """How much more than its live tensors the process's peak RSS may reach (see ``_HEAP_FACTOR``)."""
+    from oldphoto.devices import allocator_tuned
+
+    return _HEAP_FACTOR[allocator_tuned()]
 
 
 def parse_memory(value: str | int | None) -> int | None:
@@ -119,7 +142,7 @@ def profile(bundle: nn.ModuleDict) -> Profile:
     conv = skip = whole = movable = 0.0
     scale = 1.0
     for step in restoration_steps(bundle):
-        if isinstance(step, Global):
+        if isinstance(step, Global) and not step.pointwise:
             if step.movable:
                 movable = max(movable, step.floats / scale**2)
             else:
@@ -159,6 +182,26 @@ def tile_bytes(prof: Profile, tile: int, height: int, width: int) -> int:
     return int(_FLOAT * (per_tile + prof.whole * height * width)) + prof.weights
 
 
+#: What a CPU budget does not cover beyond the process's size before the photo: kernel
+#: caches and per-tile buffers (measured up to 92 MB for a lite tiled run, README).
+FIXED_OVERHEAD = 128 << 20
+#: Bytes per pixel the photo's own buffers take on the host beside the networks: the decoded
+#: photo and its RGB copy (PIL keeps 4 bytes a pixel), the float network input (12), the 8-bit
+#: result and its image (7), and the finishing bands' slack.
+PHOTO_BYTES = 32
+#: What a damage mask adds: the mask image, its float copy (dilated once at a time) and the
+#: painted photo.
+MASK_BYTES = 12
+#: What the smooth hole fill (:func:`oldphoto.pipeline.fill_holes`) holds at its peak.
+FILL_BYTES = 64
+
+
+def photo_bytes(height: int, width: int, *, masked: bool = False, fill: str = "white") -> int:
+    """Host bytes the photo's own buffers take while it is restored (counted in a CPU budget)."""
+    per_pixel = PHOTO_BYTES + (MASK_BYTES if masked else 0) + (FILL_BYTES if masked and fill == "smooth" else 0)
+    return per_pixel * height * width
+
+
 @dataclass(frozen=True)
 class Plan:
     """How one photo runs: untiled, or tiled with ``tile``-pixel tiles."""
@@ -178,24 +221,58 @@ def plan(
     device: torch.device,
     tile: str | int | None = "auto",
     max_memory: str | int | None = "auto",
+    *,
+    precision: str = "fp32",
+    reserved: int = 0,
+    masked: bool = False,
 ) -> Plan:
-    """Choose untiled (when it fits the budget or tiling is off) or the largest tile that fits."""
+    """Choose untiled (when it fits the budget or tiling is off) or the largest tile that fits.
+
+    ``reserved`` is what the photo's own buffers take on the host (the decoded photo, the
+    network input, the result; :func:`oldphoto.tiling.photo_bytes`): on the CPU they share
+    the budget with the networks. With a budget given, an untiled run that the structural
+    estimate rejects is measured without data (:mod:`.dryrun`), so a photo that fits is not
+    tiled (tiling costs time).
+    """
     requested = parse_tile(tile)
     explicit = parse_memory(max_memory)
     budget = explicit if explicit is not None else int(_AUTO_SHARE * free_memory(device))
+    room = budget  # for an untiled run
+    if device.type == "cpu":
+        if explicit is not None:
+            # An untiled run's heap fragments (``_HEAP_FACTOR``); a tiled one allocates its
+            # maps once per pass and its tiles are small, so it keeps close to its tensors.
+            room = int(budget / heap_factor())
+            budget = int(budget / _TILED_SLACK)
+        room -= reserved
+        budget -= reserved
+        if explicit is not None and budget <= 0:
+            raise UsageError(
+                f"--max-memory {human_bytes(explicit)} is too small for this photo ({height}×{width}): "
+                f"its own buffers need about {human_bytes(reserved * heap_factor())}"
+            )
     prof = profile(bundle)
     untiled = untiled_bytes(prof, height, width)
-    if requested == 0 or (requested is None and untiled <= budget) or (requested and requested >= max(height, width)):
+    if explicit is not None and device.type == "cpu" and requested is None and untiled > room:
+        from oldphoto.tiling.dryrun import untiled_peak
+
+        peak = untiled_peak(bundle, height, width, precision, masked)
+        if peak is not None:
+            untiled = peak
+    if requested == 0 or (requested is None and untiled <= room) or (requested and requested >= max(height, width)):
         return Plan(False, 0, 0, untiled)
     if requested is None:
-        # On the CPU the same memory also holds the full-size maps, and tiles of 512 pixels
-        # already run the convolutions at full speed, so tiles take at most a quarter of it.
-        share, largest = (0.25, CPU_MAX_AUTO_TILE) if device.type == "cpu" else (1.0, AUTO_TILES[0])
+        # On the CPU the same memory also holds the full-size maps, so tiles take at most half
+        # of it (a map that does not fit goes to a temporary file; small tiles cost more time
+        # in per-tile work and halos than a spilled map costs in reading it back).
+        share, largest = (0.5, CPU_MAX_AUTO_TILE) if device.type == "cpu" else (1.0, AUTO_TILES[0])
         fitting = [t for t in AUTO_TILES if t <= largest and tile_bytes(prof, t, height, width) <= share * budget]
         if not fitting:
             smallest = tile_bytes(prof, AUTO_TILES[-1], height, width) / share
+            if device.type == "cpu" and explicit is not None:
+                smallest = (smallest + reserved) * _TILED_SLACK  # in the user's terms
             raise UsageError(
-                f"--max-memory {human_bytes(budget)} is too small for this photo "
+                f"--max-memory {human_bytes(explicit if explicit is not None else budget)} is too small for this photo "
                 f"({height}×{width}); it needs at least {human_bytes(smallest)}"
             )
         chosen = fitting[0]
@@ -208,7 +285,8 @@ def plan(
             )
     estimate = tile_bytes(prof, chosen, height, width)
     if device.type == "cpu":
-        host = max(0, budget - estimate)
+        # Movable global steps run in host memory beside the maps: leave room for them too.
+        host = max(0, budget - estimate - int(_FLOAT * prof.movable * height * width))
         on_host = False
     else:
         host = int(0.5 * free_host_memory())

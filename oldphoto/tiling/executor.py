@@ -15,7 +15,8 @@ its tiles. So each norm costs no pass of its own. A residual block's output is k
 (``skip + norm(y)``); when that output is itself the skip of the next block, the next
 block's first pass writes the summed map out as it reads it.
 
-Global steps see whole maps (the latent, H/4 × W/4): scratch mode's partial non-local
+A pointwise global step (the lite mapping's latent skip sum) runs tile by tile like a pass.
+Other global steps see whole maps (the latent, H/4 × W/4): scratch mode's partial non-local
 block runs whole on the device with its fused attention (no N×N matrix); high-resolution
 mode's nearest-patch search runs whole too, on the host when the plan says the device is
 short, while the patch attention's residual block and fusion conv are Local steps and run
@@ -292,8 +293,26 @@ class TiledExecutor:
 
     # -- steps -------------------------------------------------------------------------------
 
+    def pointwise_step(self, step: Global, inputs: list[Map]) -> list[Map]:
+        """A pointwise global step (a skip sum) tile by tile into new maps: no whole map is ever held."""
+        c, h, w = inputs[0].shape
+        side = max(1, self.tile * h // self.image_height)
+        stores: list = []
+        for y0, y1, x0, x1 in tile_grid(h, w, side):
+            result = step.op(*(self.read(m, (y0, y1), (x0, x1), "none") for m in inputs), None)
+            outputs = result if isinstance(result, tuple) else (result,)
+            if not stores:
+                stores = [self.arena.allocate(t.shape[1], h, w, channels_last=True) for t in outputs]
+            for store, t in zip(stores, outputs):
+                self.transfer.write(store, y0, x0, t[0])
+            self.tick()
+        self.transfer.flush()
+        return [Map(store) for store in stores]
+
     def global_step(self, step: Global, inputs: list[Map], mask: torch.Tensor | None) -> list[Map]:
         """A global step on whole maps: on the device, or on the host for a movable step when the plan says so."""
+        if step.pointwise:
+            return self.pointwise_step(step, inputs)
         device = self.movable_device if step.movable else self.device
         whole = [self.whole(m, device) for m in inputs]
         del inputs
@@ -330,4 +349,5 @@ def count_steps(bundle: nn.ModuleDict) -> tuple[int, int]:
     passes = sum(
         isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for step in steps if isinstance(step, Local) for m in step.modules()
     )
-    return passes, sum(isinstance(step, Global) for step in steps)
+    pointwise = sum(isinstance(step, Global) and step.pointwise for step in steps)
+    return passes + pointwise, sum(isinstance(step, Global) and not step.pointwise for step in steps)

@@ -10,7 +10,8 @@ add is pointwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -36,18 +37,48 @@ def restore_pixels(
     max_memory: str | int | None = "auto",
     progress: Progress | None = None,
     tmpdir: str | None = None,
+    reserved: int = 0,
 ) -> np.ndarray:
-    """Run the networks over ``prepared`` and return the H×W×3 uint8 photo (see :mod:`oldphoto.tiling`)."""
+    """Run the networks over ``prepared`` and return the H×W×3 uint8 photo (see :mod:`oldphoto.tiling`).
+
+    ``reserved``: host bytes the caller's own buffers take (:func:`~oldphoto.tiling.budget.photo_bytes`).
+    """
     height, width = prepared.x.shape[-2:]
-    chosen = plan(bundle, height, width, device, tile, max_memory)
+    chosen = plan(
+        bundle, height, width, device, tile, max_memory,
+        precision=precision, reserved=reserved, masked=prepared.mask is not None,
+    )
     with torch.inference_mode(), autocast(device, precision):
         if not chosen.tiled:
             mask = prepared.mask.to(device) if prepared.mask is not None else None
-            output = run_networks(bundle, prepared.x.to(device), mask)["output"]
+            with _conv_progress(bundle, progress) as total:
+                output = run_networks(bundle, prepared.x.to(device), mask)["output"]
+            pixels = finish(output, prepared)
             if progress is not None:
-                progress(1, 1)
-            return finish(output, prepared)
+                progress(total, total)
+            return pixels
         return _restore_tiled(bundle, prepared, chosen, device, progress, tmpdir)
+
+
+@contextmanager
+def _conv_progress(bundle: nn.ModuleDict, progress: Progress | None) -> Iterator[int]:
+    """Report an untiled run's progress convolution by convolution; yields the total (convolutions + finish)."""
+    convs = [m for m in bundle.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    total = len(convs) + 1
+    done = 0
+
+    def tick(*_: object) -> None:
+        nonlocal done
+        done = min(done + 1, total - 1)
+        if progress is not None:
+            progress(done, total)
+
+    handles = [conv.register_forward_hook(tick) for conv in convs] if progress is not None else []
+    try:
+        yield total
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _restore_tiled(
