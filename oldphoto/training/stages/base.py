@@ -63,9 +63,34 @@ def net_config(folder: Path, sources: list[tuple[str, str]]) -> dict[str, Any] |
 
 
 def zero_last_conv(net: nn.Module) -> None:
-    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    last = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
+
+
+def vae_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The VAE halves' config from the run's widths; ``norm``/``stem`` only when not published."""
+    vae: dict[str, Any] = {"ngf": cfg.ngf, "n_downsample": cfg.vae_downsample, "n_blocks": cfg.vae_blocks}
+    if cfg.norm != "instance":
+        vae["norm"] = cfg.norm
+    if cfg.stem != "conv7":
+        vae["stem"] = cfg.stem
+    return vae
+
+
+def kaiming_init(net: nn.Module) -> nn.Module:
+    """He-normal conv weights and zero biases: a network without norms needs them to train.
+
+    The published N(0, 0.02) relies on the instance norms to restore each layer's scale;
+    without norms a 64-channel layer would shrink its input to about half, so ten layers
+    would leave almost no signal and no gradient.
+    """
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return net
 
 
 def images_01(t: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,11 @@ class TrainConfig:
     ngf: int = 64  # VAE width (published 64)
     vae_blocks: int = 4
     vae_downsample: int = 2  # stride-2 stages in each VAE half (published 2; lite 0, see weights/README.md)
+    #: Normalisation in the VAEs and the mapping: ``instance`` as published, or ``none`` (lite).
+    norm: str = "instance"
+    #: The VAEs' first/last layer: ``conv7`` as published, or ``s2`` (lite: a learnt
+    #: pixel-unshuffle/shuffle, so everything between runs at half resolution).
+    stem: str = "conv7"
     width: int = 512  # mapping width (published 512)
     base: int = 64
     blocks: int = 6
@@ -127,6 +132,12 @@ class TrainConfig:
             raise UsageError("--mapping-skip is for the quality mapping stage (mapping) only")
         if self.hole_fill not in ("white", "smooth") or (self.hole_fill != "white" and self.stage != "mapping-scratch"):
             raise UsageError(f"--hole-fill {self.hole_fill}: use white or smooth, for the scratch mapping stage (mapping-scratch) only")
+        if self.norm not in ("instance", "none"):
+            raise UsageError(f"--norm {self.norm}: use instance or none")
+        if self.stem not in ("conv7", "s2"):
+            raise UsageError(f"--stem {self.stem}: use conv7 or s2")
+        if (self.norm != "instance" or self.stem != "conv7") and self.stage == "detector":
+            raise UsageError("--norm and --stem shape the VAEs and the quality mapping, not the detector")
         if self.residual and w.get("latent_l1"):
             raise UsageError("--residual has no latent L1 target (use image_l1; latent_l1 must be 0)")
         return w
@@ -163,6 +174,8 @@ OPTIONS: dict[str, Option] = {
     "ngf": Option("VAE width and latent channels (published 64).", min=1),
     "vae_blocks": Option("Residual blocks in each VAE half (published 4).", min=0),
     "vae_downsample": Option("Stride-2 stages in each VAE half (published 2; the lite model uses 0, full resolution).", min=0, max=4),
+    "norm": Option("Normalisation in the VAEs and the quality mapping: instance (published) or none (lite)."),
+    "stem": Option("The VAEs' first and last layer: conv7 (published) or s2 (lite: a learnt pixel-unshuffle, so the rest runs at half resolution)."),
     "width": Option("Mapping width (published 512).", min=1),
     "base": Option("Mapping head/tail base width (published 64).", min=1),
     "blocks": Option("Mapping residual blocks (published 6).", min=0),
