@@ -32,8 +32,9 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO_BF16_ON_CPU = False
 #: The training stages whose bf16 autocast step measured faster than fp32 on a CPU with native
 #: bf16 (``benchmarks/train_precision.py``; ``docs/TRAINING.md``): ``--precision auto`` picks bf16
-#: for these there, fp32 for the rest (bf16 was slower for them).
-AUTO_BF16_TRAINING_STAGES: frozenset[str] = frozenset({"mapping"})
+#: for these there, fp32 for the rest (mapping-scratch: no gain in one of two runs; vae-a: not
+#: measured). Measured on an AMD EPYC Zen 4 (AVX512-BF16, no AMX) only.
+AUTO_BF16_TRAINING_STAGES: frozenset[str] = frozenset({"mapping", "detector", "vae-b"})
 
 
 def select_device(spec: str = "auto") -> torch.device:

@@ -30,7 +30,7 @@ from oldphoto.weights.checkpoint import load_checkpoint
 LITE = dict(batch=2, crop=32, ngf=8, vae_blocks=1, vae_downsample=0, width=8, base=4, blocks=0, lr=1e-3,
             val_every=0, val_count=1, val_size=48, save_every=0, log_every=1, seed=0,
             weights={"gan": 0.0, "fm": 0.0, "vgg": 0.0}, residual=True, train_encoder=True, mapping_skip=True,
-            norm="none", stem="s2")
+            norm="none", stem="s2", precision="fp32")  # auto picks bf16 for mapping on native-bf16 CPUs
 
 
 @pytest.fixture(scope="module", autouse=True)

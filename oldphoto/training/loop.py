@@ -183,9 +183,10 @@ def run(
 
 
 def _lay_out(stage: Stage, device: torch.device) -> None:
-    """bf16 on the CPU computes channels-last: oneDNN's bf16 kernels want it, and it measured
-    1.6× faster per step than bf16 in NCHW (``benchmarks/train_precision.py``). A layout, not a
-    change of what is computed: a state saved from either layout loads into the other."""
+    """bf16 on the CPU computes channels-last, as the restore path does (oneDNN's bf16 kernels
+    want it; on the Zen 4 measured 0.9-1.6× bf16 NCHW's speed per step, mostly faster, see
+    ``benchmarks/train_precision.py``). A layout, not a change of what is computed: a state
+    saved from either layout loads into the other."""
     if device.type == "cpu" and stage.precision == "bf16":
         for net in stage.nets.values():
             net.to(memory_format=torch.channels_last)
