@@ -18,22 +18,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from PIL import Image
-
 from oldphoto.batch.planning import Job, will_restore
+from oldphoto.deepio import DEEP_FORMATS
 from oldphoto.errors import ImageError, ModeUnavailable, UsageError, WeightsError, one_line
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, save_image
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, output_format, save_image
 from oldphoto.inputs import Photo, load_mask, load_photo
-from oldphoto.options import check_mode, check_postprocess
+from oldphoto.options import check_bit_depth, check_mode, check_postprocess
+from oldphoto.outputs import output_bits, provenance_xmp, side_by_side, write_restored
 from oldphoto.prefetch import Loaded, WriteBehind, prefetch
 
 
 class RestorerLike(Protocol):
     """What a batch needs of :class:`oldphoto.api.Restorer` (tests pass a stand-in)."""
 
-    def restore_detailed(
-        self, image: Any, mask: Any = None, *, mode: str = ..., detect_scratches: bool = ..., postprocess: str = ...,
-        **options: Any,
+    def restore_photo(
+        self, photo: Photo, damage: Any, *, mode: str, detect_scratches: bool, postprocess: str, **options: Any,
     ) -> Any: ...
 
 
@@ -47,10 +46,20 @@ class Settings:
     overwrite: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     save_faces: Path | None = None
+    #: ``auto`` (16-bit photos stay 16-bit where the output format holds it), ``8`` or ``16``.
+    bit_depth: str = "auto"
+    #: Write the provenance XMP into every output (``--no-provenance``: False).
+    provenance: bool = True
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
         check_postprocess(self.postprocess)
+        object.__setattr__(self, "bit_depth", check_bit_depth(self.bit_depth))
+
+    def check_jobs(self, jobs: list[Job]) -> None:
+        """Refuse, as one UsageError, a plan this batch cannot write (``--bit-depth 16`` into JPEG)."""
+        for job in jobs:
+            output_bits(self.bit_depth, job.format, str(job.output))
 
 
 @dataclass
@@ -77,18 +86,6 @@ class Record:
         if fields["node"] is None:
             del fields["node"]
         return json.dumps(fields, ensure_ascii=False)
-
-
-def side_by_side(before: Image.Image, after: Image.Image) -> Image.Image:
-    """The photo as read (left) beside its restoration (right), at the restoration's height."""
-    mode = "L" if before.mode == after.mode == "L" else "RGB"
-    if before.size != after.size:
-        w = max(1, round(before.width * after.height / before.height))
-        before = before.resize((w, after.height), Image.Resampling.LANCZOS)
-    canvas = Image.new(mode, (before.width + after.width, after.height))
-    canvas.paste(before.convert(mode), (0, 0))
-    canvas.paste(after.convert(mode), (before.width, 0))
-    return canvas
 
 
 def _face_options(job: Job, settings: Settings) -> dict[str, Any]:
@@ -127,16 +124,16 @@ def compute_job(
         photo = early if early is not None else load_photo(job.source, max_pixels=settings.max_pixels)
         record.warnings = list(photo.warnings)
         damage = load_mask(job.mask, photo.image.size, max_pixels=settings.max_pixels) if job.mask else None
-        result = get_restorer().restore_detailed(
-            photo.image,
+        result = get_restorer().restore_photo(
+            photo,
             damage,
             mode=settings.mode,
             detect_scratches=settings.detect_scratches or job.save_mask is not None,
             postprocess=settings.postprocess,
+            bit_depth=output_bits(settings.bit_depth, job.format, str(job.output)),
             **_face_options(job, settings),
             **({"progress": progress} if progress is not None else {}),
         )
-        record.warnings += [w for w in getattr(result, "warnings", []) if w not in record.warnings]
     except (WeightsError, UsageError):
         raise
     except ImageError as exc:
@@ -152,20 +149,26 @@ def compute_job(
         record.size = list(result.image.size)
         if getattr(result, "faces_enabled", False):
             record.faces = list(result.faces)
-        write = _writer(job, photo, result)
+        write = _writer(job, photo, result, settings.provenance)
     record.seconds = round(time.perf_counter() - start, 3)
     return record, write
 
 
-def _writer(job: Job, photo: Photo, result: Any) -> Callable[[], None]:
-    """The writes of one restored photo: saved mask, comparison, then the main output (last)."""
+def _writer(job: Job, photo: Photo, result: Any, provenance: bool) -> Callable[[], None]:
+    """The writes of one restored photo: saved mask, comparison, then the main output (last).
+
+    The output and the comparison carry the photo's XMP and, unless turned off, the provenance.
+    """
 
     def write() -> None:
+        xmp = provenance_xmp(result, photo, job.mask) if provenance else photo.xmp
         if job.save_mask is not None and result.detected_mask is not None:
             save_image(result.detected_mask, job.save_mask)
         if job.comparison is not None:
-            save_image(side_by_side(photo.image, result.image), job.comparison, icc_profile=photo.icc_profile)
-        save_image(result.image, job.output, format=job.format, exif=photo.exif, icc_profile=photo.icc_profile)
+            deep = output_format(job.comparison) in DEEP_FORMATS
+            pair = side_by_side(photo if deep else photo.image, result if deep else result.image)
+            save_image(pair, job.comparison, icc_profile=photo.icc_profile, xmp=xmp)
+        write_restored(result, photo, job.output, job.format, provenance=provenance, xmp=xmp)
 
     return write
 

@@ -65,6 +65,12 @@ def restore(
     face_size: Optional[int] = typer.Option(None, "--face-size", help="Face generator: 256 or 512 (default: 512 with --mode hr, else 256)."),
     face_strength: float = typer.Option(1.0, "--face-strength", help="Blend of restored and original faces; 1 is the published behaviour."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Folder for each face's aligned, restored and compare crops."),
+    bit_depth: str = typer.Option(
+        "auto", "--bit-depth", help="auto (16-bit PNG/TIFF photos stay 16-bit; others 8), 8 or 16 (PNG and TIFF outputs only)."
+    ),
+    provenance: bool = typer.Option(
+        True, "--provenance/--no-provenance", help="Write how each photo was restored into its file as XMP (tool, model, weights' sha256, original)."
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs oldphoto[ray])."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="With --engine ray: 'auto' (the running cluster) or its address. Default: a private Ray on this machine."
@@ -100,10 +106,13 @@ def restore(
             overwrite=overwrite,
             max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
             save_faces=save_faces,
+            bit_depth=bit_depth,
+            provenance=provenance,
         )
         check_mask_mode(mode, mask is not None)
         cluster = _cluster(engine, ray_address, workers, gpus_per_worker, cpus_per_worker)
         jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
+        settings.check_jobs(jobs)
     except UsageError as exc:
         fail(str(exc), code=2)
     single = not src.is_dir()

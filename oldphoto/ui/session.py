@@ -28,6 +28,7 @@ from PIL import Image
 from oldphoto.errors import ImageError, OldPhotoError, UsageError, one_line
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, choose_output_format, save_image
 from oldphoto.inputs import Photo, load_mask, load_photo
+from oldphoto.outputs import write_restored
 
 #: The page's restoration choices and the ``mode`` each asks the Restorer for.
 CHOICES = {"auto": "auto", "quality": "quality", "scratches": "auto"}
@@ -171,7 +172,7 @@ class Session:
         with self._lock:
             try:
                 result = self.restorer.restore_detailed(
-                    photo.image, damage, mode=CHOICES[choice], detect_scratches=detect,
+                    photo, damage, mode=CHOICES[choice], detect_scratches=detect,
                     **({"progress": progress} if progress is not None else {}),
                 )
             except OldPhotoError as exc:
@@ -179,9 +180,7 @@ class Session:
             folder = self.folder / f"restore-{next(self._count)}"
             folder.mkdir(parents=True)
             fmt, ext = choose_output_format(photo.format)
-            output = save_image(
-                result.image, folder / f"{path.stem}-restored{ext}", format=fmt, exif=photo.exif, icc_profile=photo.icc_profile
-            )
+            output = write_restored(result, photo, folder / f"{path.stem}-restored{ext}", fmt)
             used = result.mask
             mask_path = save_image(used, folder / f"{path.stem}-mask.png") if used is not None else None
         count, share = damaged_share(used)
