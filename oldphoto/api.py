@@ -59,6 +59,8 @@ class RestoreResult:
     #: How it was made, for the output's provenance (see :mod:`oldphoto.provenance`): model,
     #: networks and their weights' sha256, mode, mask, precision, device, bits.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Whether the networks ran tile by tile (a large scan in bounded memory).
+    tiled: bool = False
 
     @property
     def pixels(self) -> Image.Image | np.ndarray:
@@ -125,6 +127,7 @@ class Restorer:
         self.face_strength = face_strength
         self._models: dict[str, tuple[dict[str, Any], torch.nn.ModuleDict]] = {}
         self._used: list[str] = []  # the models the photo being restored used, for its provenance
+        self._tiled = False  # whether it was restored tile by tile
         self._faces_present: dict[str, bool] = {}
         self._lock = threading.Lock()
 
@@ -297,7 +300,7 @@ class Restorer:
         bits = 16 if bit_depth == "16" or (bit_depth == "auto" and photo.bits == 16) else 8
         rgb = photo.image.convert("RGB")
         with self._lock:
-            self._used = []
+            self._used, self._tiled = [], False
             self.choose(mode, detect_scratches, damage is not None)
             for notice in self.notices():
                 warnings.warn(notice, stacklevel=3)
@@ -336,6 +339,7 @@ class Restorer:
             faces=records,
             model=model,
             deep=deep,
+            tiled=self._tiled,
             provenance=self._provenance(model, used, mode, "given" if given and keep_mask else
                                         "detected" if detected is not None and keep_mask else "none", bits),
         )
@@ -413,13 +417,15 @@ class Restorer:
         """Run mode ``mode``'s networks on the photo; then what its card's pipeline adds (lite scratch:
         keep the undamaged pixels, then restore the result in its ``then`` mode)."""
         from oldphoto.pipeline import keep_undamaged, prepare
-        from oldphoto.tiling import restore_pixels
+        from oldphoto.tiling import plan, restore_pixels
 
         meta, bundle = self.model(mode)
         pipeline = meta["pipeline"]
+        prepared = prepare(image, mask, pipeline, postprocess)
+        self._tiled = self._tiled or plan(bundle, *prepared.x.shape[-2:], self.device, self.tile, self.max_memory).tiled
         pixels = restore_pixels(
             bundle,
-            prepare(image, mask, pipeline, postprocess),
+            prepared,
             device=self.device,
             precision=self._precisions.get(mode, self.precision),
             tile=self.tile,

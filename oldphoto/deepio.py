@@ -121,10 +121,15 @@ def png16_bytes(pixels: np.ndarray, *, exif: bytes | None = None, icc_profile: b
 
 def tiff16_bytes(pixels: np.ndarray, *, exif: bytes | None = None, icc_profile: bytes | None = None,
                  xmp: bytes | None = None) -> bytes:
-    """A 16-bit grey or RGB TIFF of ``pixels`` (Deflate, horizontal predictor) with EXIF, ICC and XMP tags."""
+    """A 16-bit (or, for uint8 ``pixels``, 8-bit) grey or RGB TIFF (Deflate, horizontal predictor) with EXIF, ICC and XMP tags.
+
+    Pillow's own TIFF writer (libtiff) cannot write an EXIF block's sub-IFDs beside other tags,
+    so 8-bit TIFFs that carry them are written here too.
+    """
     h, w = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    samples = pixels.reshape(h, w, channels).astype("<u2")
+    bits = 8 if pixels.dtype == np.uint8 else 16
+    samples = pixels.reshape(h, w, channels).astype("u1" if bits == 8 else "<u2")
     strips = []
     for top in range(0, h, _ROWS_PER_STRIP):
         band = samples[top : top + _ROWS_PER_STRIP]
@@ -148,7 +153,7 @@ def tiff16_bytes(pixels: np.ndarray, *, exif: bytes | None = None, icc_profile: 
         ifd.tagtype[tag] = TiffTags.LONG if tag in (256, 257, 278) else TiffTags.SHORT
         ifd[tag] = value
     ifd.tagtype[258] = ifd.tagtype[339] = TiffTags.SHORT
-    ifd[258] = (16,) * channels
+    ifd[258] = (bits,) * channels
     ifd[339] = (1,) * channels
     if icc_profile:
         ifd.tagtype[34675] = TiffTags.UNDEFINED

@@ -209,6 +209,8 @@ def save_image(
         return _save_deep(image, path, fmt, exif, icc_profile, xmp)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
+    if fmt == "TIFF" and (xmp or _has_sub_ifds(exif)):
+        return _save_deep(np.asarray(image), path, fmt, exif, icc_profile, xmp)
     options: dict[str, object] = {}
     if exif and fmt in _KEEPS_EXIF and not (fmt == "JPEG" and len(exif) > _JPEG_EXIF_LIMIT):
         options["exif"] = exif
@@ -230,22 +232,23 @@ def save_image(
     return path
 
 
+def _has_sub_ifds(exif: bytes | None) -> bool:
+    """Whether EXIF bytes point at an EXIF or GPS sub-IFD (which Pillow's TIFF writer cannot write)."""
+    if not exif:
+        return False
+    tags = Image.Exif()
+    tags.load(exif)
+    return 0x8769 in tags or 0x8825 in tags
+
+
 def _xmp_options(fmt: str, xmp: bytes) -> dict[str, object]:
-    """Pillow's save options that embed ``xmp`` in ``fmt``: PNG iTXt, TIFF tag 700, JPEG APP1, WebP chunk."""
+    """Pillow's save options that embed ``xmp`` in ``fmt``: PNG iTXt, JPEG APP1, WebP chunk (TIFF: see save_image)."""
     if fmt == "PNG":
         from PIL.PngImagePlugin import PngInfo
 
         info = PngInfo()
         info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
         return {"pnginfo": info}
-    if fmt == "TIFF":
-        from PIL import TiffTags
-        from PIL.TiffImagePlugin import ImageFileDirectory_v2
-
-        tags = ImageFileDirectory_v2()
-        tags.tagtype[700] = TiffTags.BYTE
-        tags[700] = xmp
-        return {"tiffinfo": tags}
     if fmt == "JPEG" and len(xmp) > _JPEG_XMP_LIMIT:
         return {}  # one APP1 segment cannot hold it; extended XMP is not worth a second format
     if fmt in ("JPEG", "WEBP"):
@@ -254,10 +257,10 @@ def _xmp_options(fmt: str, xmp: bytes) -> dict[str, object]:
 
 
 def _save_deep(pixels: np.ndarray, path: Path, fmt: str, exif: bytes | None, icc: bytes | None, xmp: bytes | None) -> Path:
-    """Write a uint16 array as a 16-bit PNG or TIFF, atomically."""
+    """Write a uint16 array as a 16-bit PNG or TIFF (or a uint8 one as an 8-bit TIFF), atomically."""
     from oldphoto.deepio import DEEP_FORMATS, write_deep
 
-    if fmt not in DEEP_FORMATS:
+    if fmt not in DEEP_FORMATS or (pixels.dtype == np.uint8 and fmt != "TIFF"):
         raise UsageError(f"{path}: {fmt} holds 8 bits per channel; write 16-bit photos as PNG or TIFF")
     try:
         with atomic_path(path) as tmp:

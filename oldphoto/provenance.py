@@ -43,7 +43,7 @@ FIELDS = {
     "MaskSHA256": "mask_sha256", "Precision": "precision", "Device": "device", "BitDepth": "bits",
     "Original": "original", "OriginalSHA256": "original_sha256",
 }
-_MOVED = {"DerivedFrom", "InstanceID", "DocumentID", "History"}  # xmpMM properties this file gets anew
+_MOVED = {"DerivedFrom", "InstanceID", "DocumentID", "OriginalDocumentID", "History"}  # xmpMM properties this file gets anew
 
 
 def _q(prefix: str, name: str) -> str:
@@ -67,7 +67,8 @@ def build_xmp(record: dict[str, Any], original_xmp: bytes | None = None) -> byte
     for prefix, uri in _NS.items():
         ET.register_namespace(prefix, uri)
     root, rdf, derived_ids, history = _original_tree(original_xmp)
-    instance = "xmp.iid:" + str(uuid.UUID(hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]))
+    ident = str(uuid.UUID(hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]))
+    instance = "xmp.iid:" + ident
     desc = ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})
     for name, key in FIELDS.items():
         if record.get(key) not in (None, ""):
@@ -75,9 +76,11 @@ def build_xmp(record: dict[str, Any], original_xmp: bytes | None = None) -> byte
     bag = ET.SubElement(ET.SubElement(desc, _q(PREFIX, "Weights")), _q("rdf", "Bag"))
     for network, sha in record.get("weights", {}).items():
         ET.SubElement(bag, _q("rdf", "li")).text = f"{network} sha256:{sha}"
+    ET.SubElement(desc, _q("xmpMM", "DocumentID")).text = "xmp.did:" + ident
     ET.SubElement(desc, _q("xmpMM", "InstanceID")).text = instance
-    if "DocumentID" in derived_ids:
-        ET.SubElement(desc, _q("xmpMM", "DocumentID")).text = derived_ids["DocumentID"]
+    first = derived_ids.get("OriginalDocumentID", derived_ids.get("DocumentID"))
+    if first:
+        ET.SubElement(desc, _q("xmpMM", "OriginalDocumentID")).text = first
     source = ET.SubElement(desc, _q("xmpMM", "DerivedFrom"), {_q("rdf", "parseType"): "Resource"})
     if record.get("original"):
         ET.SubElement(source, _q("stRef", "filePath")).text = record["original"]
@@ -138,7 +141,7 @@ def _original_tree(packet: bytes | None) -> tuple[ET.Element, ET.Element, dict[s
             if child.tag.startswith(f"{{{_NS['xmpMM']}}}") and name in _MOVED:
                 if name == "History":
                     history.extend(child.iter(_q("rdf", "li")))
-                elif name in ("InstanceID", "DocumentID") and child.text:
+                elif name in ("InstanceID", "DocumentID", "OriginalDocumentID") and child.text:
                     ids[name] = child.text
                 desc.remove(child)
             elif child.tag.startswith(f"{{{NAMESPACE}}}"):

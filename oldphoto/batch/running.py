@@ -50,6 +50,9 @@ class Settings:
     bit_depth: str = "auto"
     #: Write the provenance XMP into every output (``--no-provenance``: False).
     provenance: bool = True
+    #: With ``--report``: the folder for each photo's review thumbnails (records then carry the
+    #: output's sha256, the thumbnails and the provenance for the report and the manifest).
+    review: Path | None = None
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
@@ -79,12 +82,17 @@ class Record:
     faces: list[dict[str, Any]] | None = None
     #: The cluster node that restored the photo (set by cluster engines; local records omit it).
     node: str | None = None
+    #: With a review report: the output file's sha256, its thumbnails and flags, and its provenance.
+    sha256: str | None = None
+    review: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        """One line of JSON (non-ASCII file names kept readable)."""
+        """One line of JSON (non-ASCII file names kept readable); fields only some records have are left out when empty."""
         fields = asdict(self)
-        if fields["node"] is None:
-            del fields["node"]
+        for optional in ("node", "sha256", "review", "provenance"):
+            if fields[optional] is None:
+                del fields[optional]
         return json.dumps(fields, ensure_ascii=False)
 
 
@@ -149,18 +157,30 @@ def compute_job(
         record.size = list(result.image.size)
         if getattr(result, "faces_enabled", False):
             record.faces = list(result.faces)
-        write = _writer(job, photo, result, settings.provenance)
+        if settings.review is not None:
+            record.provenance = dict(getattr(result, "provenance", {}))
+        write = _writer(job, photo, result, settings)
     record.seconds = round(time.perf_counter() - start, 3)
     return record, write
 
 
-def _writer(job: Job, photo: Photo, result: Any, provenance: bool) -> Callable[[], None]:
+def _writer(job: Job, photo: Photo, result: Any, settings: Settings) -> Callable[[], dict[str, Any]]:
     """The writes of one restored photo: saved mask, comparison, then the main output (last).
 
     The output and the comparison carry the photo's XMP and, unless turned off, the provenance.
+    With a review report, the thumbnails are written first and the fields they add to the
+    record returned.
     """
+    provenance = settings.provenance
 
-    def write() -> None:
+    def write() -> dict[str, Any]:
+        added: dict[str, Any] = {}
+        if settings.review is not None:
+            from oldphoto.batch.report import thumbnails
+
+            review = thumbnails(settings.review, job.output, photo.image, result.image, result.mask)
+            review["tiled"] = bool(getattr(result, "tiled", False))
+            added["review"] = review
         xmp = provenance_xmp(result, photo, job.mask) if provenance else photo.xmp
         if job.save_mask is not None and result.detected_mask is not None:
             save_image(result.detected_mask, job.save_mask)
@@ -169,6 +189,11 @@ def _writer(job: Job, photo: Photo, result: Any, provenance: bool) -> Callable[[
             pair = side_by_side(photo if deep else photo.image, result if deep else result.image)
             save_image(pair, job.comparison, icc_profile=photo.icc_profile, xmp=xmp)
         write_restored(result, photo, job.output, job.format, provenance=provenance, xmp=xmp)
+        if settings.review is not None:
+            from oldphoto.fsutil import sha256_file
+
+            added["sha256"] = sha256_file(job.output)
+        return added
 
     return write
 
@@ -182,7 +207,8 @@ def _finish(record: Record, job: Job, write: Callable[[], Any]) -> Record:
     """Run (or wait for) ``job``'s writes and mark ``record`` failed if they raised."""
     start = time.perf_counter()
     try:
-        write()
+        for name, value in (write() or {}).items():
+            setattr(record, name, value)
     except ImageError as exc:
         record.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a full disk or a vanished folder fails this photo alone
@@ -192,7 +218,7 @@ def _finish(record: Record, job: Job, write: Callable[[], Any]) -> Record:
     finally:
         record.seconds = round(record.seconds + time.perf_counter() - start, 3)
     record.status = "failed"
-    record.mode = record.model = record.size = record.faces = None
+    record.mode = record.model = record.size = record.faces = record.review = record.sha256 = None
     return record
 
 
@@ -240,16 +266,22 @@ def run(
         if on_record is not None:
             on_record(record)
 
-    with WriteBehind(depth=1) as writer:
-        for item in prefetch(jobs, read_ahead):
-            job = item.source
-            if on_start is not None:
-                on_start(job)
-            record, write = compute_job(job, get_restorer, settings, on_progress, item)
-            queued.append((record, job, writer.submit(write, source=job) if write is not None else None))
-            # Report every record whose files are written; keep at most one photo's writes pending.
-            while queued and (len(queued) > 1 or queued[0][2] is None or queued[0][2].done()):
+    try:
+        with WriteBehind(depth=1) as writer:
+            for item in prefetch(jobs, read_ahead):
+                job = item.source
+                if on_start is not None:
+                    on_start(job)
+                record, write = compute_job(job, get_restorer, settings, on_progress, item)
+                queued.append((record, job, writer.submit(write, source=job) if write is not None else None))
+                # Report every record whose files are written; keep at most one photo's writes pending.
+                while queued and (len(queued) > 1 or queued[0][2] is None or queued[0][2].done()):
+                    report(*queued.popleft())
+            while queued:
                 report(*queued.popleft())
-        while queued:
+    except BaseException:
+        # Interrupted (Ctrl-C, a weights error): the photos whose files landed are still reported.
+        while queued and (queued[0][2] is None or queued[0][2].done()):
             report(*queued.popleft())
+        raise
     return records

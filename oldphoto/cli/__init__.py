@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from oldphoto import __version__
-from oldphoto.cli import degrade, info, restore, train, ui, weights
+from oldphoto.cli import degrade, info, inspect, restore, train, ui, weights
 
 app = typer.Typer(
     name="oldphoto",
@@ -35,6 +35,7 @@ def _root(
 
 app.command("restore")(restore.restore)
 app.command("info")(info.info)
+app.command("inspect")(inspect.inspect)
 app.command("degrade")(degrade.degrade)
 app.command("train")(train.train)
 app.command("ui")(ui.ui)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     RunBatch = Callable[..., list[Record]]
 
 def restore(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="A photo, or a folder of photos.", show_default=False),
     dest: Path = typer.Argument(
         ..., help="Output file (format from its extension), or folder (created; keeps the input names).", show_default=False
@@ -71,6 +72,9 @@ def restore(
     provenance: bool = typer.Option(
         True, "--provenance/--no-provenance", help="Write how each photo was restored into its file as XMP (tool, model, weights' sha256, original)."
     ),
+    report: Optional[Path] = typer.Option(
+        None, "--report", help="Write a review page here (e.g. report.html; thumbnails in report_files/, run manifest report.json), kept current as the run goes."
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs oldphoto[ray])."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="With --engine ray: 'auto' (the running cluster) or its address. Default: a private Ray on this machine."
@@ -108,6 +112,7 @@ def restore(
             save_faces=save_faces,
             bit_depth=bit_depth,
             provenance=provenance,
+            review=_review_folder(report, src),
         )
         check_mask_mode(mode, mask is not None)
         cluster = _cluster(engine, ray_address, workers, gpus_per_worker, cpus_per_worker)
@@ -144,6 +149,8 @@ def restore(
             def run_batch(jobs: list[Job], settings: Settings, **report: Any) -> list[Record]:
                 return batch.run(jobs, lambda: restorer, settings, **report)
 
+        if report is not None:
+            run_batch = _reporting(run_batch, report, settings, restorer_options, model, _command_line(ctx))
         records = _run(jobs, run_batch, settings, json_lines=json_lines, single=single)
     except UsageError as exc:
         fail(str(exc), code=2)
@@ -153,6 +160,67 @@ def restore(
         fail("interrupted; finished photos are kept, run the same command again to resume", code=130)
     if any(r.status == "failed" for r in records):
         raise typer.Exit(1)
+
+
+def _review_folder(report: Path | None, src: Path) -> Path | None:
+    """The thumbnails folder of ``--report`` (None without one); the report must be an .html file outside the photos."""
+    if report is None:
+        return None
+    from oldphoto.batch.report import files_folder
+    from oldphoto.errors import UsageError
+
+    if report.suffix.lower() not in (".html", ".htm") or report.is_dir():
+        raise UsageError(f"{report}: --report needs an .html file name (its thumbnails go beside it)")
+    if src.is_dir() and report.resolve().is_relative_to(src.resolve()):
+        raise UsageError(f"{report}: put the report outside the photo folder (its thumbnails would be taken for photos)")
+    return files_folder(report)
+
+
+def _command_line(ctx: typer.Context) -> list[str]:
+    """This command as typed, rebuilt from the options given on the command line (for the run manifest)."""
+    words = ["oldphoto", "restore"]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return words
+
+
+def _reporting(
+    run_batch: RunBatch, path: Path, settings: Settings, options: dict[str, Any], requested: str, command: list[str]
+) -> RunBatch:
+    """``run_batch`` that also keeps the review report and run manifest at ``path`` current, interrupted or not."""
+    from dataclasses import asdict
+
+    from oldphoto.batch.report import Report
+
+    chosen = {k: v for k, v in options.items() if k != "model"} | {"model": requested, "model_used": options["model"]}
+    review = Report(path, command=command, settings={**asdict(settings), **chosen}, requested_model=requested)
+
+    def run(jobs: list[Job], settings: Settings, **hooks: Any) -> list[Record]:
+        told = hooks.get("on_record")
+
+        def on_record(record: Record) -> None:
+            review.add(record)
+            if told is not None:
+                told(record)
+
+        try:
+            records = run_batch(jobs, settings, **{**hooks, "on_record": on_record})
+        except BaseException:
+            review.close(interrupted=True)
+            raise
+        review.close()
+        return records
+
+    return run
 
 
 def _choose(options: dict[str, Any], settings: Settings, detect: bool, masked: bool) -> str:
