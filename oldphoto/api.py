@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from oldphoto.deepio import restored_image
+from oldphoto.provenance import restorer_info
 from oldphoto.inputs import ImageInput, Photo, load_mask, load_photo
 from oldphoto.options import (
     check_bit_depth,
@@ -326,7 +328,7 @@ class Restorer:
                 pixels, records = self._enhance_faces(pixels, mode, save_faces, save_prefix)
             used = list(self._used)
         keep_mask = mode not in ("quality", "none")
-        out, deep = _finish_pixels(pixels, photo.is_grey)
+        out, deep = restored_image(pixels, photo.is_grey)
         model = self.choice.name if self.choice is not None and mode != "none" else ""
         return RestoreResult(
             image=out,
@@ -340,26 +342,11 @@ class Restorer:
             model=model,
             deep=deep,
             tiled=self._tiled,
-            provenance=self._provenance(model, used, mode, "given" if given and keep_mask else
-                                        "detected" if detected is not None and keep_mask else "none", bits),
+            provenance=restorer_info(
+                self, model, used, mode,
+                "given" if given and keep_mask else "detected" if detected is not None and keep_mask else "none", bits,
+            ),
         )
-
-    def _provenance(self, model: str, used: list[str], mode: str, mask: str, bits: int) -> dict[str, Any]:
-        """What :mod:`oldphoto.provenance` writes into the output about how it was made."""
-        from oldphoto import __version__
-
-        networks = {name: self._models[name][0].get("weights_sha256", "") for name in used}
-        precisions = sorted({self._precisions.get(name, self.precision) for name in used}) or [self.precision]
-        return {
-            "tool": f"oldphoto {__version__}",
-            "model": model or "none",
-            "weights": networks,
-            "mode": mode,
-            "mask": mask,
-            "precision": "+".join(precisions),
-            "device": str(self.device),
-            "bits": bits,
-        }
 
     def face_model_name(self, mode: str) -> str:
         """``face512`` when asked for, or following ``hr`` mode by default; else ``face256``."""
@@ -439,18 +426,3 @@ class Restorer:
             pixels = self._restore_pixels(pixels, None, then, postprocess, progress)
         return pixels
 
-
-def _finish_pixels(pixels: np.ndarray, grey: bool) -> tuple[Image.Image, np.ndarray | None]:
-    """The restored H×W×3 samples as the result's 8-bit image and, for uint16, its 16-bit samples.
-
-    A grey photo comes back grey: Pillow's luma for 8 bits, the same ITU-R 601 weights for 16.
-    """
-    if pixels.dtype == np.uint8:
-        image = Image.fromarray(pixels)
-        return (image.convert("L") if grey else image), None
-    from oldphoto.deepio import to_8bit
-
-    if grey:
-        luma = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
-        pixels = np.clip(np.rint(luma), 0, 65535).astype(np.uint16)
-    return Image.fromarray(to_8bit(pixels)), pixels

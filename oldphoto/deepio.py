@@ -179,3 +179,17 @@ def write_deep(pixels: np.ndarray, path: Path, fmt: str, *, exif: bytes | None =
     """Write ``pixels`` (uint16, grey or RGB) to ``path`` as a 16-bit ``fmt`` (PNG or TIFF)."""
     build = png16_bytes if fmt == "PNG" else tiff16_bytes
     path.write_bytes(build(pixels, exif=exif, icc_profile=icc_profile, xmp=xmp))
+
+
+def restored_image(pixels: np.ndarray, grey: bool) -> tuple[Image.Image, np.ndarray | None]:
+    """The restored H×W×3 samples as the result's 8-bit image and, for uint16, its 16-bit samples.
+
+    A grey photo comes back grey: Pillow's luma for 8 bits, the same ITU-R 601 weights for 16.
+    """
+    if pixels.dtype == np.uint8:
+        image = Image.fromarray(pixels)
+        return (image.convert("L") if grey else image), None
+    if grey:
+        luma = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+        pixels = np.clip(np.rint(luma), 0, 65535).astype(np.uint16)
+    return Image.fromarray(to_8bit(pixels)), pixels

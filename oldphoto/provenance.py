@@ -50,6 +50,24 @@ def _q(prefix: str, name: str) -> str:
     return f"{{{_NS[prefix]}}}{name}"
 
 
+def restorer_info(restorer: Any, model: str, used: list[str], mode: str, mask: str, bits: int) -> dict[str, Any]:
+    """What a :class:`~oldphoto.api.Restorer` knows of one restoration: tool, model, the weights of the
+    networks it ran (``used``), mode, mask (``given``, ``detected`` or ``none``), precision, device, bits."""
+    from oldphoto import __version__
+
+    precisions = sorted({restorer._precisions.get(name, restorer.precision) for name in used}) or [restorer.precision]
+    return {
+        "tool": f"oldphoto {__version__}",
+        "model": model or "none",
+        "weights": {name: restorer._models[name][0].get("weights_sha256", "") for name in used},
+        "mode": mode,
+        "mask": mask,
+        "precision": "+".join(precisions),
+        "device": str(restorer.device),
+        "bits": bits,
+    }
+
+
 def describe(info: dict[str, Any], original: Path | None = None, mask_file: Path | None = None) -> dict[str, Any]:
     """The full provenance: the restorer's ``info`` (``RestoreResult.provenance``) plus the files it came from."""
     record = dict(info)

@@ -131,3 +131,16 @@ def test_inspect_prints_the_provenance_and_checks_the_weights(tiny_weights: Path
     (copy / "quality.safetensors").write_bytes((copy / "quality.safetensors").read_bytes() + b" ")
     code, output = _run("inspect", str(out2), "--check-weights")
     assert code == 1 and "differs" in output, output
+
+
+@needs_exiftool
+def test_restore_file_from_python_writes_the_same_provenance(tiny_weights: Path, tmp_path: Path) -> None:
+    from oldphoto.api import Restorer
+
+    src = _photo(tmp_path / "scan.webp")
+    result = Restorer(tiny_weights, device="cpu", faces=False).restore_file(src, tmp_path / "out.webp", mode="quality")
+    tags = _exiftool(tmp_path / "out.webp")
+    assert tags["XMP-oldphoto:OriginalSHA256"] == sha256_file(src) and tags["XMP-oldphoto:Mode"] == result.mode
+    code, output = _run("restore", str(src), str(tmp_path / "cli.webp"), "--weights", str(tiny_weights), "--device", "cpu",
+                        "--mode", "quality", "--no-faces")
+    assert code == 0 and (tmp_path / "cli.webp").read_bytes() == (tmp_path / "out.webp").read_bytes()

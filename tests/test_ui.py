@@ -156,6 +156,10 @@ def test_session_restore_gives_the_cli_bytes_and_writes_only_to_its_folder(
     code, output = _cli("restore", str(src), str(out), "--mask", str(result.mask), "--weights", str(tiny_weights), "--device", "cpu", "--no-faces")
     assert code == 0, output
     assert out.read_bytes() == result.output.read_bytes()
+    from oldphoto.provenance import parse, read_xmp
+
+    told = parse(read_xmp(result.output))  # the web app's output carries the same provenance
+    assert told["original"] == "grandad.jpg" and told["mask"] == "given" and told["mask_file"] == "grandad-mask.png"
     # quality ignores the painted mask (and offers none to download)
     plain = session.restore(src, mask, choice="quality", faces=False)
     assert plain.mask is None and f"quality mode with the weights in {tiny_weights}, no mask used" in plain.message

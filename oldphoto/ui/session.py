@@ -180,9 +180,10 @@ class Session:
             folder = self.folder / f"restore-{next(self._count)}"
             folder.mkdir(parents=True)
             fmt, ext = choose_output_format(photo.format)
-            output = write_restored(result, photo, folder / f"{path.stem}-restored{ext}", fmt)
             used = result.mask
             mask_path = save_image(used, folder / f"{path.stem}-mask.png") if used is not None else None
+            # The provenance names the mask file offered for download, as the CLI's names the one given to --mask.
+            output = write_restored(result, photo, folder / f"{path.stem}-restored{ext}", fmt, mask_file=mask_path)
         count, share = damaged_share(used)
         face_text = "faces off" if not result.faces_enabled else f"{sum(bool(f.get('enhanced')) for f in result.faces)} of {len(result.faces)} faces enhanced"
         mask_text = f"mask: {count} damaged pixels ({share:.2%})" if used is not None else "no mask used"
