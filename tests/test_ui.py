@@ -388,3 +388,22 @@ def test_bad_uploads_are_shown_and_the_page_keeps_working(app: App, page: Any, p
     saved = tmp_path / caught.value.suggested_filename
     caught.value.save_as(saved)
     assert saved.name == "old_a-restored.png" and Image.open(saved).size == (298, 450)
+
+
+def test_session_keeps_a_16_bit_photo_16_bit(tiny_weights: Path, tmp_path: Path) -> None:
+    """The web app's download of a 16-bit PNG is a 16-bit PNG, as the CLI writes it."""
+    from oldphoto.api import Restorer
+    from oldphoto.deepio import png16_bytes
+    from oldphoto.imageio import read_image
+
+    src = tmp_path / "scan.png"
+    y, x = np.mgrid[0:40, 0:48]
+    src.write_bytes(png16_bytes(np.stack([x * 1300, y * 1500, x * y * 30], axis=2).astype(np.uint16)))
+    session = Session(Restorer(tiny_weights, device="cpu", faces=False), tmp_path / "work")
+    result = session.restore(src, None, choice="quality", faces=False)
+    restored = read_image(result.output)
+    assert result.output.name == "scan-restored.png" and restored.deep is not None and restored.deep.shape == (40, 48, 3)
+    out = tmp_path / "cli.png"
+    code, output = _cli("restore", str(src), str(out), "--weights", str(tiny_weights), "--device", "cpu", "--mode", "quality", "--no-faces")
+    assert code == 0, output
+    assert np.array_equal(read_image(out).deep, restored.deep)

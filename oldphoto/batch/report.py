@@ -200,7 +200,9 @@ class Report:
             "finished" if self.finished else "running")
         data = json.dumps({"rows": rows, "flags": FLAGS, "state": state, "command": " ".join(self.command)},
                           ensure_ascii=False).replace("</", "<\\/")
-        return _PAGE.replace("__TITLE__", html.escape(f"oldphoto report: {base.name or base}")).replace("__DATA__", data)
+        css = "\n".join(f'#rows.only-{key} .row[data-flags~="{key}"]{{display:flex}}' for key in FLAGS)
+        page = _PAGE.replace("__TITLE__", html.escape(f"oldphoto report: {base.name or base}")).replace("__FILTER_CSS__", css)
+        return page.replace("__DATA__", data)
 
 
 def _href(base: Path, target: str) -> str:
@@ -222,8 +224,9 @@ h1{font-size:18px;margin:0 0 4px}
 #summary{margin:2px 0 6px;color:#444}
 #filters label{margin-right:14px;white-space:nowrap}
 #rows{padding:8px 16px}
-.row{display:flex;gap:10px;align-items:flex-start;background:#fff;margin:0 0 6px;padding:6px;border-radius:4px;
-content-visibility:auto;contain-intrinsic-size:auto 172px}
+.row{display:flex;gap:10px;align-items:flex-start;background:#fff;margin:0 0 6px;padding:6px;border-radius:4px}
+#rows.filtering .row{display:none}
+__FILTER_CSS__
 .row.failed{border-left:4px solid #c22}
 .thumb{width:160px;height:160px;display:flex;align-items:center;justify-content:center;background:#eee;flex:none}
 .thumb img{max-width:160px;max-height:160px}
@@ -232,7 +235,6 @@ content-visibility:auto;contain-intrinsic-size:auto 172px}
 .flag{display:inline-block;background:#fde68a;border-radius:3px;padding:0 5px;margin:2px 4px 0 0;font-size:12px}
 .flag.failed{background:#fca5a5}
 .error{color:#a00}
-.hidden{display:none}
 </style></head><body>
 <header><h1>__TITLE__</h1><div id="summary"></div>
 <div id="filters"><label><input type="checkbox" value="" id="all" checked> all</label></div></header>
@@ -255,31 +257,37 @@ function img(src, size, alt) {
   const [w, h] = size || [160, 160];
   return `<div class="thumb"><img loading="lazy" decoding="async" src="${src}" width="${w}" height="${h}" alt="${alt}"></div>`;
 }
-const html = [];
-for (const r of data.rows) {
+function rowHtml(r) {
   const link = r.href ? `<a class="name" href="${r.href}">${esc(r.name)}</a>` : `<span class="name">${esc(r.name)}</span>`;
   const meta = r.status === "failed" ? `<div class="error">${esc(r.error || "failed")}</div>` :
     `<div>${esc(r.status)}${r.earlier ? " (earlier run)" : ""}: ${esc(r.model || "")} model, ${esc(r.mode || "")} mode, ${r.seconds ?? ""} s` +
     `${r.mask != null ? `, mask ${(r.mask * 100).toFixed(1)} %` : ""}</div>`;
   const flags = r.flags.map(f => `<span class="flag ${f}">${esc(data.flags[f])}</span>`).join("");
-  html.push(`<div class="row ${r.status}" data-flags="${r.flags.join(" ")}">${img(r.thumbs.before, r.size, "before")}` +
+  return `<div class="row ${r.status}" data-flags="${r.flags.join(" ")}">${img(r.thumbs.before, r.size, "before")}` +
     `${img(r.thumbs.after, r.size, "after")}${r.thumbs.mask ? img(r.thumbs.mask, r.size, "mask") : ""}` +
-    `<div class="info">${link}${meta}<div>${flags}</div></div></div>`);
+    `<div class="info">${link}${meta}<div>${flags}</div></div></div>`;
 }
+// The first rows at once, the rest in slices between frames, so the page is usable at once at any size.
 const rows = document.getElementById("rows");
-rows.innerHTML = html.join("");
+let next = 0;
+function slice(count) {
+  const end = Math.min(next + count, data.rows.length);
+  rows.insertAdjacentHTML("beforeend", data.rows.slice(next, end).map(rowHtml).join(""));
+  if (next === 0) performance.mark("rows-first");
+  next = end;
+  if (next < data.rows.length) setTimeout(() => slice(2000), 0);
+  else { performance.mark("rows-all"); document.body.dataset.ready = "1"; }
+}
+slice(100);
+// A filter is one class on the list (the CSS shows the rows with that flag): one style pass, whatever the count.
 function apply() {
   const on = [...filters.querySelectorAll("input[value]:checked")].map(i => i.value).filter(Boolean);
   document.getElementById("all").checked = on.length === 0;
-  for (const row of rows.children) {
-    const mine = row.dataset.flags.split(" ");
-    row.classList.toggle("hidden", on.length > 0 && !on.some(f => mine.includes(f)));
-  }
+  rows.className = on.length ? "filtering " + on.map(f => "only-" + f).join(" ") : "";
 }
 filters.addEventListener("change", e => {
   if (e.target.id === "all") for (const i of filters.querySelectorAll("input[value]")) i.checked = false;
   apply();
 });
-document.body.dataset.ready = "1";
 </script></body></html>
 """
