@@ -64,11 +64,6 @@ class RestoreResult:
     #: Whether the networks ran tile by tile (a large scan in bounded memory).
     tiled: bool = False
 
-    @property
-    def pixels(self) -> Image.Image | np.ndarray:
-        """What to write: the 16-bit samples when there are some, else the image."""
-        return self.deep if self.deep is not None else self.image
-
 
 class Restorer:
     """Restore old photos with the published networks: load once, call :meth:`restore` many times.
@@ -270,7 +265,7 @@ class Restorer:
         check_mode(mode)
         check_postprocess(postprocess)
         check_mask_mode(mode, mask is not None)
-        check_bit_depth(bit_depth)
+        bit_depth = check_bit_depth(bit_depth)
         start = time.perf_counter()
         photo = image if isinstance(image, Photo) else load_photo(image)
         damage = load_mask(mask, photo.image.size) if mask is not None else None
