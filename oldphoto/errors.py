@@ -17,6 +17,17 @@ class WeightsError(OldPhotoError):
     """Weights are missing, malformed, unverified where verification is required, or unsafe."""
 
 
+class WeightsUnreachable(WeightsError):
+    """Weights are not cached and nothing can be downloaded now (no answer from the Hub, or HF_HUB_OFFLINE).
+
+    The expected state of a machine without network, not a fault: ``why`` says it in a few words.
+    """
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 class UsageError(OldPhotoError):
     """The caller asked for something contradictory or impossible (bad option values)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import os
@@ -73,3 +74,25 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def probe_writable(folder: Path | str) -> None:
+    """Raise OSError unless files can be written in ``folder``, or ``folder`` can be created.
+
+    Tried for real, as :func:`atomic_path` will do it (permissions, read-only mounts, quotas
+    and root's exemptions all answer the way they will then): a temp file made and removed
+    in ``folder``, or, when it does not exist yet, a temp folder made and removed in its
+    nearest existing ancestor. Nothing is left behind and no folder is created.
+    """
+    folder = Path(folder)
+    here = folder
+    while not here.exists() and here.parent != here:
+        here = here.parent
+    if not here.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{here} is not a folder", str(here))
+    if here == folder:
+        fd, probe = tempfile.mkstemp(prefix=".oldphoto-", suffix=".probe", dir=here)
+        os.close(fd)
+        os.unlink(probe)
+    else:
+        os.rmdir(tempfile.mkdtemp(prefix=".oldphoto-", suffix=".probe", dir=here))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from oldphoto.deepio import DEEP_FORMATS
 from oldphoto.errors import UsageError
@@ -51,7 +51,7 @@ def write_restored(
 
 
 def side_by_side(before: Photo | Image.Image, after: Any) -> Image.Image | np.ndarray:
-    """The photo as read (left) beside its restoration (right), at the restoration's height.
+    """The photo as read (left) beside its restoration (right), at the restoration's height, labelled.
 
     16-bit when the restoration is (``after`` has ``deep`` samples and ``before`` is a Photo), else 8-bit.
     """
@@ -66,16 +66,47 @@ def side_by_side(before: Photo | Image.Image, after: Any) -> Image.Image | np.nd
 
         w = max(1, round(left.shape[1] * right.shape[0] / left.shape[0]))
         left = resize_pixels(left, (w, right.shape[0]), Image.Resampling.LANCZOS)
-    canvas = np.concatenate([left, right], axis=1)
+    pair = np.concatenate([left, right], axis=1)
+    # The labelled band above them is the 8-bit comparison's, at 16 bits.
+    labelled = np.asarray(_side_by_side8(before.image, after_image).convert("RGB"))
+    band = labelled[: labelled.shape[0] - pair.shape[0]].astype(np.uint16) * 257
+    canvas = np.concatenate([band, pair], axis=0)
     return canvas[..., 0] if deep.ndim == 2 and before.is_grey else canvas
 
 
 def _side_by_side8(before: Image.Image, after: Image.Image) -> Image.Image:
+    """The photo as read (left) beside its restoration (right), at the restoration's height, labelled.
+
+    A dark band above the two says "before" and "after" over each (PIL's own font, so no
+    font has to be installed or fetched); the photos themselves are not drawn on.
+    """
     mode = "L" if before.mode == after.mode == "L" else "RGB"
     if before.size != after.size:
         w = max(1, round(before.width * after.height / before.height))
         before = before.resize((w, after.height), Image.Resampling.LANCZOS)
-    canvas = Image.new(mode, (before.width + after.width, after.height))
-    canvas.paste(before.convert(mode), (0, 0))
-    canvas.paste(after.convert(mode), (before.width, 0))
+    size = max(_LABEL_MIN, min(_LABEL_MAX, round(after.height / 20)))
+    band = round(size * 1.5)
+    canvas = Image.new(mode, (before.width + after.width, band + after.height), _BAND if mode == "L" else (_BAND,) * 3)
+    canvas.paste(before.convert(mode), (0, band))
+    canvas.paste(after.convert(mode), (before.width, band))
+    draw = ImageDraw.Draw(canvas)
+    ink = _INK if mode == "L" else (_INK,) * 3
+    for text, left, width in (("before", 0, before.width), ("after", before.width, after.width)):
+        font = _label_font(draw, text, size, width)
+        draw.text((left + width / 2, band / 2), text, fill=ink, font=font, anchor="mm")
     return canvas
+
+
+#: Label size in pixels: 1/20 of the photo's height within these bounds (readable on a screen and in print).
+_LABEL_MIN, _LABEL_MAX = 12, 96
+#: The band's grey and the labels' grey.
+_BAND, _INK = 24, 240
+
+
+def _label_font(draw: ImageDraw.ImageDraw, text: str, size: int, width: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """PIL's default font at ``size``, smaller where ``text`` would not fit in ``width`` (down to 8 pixels)."""
+    font = ImageFont.load_default(size)
+    while size > 8 and draw.textlength(text, font=font) > 0.9 * width:
+        size -= 1
+        font = ImageFont.load_default(size)
+    return font

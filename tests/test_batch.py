@@ -271,13 +271,14 @@ def test_masks_saved_masks_and_comparisons(tmp_path: Path) -> None:
         assert saved.mode == "L" and saved.size == (20, 12)
         assert np.asarray(saved)[:, :2].min() == 255 and np.asarray(saved)[:, 2:].max() == 0
     with Image.open(tmp_path / "cmp" / "a.png") as cmp_a, Image.open(tmp_path / "cmp" / "b.png") as cmp_b:
-        assert (cmp_a.size, cmp_a.mode, cmp_b.size, cmp_b.mode) == ((40, 12), "L", (40, 12), "RGB")
-        assert cmp_a.getpixel((0, 0)) == 40 and cmp_a.getpixel((39, 11)) == 215
+        # Below an 18-pixel band labelled "before" and "after": the photo, then its restoration.
+        assert (cmp_a.size, cmp_a.mode, cmp_b.size, cmp_b.mode) == ((40, 12 + 18), "L", (40, 12 + 18), "RGB")
+        assert cmp_a.getpixel((0, 18)) == 40 and cmp_a.getpixel((39, 29)) == 215
 
 
 def test_side_by_side_scales_the_original_to_the_restored_height() -> None:
     joined = batch.side_by_side(Image.new("RGB", (30, 20)), Image.new("L", (16, 12)))
-    assert joined.size == (18 + 16, 12) and joined.mode == "RGB"
+    assert joined.size == (18 + 16, 18 + 12) and joined.mode == "RGB"
 
 
 def test_records_are_one_json_line_with_every_field() -> None:

@@ -184,7 +184,7 @@ def test_masks_of_different_sizes_and_modes_from_a_folder(tiny_weights: Path, tm
     assert modes == {"grey.png": "scratch", "rgba.png": "scratch", "one_bit.png": "scratch", "palette.png": "scratch", "none.png": "quality"}
     for name in modes:
         with Image.open(tmp_path / "out" / name) as restored, Image.open(tmp_path / "cmp" / name) as cmp:
-            assert (restored.size, restored.mode, cmp.size) == ((32, 24), "RGB", (64, 24))
+            assert (restored.size, restored.mode, cmp.size) == ((32, 24), "RGB", (64, 18 + 24))  # under the labels'' band
 
 
 def test_detected_masks_are_saved_at_the_photo_size_and_can_be_passed_back(tiny_weights: Path, photos: Path, tmp_path: Path) -> None:
@@ -258,28 +258,6 @@ def test_folder_onto_itself_is_a_usage_error(tiny_weights: Path, tmp_path: Path)
     code, output = _run("restore", str(src), str(src), "--weights", str(tiny_weights))
     assert code == 2 and "OUT must be a different folder from IN" in output
     assert _files(src) == before
-
-
-def test_unwritable_output_fails_cleanly(tiny_weights: Path, tmp_path: Path) -> None:
-    src = _synthetic(tmp_path / "a.png", (16, 16))
-    (tmp_path / "blocker").write_text("a file where a folder should be")
-    code, output = _run("restore", str(src), str(tmp_path / "blocker" / "out.png"), "--weights", str(tiny_weights))
-    assert code == 1 and "cannot write output" in output and output.count("\n") == 1
-    assert _files(tmp_path) == ["a.png", "blocker"]
-
-
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write into read-only folders")
-def test_read_only_output_folder_fails_cleanly(tiny_weights: Path, tmp_path: Path) -> None:
-    src = _synthetic(tmp_path / "a.png", (16, 16))
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        code, output = _run("restore", str(src), str(locked / "out.png"), "--weights", str(tiny_weights))
-    finally:
-        locked.chmod(0o700)
-    assert code == 1 and "cannot write output" in output
-    assert list(locked.iterdir()) == []
 
 
 @pytest.mark.parametrize(

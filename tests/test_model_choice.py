@@ -129,8 +129,10 @@ def test_auto_falls_back_to_lite_when_the_hub_is_down_and_says_so_once(env: Path
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1, result.stderr
-    assert "published weights unavailable (quality: not in the cache, and the Hub cannot be reached" in notes[0]
-    assert notes[0].endswith("restoring with the bundled lite model (no hr mode, no faces)")
+    assert notes[0] == (
+        "note: published weights unavailable (not downloaded yet, and the Hub cannot be reached; see 'oldphoto weights "
+        "download --help'); restoring with the bundled lite model (no hr mode, no faces)"
+    )
     records = _records(result)
     assert [r["model"] for r in records] == ["lite", "lite"] and {r["status"] for r in records} == {"restored"}
     with Image.open(tmp_path / "out" / "b.png") as im:

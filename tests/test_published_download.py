@@ -218,8 +218,9 @@ def test_a_file_changed_on_the_server_under_the_same_commit_is_caught_by_verify(
     assert result.exit_code == 0, result.output
     commit = hub.repos[PUBLISHED].refs["main"]
     listing = _cli("weights", "list")
-    line = next(ln for ln in listing.stdout.splitlines() if ln.startswith("quality"))
-    assert f"{PUBLISHED}@{commit[:12]}" in line and "unknown" in line
+    lines = listing.stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("quality"))
+    assert "verified: unknown" in lines[start] and f"  from {PUBLISHED}@{commit[:12]}" in lines[start + 1: start + 3]
     ok = _cli("weights", "verify", "quality")
     assert ok.exit_code == 0, ok.output
     assert f"quality: intact; trusted on first use from {PUBLISHED}@{commit} (the Hub still serves the same files" in ok.stdout

@@ -7,7 +7,7 @@ restores the jobs through one :class:`~oldphoto.api.Restorer` and reports a reco
 
 from __future__ import annotations
 
-from oldphoto.batch.planning import Job, needs_work, plan, will_restore
+from oldphoto.batch.planning import Job, check_writable, needs_work, plan, will_restore
 from oldphoto.batch.running import Record, RestorerLike, Settings, compute_job, restore_job, run, settle, side_by_side
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "Record",
     "RestorerLike",
     "Settings",
+    "check_writable",
     "compute_job",
     "needs_work",
     "plan",

@@ -4,8 +4,9 @@
 folder (hidden names and the output folders skipped), picks each output's format, matches
 masks to photos by name, and refuses, as a :class:`UsageError`, any plan that would write over
 an input. :func:`will_restore` then says whether a job still needs restoring (its output is missing),
-which is what makes re-running an interrupted command resume it. Nothing here reads pixels or
-needs torch, so any engine can plan — :mod:`oldphoto.batch.running` here, others elsewhere.
+which is what makes re-running an interrupted command resume it, and :func:`check_writable`
+finds an output folder that cannot be written before the first photo is restored. Nothing
+here reads pixels or needs torch, so any engine can plan — :mod:`oldphoto.batch.running` here, others elsewhere.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from oldphoto.errors import UsageError
+from oldphoto.errors import UsageError, one_line
+from oldphoto.fsutil import probe_writable
 from oldphoto.imageio import READABLE_EXTENSIONS, choose_output_format, format_for_extension, normalise_format, output_format
 
 
@@ -243,3 +245,20 @@ def needs_work(jobs: Iterable[Job], overwrite: bool) -> bool:
 def will_restore(job: Job, overwrite: bool) -> bool:
     """True when the job is well-formed and its output is missing (or to be redone)."""
     return job.error is None and (overwrite or not job.output.exists())
+
+
+def check_writable(jobs: Iterable[Job], overwrite: bool, also: Iterable[Path] = ()) -> None:
+    """Raise UsageError naming a folder that an output of the run cannot be written to (or created in).
+
+    Every folder the jobs still to restore write into (outputs, comparisons, saved masks)
+    and ``also`` (``--save-faces``) is tried with a real temporary file, so a read-only
+    mount or a file standing where a folder should be is found before hours of work, not
+    after. Nothing is left behind.
+    """
+    folders = {p.parent for job in jobs if will_restore(job, overwrite) for p in (job.output, job.comparison, job.save_mask) if p}
+    for folder in sorted(folders | set(also) if folders else ()):
+        try:
+            probe_writable(folder)
+        except OSError as exc:
+            reason = exc.strerror or one_line(exc)
+            raise UsageError(f"{folder}: outputs cannot be written there ({reason}); nothing was restored") from None

@@ -10,8 +10,9 @@ import typer
 
 from oldphoto import __version__
 from oldphoto.cli import degrade, info, inspect, restore, train, ui, weights
+from oldphoto.cli.common import Command, typer_app
 
-app = typer.Typer(
+app = typer_app(
     name="oldphoto",
     help="Bring old photographs back to life (a port of 'Bringing Old Photos Back to Life').",
     no_args_is_help=True,
@@ -33,12 +34,12 @@ def _root(
     """Restore old photographs: faded prints, noise, scratches and folds."""
 
 
-app.command("restore")(restore.restore)
-app.command("info")(info.info)
-app.command("inspect")(inspect.inspect)
-app.command("degrade")(degrade.degrade)
-app.command("train")(train.train)
-app.command("ui")(ui.ui)
+app.command("restore", cls=Command, short_help="Restore old photos: one file, or a whole folder.")(restore.restore)
+app.command("info", cls=Command, short_help="Versions, devices, and where weights are looked for.")(info.info)
+app.command("inspect", cls=Command, short_help="Show how a restored file was made (its provenance).")(inspect.inspect)
+app.command("degrade", cls=Command, short_help="Make synthetic old photos (and damage masks).")(degrade.degrade)
+app.command("train", cls=Command, short_help="Train one stage of the restoration networks.")(train.train)
+app.command("ui", cls=Command, short_help="Restore photos in your web browser.")(ui.ui)
 app.add_typer(weights.app, name="weights")
 
 

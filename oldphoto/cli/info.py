@@ -48,7 +48,9 @@ def info(
 ) -> None:
     """Show versions, the devices found, and where weights are looked for.
 
-    Example: oldphoto info --weights ./weights-local
+    \b
+    Example:
+      oldphoto info --weights ./weights-local
     """
     import torch
     from rich.console import Console

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
 def restore(
     ctx: typer.Context,
-    src: Path = typer.Argument(..., help="A photo, or a folder of photos.", show_default=False),
+    src: Path = typer.Argument(..., metavar="IN", help="A photo, or a folder of photos.", show_default=False),
     dest: Path = typer.Argument(
-        ..., help="Output file (format from its extension), or folder (created; keeps the input names).", show_default=False
+        ..., metavar="OUT", help="Output file (format from its extension), or folder (created; keeps the input names).", show_default=False
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also restore photos in sub-folders, keeping the tree."),
     format: Optional[str] = typer.Option(
@@ -61,7 +61,7 @@ def restore(
     comparison: Optional[Path] = typer.Option(None, "--comparison", help="Also write a before/after image here (a file, or a folder for many photos)."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON record per photo on stdout instead of progress and a summary."),
     faces: Optional[bool] = typer.Option(
-        None, "--faces/--no-faces", help="Enhance faces (needs oldphoto[faces]). Default: on when the extra and face weights are present."
+        None, "--faces/--no-faces", help="Enhance faces (needs the faces extra, oldphoto[faces]). Default: on when the extra and face weights are present."
     ),
     face_size: Optional[int] = typer.Option(None, "--face-size", help="Face generator: 256 or 512 (default: 512 with --mode hr, else 256)."),
     face_strength: float = typer.Option(1.0, "--face-strength", help="Blend of restored and original faces; 1 is the published behaviour."),
@@ -75,7 +75,7 @@ def restore(
     report: Optional[Path] = typer.Option(
         None, "--report", help="Write a review page here (e.g. report.html; thumbnails in report_files/, run manifest report.json), kept current as the run goes."
     ),
-    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs oldphoto[ray])."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs the ray extra, oldphoto[ray])."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="With --engine ray: 'auto' (the running cluster) or its address. Default: a private Ray on this machine."
     ),
@@ -89,19 +89,22 @@ def restore(
 
     Examples:
 
-      oldphoto restore old.jpg restored.jpg
-
-      oldphoto restore scans/ restored/ --recursive --detect-scratches --save-mask masks/
-
-      oldphoto restore torn.png fixed.png --mask torn-mask.png --comparison before-after.png
-
-      oldphoto restore /shared/scans/ /shared/restored/ --engine ray --ray-address auto
+    \b
+      oldphoto restore old.jpg restored.jpg --comparison before-after.jpg
+      oldphoto restore scans/ restored/ --recursive --save-mask masks/
+      oldphoto restore torn.png fixed.png --mask torn-mask.png
+      oldphoto restore /shared/scans/ /shared/out/ --engine ray --ray-address auto
     """
     from oldphoto import batch
     from oldphoto.errors import OldPhotoError, UsageError
     from oldphoto.imageio import DEFAULT_MAX_PIXELS
     from oldphoto.options import check_mask_mode
 
+    restorer_options = dict(
+        weights=weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision,
+        faces=faces if save_faces is None else (faces if faces is not None else True),
+        face_size=face_size, face_strength=face_strength, model=model,
+    )
     try:
         settings = batch.Settings(
             mode=mode,
@@ -116,23 +119,26 @@ def restore(
         )
         check_mask_mode(mode, mask is not None)
         cluster = _cluster(engine, ray_address, workers, gpus_per_worker, cpus_per_worker)
+        _check_options(restorer_options, local=cluster is None)
+        if cluster is not None:
+            from oldphoto.engines.ray import import_ray
+
+            import_ray()  # a missing extra is reported before any work
         jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
         settings.check_jobs(jobs)
+        if mask is not None and mask.is_file():
+            _check_mask(mask, settings.max_pixels)
+        batch.check_writable(jobs, overwrite, [p for p in (save_faces, report.parent if report else None) if p is not None])
     except UsageError as exc:
         fail(str(exc), code=2)
+    except OldPhotoError as exc:  # --faces without the faces extra, --engine ray without Ray
+        fail(str(exc))
     single = not src.is_dir()
-    restorer_options = dict(
-        weights=weights, device=device, precision=precision, tile=tile, max_memory=max_memory, repo=repo, revision=revision,
-        faces=faces if save_faces is None else (faces if faces is not None else True),
-        face_size=face_size, face_strength=face_strength, model=model,
-    )
     try:
         if batch.needs_work(jobs, overwrite):
             restorer_options["model"] = _choose(restorer_options, settings, detect_scratches or save_mask is not None, mask is not None)
         if cluster is not None:
             from oldphoto.engines import ray as ray_engine
-
-            ray_engine.import_ray()  # a missing extra is reported before any progress is drawn
 
             def run_batch(jobs: list[Job], settings: Settings, **report: Any) -> list[Record]:
                 report.pop("on_progress", None)  # tiles of one photo stay on its worker
@@ -223,15 +229,72 @@ def _reporting(
     return run
 
 
+def _check_options(options: dict[str, Any], *, local: bool) -> None:
+    """Every option the Restorer takes, checked before any work (a download, Ray's start, the first photo).
+
+    The same checks, with the same functions, that building the Restorer makes; with
+    ``--engine ray`` it is built on the workers, so the device is only read here, not looked for.
+    """
+    from oldphoto.devices import parse_precision, select_device, select_precision
+    from oldphoto.options import check_face_size, check_face_strength, check_model
+    from oldphoto.tiling import parse_memory, parse_tile
+
+    check_model(options["model"], options["weights"])
+    parse_tile(options["tile"])
+    parse_memory(options["max_memory"])
+    check_face_size(options["face_size"])
+    check_face_strength(options["face_strength"])
+    precision = parse_precision(options["precision"])
+    if not local:
+        _read_device(options["device"])
+        return
+    select_precision(precision, select_device(options["device"]))
+    if options["faces"]:
+        from oldphoto.faces.availability import landmark_model_path, require_dlib
+
+        require_dlib()
+        landmark_model_path()
+
+
+def _read_device(spec: str) -> None:
+    """UsageError unless ``spec`` names a device (whether this machine has it is the workers' business)."""
+    import torch
+
+    from oldphoto.errors import UsageError
+
+    name = spec.strip().lower()
+    try:
+        device = torch.device(name) if name != "auto" else None
+    except RuntimeError:
+        raise UsageError(f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device is not None and device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unsupported device {spec!r} (use auto, cpu, cuda, cuda:N or mps)")
+
+
+def _check_mask(mask: Path, max_pixels: int | None) -> None:
+    """A mask file given for one photo is part of the command: one that cannot be read is a usage error."""
+    from oldphoto.errors import ImageError, UsageError
+    from oldphoto.imageio import read_image
+
+    try:
+        read_image(mask, max_pixels=max_pixels, what="mask")
+    except ImageError as exc:
+        raise UsageError(f"--mask {exc}") from None
+
+
 def _choose(options: dict[str, Any], settings: Settings, detect: bool, masked: bool) -> str:
-    """Make the run's model choice once, before the first photo, print its notice; return it for every worker."""
-    from oldphoto.weights.choice import choose_model
+    """Make the run's model choice once, before the first photo, print its notice; return it for every worker.
+
+    The expected offline fallback to lite is told the first time only (every record, the
+    one-photo line and the summary still name the model); any other reason, every time.
+    """
+    from oldphoto.weights.choice import choose_model, first_time
 
     choice = choose_model(
         options["model"], weights_dir=options["weights"], repo=options["repo"], revision=options["revision"],
         mode=settings.mode, detect=detect, masked=masked,
     )
-    if choice.notice:
+    if choice.notice and (not choice.offline or first_time("offline-fallback-to-lite")):
         say("yellow", "note", choice.notice)
     return "lite" if choice.is_lite else "published"
 
@@ -347,7 +410,11 @@ def _report_summary(records: list[Record]) -> None:
     if restored:
         with_faces = [r for r in restored if r.faces is not None]
         found = sum(len(r.faces or []) for r in with_faces)
-        console.print(f"faces: {'on' if with_faces else 'off'}" + (f" ({found} found)" if with_faces else ""), highlight=False)
+        models = ", ".join(sorted({_model_text(r).removesuffix(", ") for r in restored if r.model}))
+        console.print(
+            (f"{models}; " if models else "") + f"faces: {'on' if with_faces else 'off'}" + (f" ({found} found)" if with_faces else ""),
+            highlight=False,
+        )
     failed = [r for r in records if r.status == "failed"]
     if failed:
         table = Table(title="failed", show_header=True, title_justify="left")

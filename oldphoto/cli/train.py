@@ -35,10 +35,10 @@ def _parse_losses(items: Optional[list[str]]) -> dict[str, float]:
 
 
 def train(
-    stage: str = typer.Argument(..., help="vae-a, vae-b, mapping, mapping-scratch or detector.", show_default=False),
+    stage: str = typer.Argument(..., metavar="STAGE", help="vae-a, vae-b, mapping, mapping-scratch or detector.", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: training state, log.jsonl and the stage's checkpoint.", show_default=False),
-    clean: Optional[list[Path]] = typer.Option(None, "--clean", "--data", help="Folder of clean photos (repeatable)."),
-    old: Optional[list[Path]] = typer.Option(None, "--old", help="Folder of real old photos for vae-a (repeatable)."),
+    clean: Optional[list[Path]] = typer.Option(None, "--clean", "--data", metavar="<folder>", help="Folder of clean photos (repeatable)."),
+    old: Optional[list[Path]] = typer.Option(None, "--old", metavar="<folder>", help="Folder of real old photos for vae-a (repeatable)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out clean photos for validation PSNR/SSIM."),
     vae_a: Optional[Path] = typer.Option(None, "--vae-a", help="mapping: folder with the VAE_A checkpoint (vae_a, or an imported quality)."),
     vae_b: Optional[Path] = typer.Option(None, "--vae-b", help="mapping: folder with the VAE_B checkpoint (vae_b)."),
@@ -59,7 +59,7 @@ def train(
     num_d: int = typer.Option(2, "--num-d", min=1, help="Discriminator scales (published 2)."),
     lr: float = typer.Option(2e-4, "--lr", help="Learning rate (published 2e-4; the mapping uses lr/2 and 2·lr with TTUR)."),
     ttur: Optional[bool] = typer.Option(None, "--ttur/--no-ttur", help="TTUR (betas 0, 0.9; lr/2 and 2·lr). Default as published: on for mapping, off for mapping-scratch."),
-    loss: Optional[list[str]] = typer.Option(None, "--loss", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mappings); bce dice (detector)."),
+    loss: Optional[list[str]] = typer.Option(None, "--loss", metavar="<name=w>", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mappings); bce dice (detector)."),
     residual: bool = typer.Option(False, "--residual", help="mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max stretch); trains the decoder with the mapping, image L1 instead of latent L1. Recorded in the card."),
     train_encoder: bool = typer.Option(False, "--train-encoder", help="with --residual: fine-tune VAE_A's encoder too, the whole chain end to end (lite)."),
     mapping_skip: bool = typer.Option(False, "--mapping-skip", help="mapping: a latent skip around the mapping (x + mapping(x), starting as the identity; lite). Recorded in the card."),

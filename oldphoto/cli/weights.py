@@ -7,21 +7,23 @@ from typing import Any
 
 import typer
 
-from oldphoto.cli.common import console, escape, fail, say
+from oldphoto.cli.common import Command, console, escape, fail, say, typer_app
 from oldphoto.errors import human_bytes
 
-app = typer.Typer(help="Get, convert and check model weights.", no_args_is_help=True)
+app = typer_app(help="Get, convert and check model weights.", no_args_is_help=True)
 
 
-@app.command("import-official")
+@app.command("import-official", cls=Command, short_help="Convert the published .pth checkpoints to oldphoto's format.")
 def import_official(
-    src: Path = typer.Argument(..., help="Folder laid out like the published 'checkpoints/' (or the folder holding it)."),
-    dest: Path = typer.Argument(..., help="Folder to write oldphoto checkpoints into (use it with --weights)."),
+    src: Path = typer.Argument(..., metavar="CHECKPOINTS", help="Folder laid out like the published 'checkpoints/' (or the folder holding it)."),
+    dest: Path = typer.Argument(..., metavar="DEST", help="Folder to write oldphoto checkpoints into (use it with --weights)."),
     strict: bool = typer.Option(False, "--strict", help="Treat unexpected keys in the published files as errors."),
 ) -> None:
     """Convert the published .pth checkpoints into oldphoto's safetensors format.
 
-    Example: oldphoto weights import-official ~/Downloads/checkpoints ./weights-local
+    \b
+    Example:
+      oldphoto weights import-official ~/Downloads/checkpoints ./weights-local
     """
     from oldphoto.errors import OldPhotoError
     from oldphoto.weights.importer import import_official as run_import
@@ -51,9 +53,9 @@ def _names(names: list[str] | None) -> list[str]:
     return chosen
 
 
-@app.command("download")
+@app.command("download", cls=Command, short_help="Download, convert and cache model weights.")
 def download(
-    models: list[str] = typer.Argument(None, help="Models to fetch, e.g. quality scratch hr detector face256 face512 (default: every model)."),
+    models: list[str] = typer.Argument(None, metavar="MODEL", help="Models to fetch, e.g. quality scratch hr detector face256 face512 (default: every model)."),
     everything: bool = typer.Option(False, "--all", help="Fetch every model (all modes, the detector and both face models), e.g. for an offline machine."),
     repo: str = typer.Option(None, "--repo", envvar="OLDPHOTO_REPO", help="Hub repository to try first: a fork or mirror of converted weights, or one of the cards' published-layout repositories."),
     revision: str = typer.Option(None, "--revision", help="Branch, tag or commit of the first repository tried (a commit makes the download reproducible)."),
@@ -65,7 +67,9 @@ def download(
     'oldphoto weights path' prints to the same place on an offline machine (or point
     OLDPHOTO_CACHE at it there).
 
-    Example: oldphoto weights download --all
+    \b
+    Example:
+      oldphoto weights download --all
     """
     from oldphoto.errors import OldPhotoError
     from oldphoto.weights.cache import cache_root, cached_folder
@@ -88,50 +92,60 @@ def download(
         raise typer.Exit(1)
 
 
-@app.command("list")
+@app.command("list", cls=Command, short_help="Every known model: where it is, its size, its sources.")
 def list_models(
     weights: Path = typer.Option(None, "--weights", help="Also look in this folder of oldphoto checkpoints."),
 ) -> None:
     """Show every known model: where it is, its size, whether it was verified, what it came from, and its sources."""
     from rich.console import Console
-    from rich.table import Table
 
     from oldphoto.weights.cache import weights_status
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("model", "present", "verified", "size"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("where", overflow="fold")
-    table.add_column("from (repository@commit)", overflow="fold")
-    table.add_column("sources", overflow="fold")
+    out = Console(highlight=False)
     for row in weights_status(weights_dir=weights):
         verified = {True: "yes", None: "unknown" if row["present"] else "-", False: "NO"}[row["verified"]]
-        table.add_row(
-            row["name"],
-            row["where"] or "no",
-            verified,
-            human_bytes(row["size"]),
-            row["path"] or "-",
-            f"{row['repo']}@{(row['commit'] or 'unknown')[:12]}" if row.get("repo") else "-",
-            ", ".join(row["sources"]) or "-",
-        )
-    _lite_row(table)
-    Console(soft_wrap=True).print(table)
+        details = [("in", row["path"])] if row["path"] else []
+        if row.get("repo"):
+            details.append(("from", f"{row['repo']}@{(row['commit'] or 'unknown')[:12]}"))
+        _print_model(out, row["name"], row["where"] or "no", verified, human_bytes(row["size"]), details, row["sources"])
+    _print_lite(out)
 
 
-def _lite_row(table: Any) -> None:
+def _print_model(
+    out: Any, name: str, where: str, verified: str, size: str, details: list[tuple[str, str]], sources: list[str]
+) -> None:
+    """One model as a few lines: name, where, verified and size; then what it is and where it comes from.
+
+    A line that does not fit the terminal wraps at a space, so repository names and paths stay
+    whole (each source on its own line) where a table's narrow columns would cut them mid-word.
+    """
+    from rich.padding import Padding
+    from rich.text import Text
+
+    out.print(Text(f"{name:<9} {where:<8} verified: {verified:<8} size: {size}"), no_wrap=True, overflow="ignore")
+    for label, value in details:
+        out.print(Padding(Text(f"{label} {value}"), (0, 0, 0, 2), expand=False))
+    if sources:
+        out.print(Padding(Text("sources, tried in order:" if len(sources) > 1 else "source:"), (0, 0, 0, 2), expand=False))
+        for source in sources:
+            out.print(Padding(Text(source), (0, 0, 0, 4), expand=False))
+
+
+def _print_lite(out: Any) -> None:
     """The bundled lite model: inside the package, checked against its card's sha256."""
     from oldphoto.weights.choice import lite_status
 
     lite = lite_status()
-    table.add_row("lite", "package" if lite["present"] else "no", "yes" if lite["verified"] else "NO",
-                  human_bytes(lite["size"]) if lite["present"] else "-", lite["path"], "-",
-                  f"bundled ({', '.join(lite['models'])}; --model lite, or auto without published weights)")
+    _print_model(
+        out, "lite", "package" if lite["present"] else "no", "yes" if lite["verified"] else "NO",
+        human_bytes(lite["size"]) if lite["present"] else "-",
+        [("in", lite["path"]), ("bundled:", f"{', '.join(lite['models'])}; --model lite, or auto without published weights")], [],
+    )
 
 
-@app.command("verify")
+@app.command("verify", cls=Command, short_help="Re-check cached weights against their record and the Hub.")
 def verify(
-    models: list[str] = typer.Argument(None, help="Models to check (default: every cached model)."),
+    models: list[str] = typer.Argument(None, metavar="MODEL", help="Models to check (default: every cached model)."),
 ) -> None:
     """Re-check cached weights: re-hash them, and ask the Hub whether it still serves what was downloaded.
 
@@ -156,9 +170,9 @@ def verify(
         raise typer.Exit(1)
 
 
-@app.command("path")
+@app.command("path", cls=Command, short_help="Print where weights are cached, or one model's folder.")
 def path(
-    model: str = typer.Argument(None, help="A model name; without it, print the cache folder."),
+    model: str = typer.Argument(None, metavar="MODEL", help="A model name; without it, print the cache folder."),
 ) -> None:
     """Print where weights are cached (OLDPHOTO_CACHE, else <HF_HOME>/oldphoto), or one model's folder."""
     from oldphoto.errors import OldPhotoError

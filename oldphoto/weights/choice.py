@@ -14,22 +14,29 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from oldphoto.errors import ModeUnavailable, UsageError, WeightsError, one_line
+from oldphoto.errors import ModeUnavailable, UsageError, WeightsError, WeightsUnreachable, one_line
 from oldphoto.options import check_model
 
 #: The models bundled as lite: quality and scratch mode and the scratch detector (no hr mode, no faces).
 LITE_MODELS = ("quality", "scratch", "detector")
 #: The ``--mode`` values a lite run can be asked for (``auto`` picks scratch, never hr, for a damaged photo).
 LITE_RUN_MODES = ("auto", "none", "quality", "scratch")
+#: The end of every notice of a fallback to lite.
+_FALLBACK = "restoring with the bundled lite model (no hr mode, no faces)"
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The model a run uses: ``name`` for records, ``weights`` the folder to load from (None: cache/Hub)."""
+    """The model a run uses: ``name`` for records, ``weights`` the folder to load from (None: cache/Hub).
+
+    ``notice`` is the one line to show when lite stands in; ``offline`` marks the expected case
+    (nothing cached and no network), which a command line need tell only once (:func:`first_time`).
+    """
 
     name: str
     weights: Path | None = None
     notice: str | None = None
+    offline: bool = False
 
     @property
     def is_lite(self) -> bool:
@@ -124,11 +131,32 @@ def choose_model(
     first = "detector" if detects else "scratch" if masked or mode == "scratch" else "quality"
     try:  # only the model the run loads first: the rest follow lazily, so nothing unused is fetched
         resolve_weights(first, repo=repo, revision=revision, progress=progress)
-    except WeightsError as exc:
+    except WeightsUnreachable as exc:
+        notice = f"published weights unavailable (not downloaded yet, and {exc.why}; see 'oldphoto weights download --help'); {_FALLBACK}"
+        return ModelChoice("lite", lite_folder(), notice, offline=True)
+    except WeightsError as exc:  # something is wrong with a source or the cache: worth saying every time
         reason = one_line(exc).split(". Get it with", 1)[0]
-        notice = f"published weights unavailable ({reason}); restoring with the bundled lite model (no hr mode, no faces)"
-        return ModelChoice("lite", lite_folder(), notice)
+        return ModelChoice("lite", lite_folder(), f"published weights unavailable ({reason}); {_FALLBACK}")
     return ModelChoice("published")
+
+
+def first_time(key: str) -> bool:
+    """True the first time ``key`` is asked with this weights cache (and recorded there), False after.
+
+    For what a person needs to be told once, not on every run (the offline fallback to lite).
+    True also when the record cannot be written (a read-only cache), so nothing goes unsaid.
+    """
+    from oldphoto.weights.cache import cache_root
+
+    marker = cache_root() / ".told" / key
+    if marker.exists():
+        return False
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass
+    return True
 
 
 def check_lite_mode(mode: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from oldphoto.errors import WeightsError, human_bytes
+from oldphoto.errors import WeightsError, WeightsUnreachable, human_bytes
 from oldphoto.fsutil import atomic_path, sha256_file
 from oldphoto.weights.cache import entry_dir, forget, record_download
 from oldphoto.weights.cards import card_for
@@ -73,10 +73,12 @@ def download(
         except SourceLacks as exc:
             reasons.append(str(exc))
         except Unreachable as exc:
-            raise WeightsError(_how_to_get(name, f"not in the cache, and the Hub cannot be reached ({exc})")) from None
+            problem = f"not in the cache, and the Hub cannot be reached ({exc})"
+            raise WeightsUnreachable(_how_to_get(name, problem), "the Hub cannot be reached") from None
     if offline:
         missing = "; ".join(reasons)
-        raise WeightsError(_how_to_get(name, f"not in the cache and HF_HUB_OFFLINE is set (missing {missing})"))
+        problem = f"not in the cache and HF_HUB_OFFLINE is set (missing {missing})"
+        raise WeightsUnreachable(_how_to_get(name, problem), "HF_HUB_OFFLINE is set")
     raise WeightsError(_how_to_get(name, "no source could provide it (" + "; ".join(reasons) + ")"))
 
 
