@@ -200,8 +200,7 @@ class Report:
             "finished" if self.finished else "running")
         data = json.dumps({"rows": rows, "flags": FLAGS, "state": state, "command": " ".join(self.command)},
                           ensure_ascii=False).replace("</", "<\\/")
-        css = "\n".join(f'#rows.only-{key} .row[data-flags~="{key}"]{{display:flex}}' for key in FLAGS)
-        page = _PAGE.replace("__TITLE__", html.escape(f"oldphoto report: {base.name or base}")).replace("__FILTER_CSS__", css)
+        page = _PAGE.replace("__TITLE__", html.escape(f"oldphoto report: {base.name or base}"))
         return page.replace("__DATA__", data)
 
 
@@ -223,10 +222,9 @@ header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ccc;paddin
 h1{font-size:18px;margin:0 0 4px}
 #summary{margin:2px 0 6px;color:#444}
 #filters label{margin-right:14px;white-space:nowrap}
-#rows{padding:8px 16px}
-.row{display:flex;gap:10px;align-items:flex-start;background:#fff;margin:0 0 6px;padding:6px;border-radius:4px}
-#rows.filtering .row{display:none}
-__FILTER_CSS__
+#list{position:relative;margin:8px 16px}
+.row{position:absolute;left:0;right:0;height:172px;box-sizing:border-box;display:flex;gap:10px;align-items:flex-start;
+background:#fff;padding:6px;border-radius:4px;overflow:hidden}
 .row.failed{border-left:4px solid #c22}
 .thumb{width:160px;height:160px;display:flex;align-items:center;justify-content:center;background:#eee;flex:none}
 .thumb img{max-width:160px;max-height:160px}
@@ -234,11 +232,12 @@ __FILTER_CSS__
 .name{font-weight:600;word-break:break-all}
 .flag{display:inline-block;background:#fde68a;border-radius:3px;padding:0 5px;margin:2px 4px 0 0;font-size:12px}
 .flag.failed{background:#fca5a5}
-.error{color:#a00}
+.error{color:#a00;display:-webkit-box;-webkit-line-clamp:5;-webkit-box-orient:vertical;overflow:hidden}
 </style></head><body>
 <header><h1>__TITLE__</h1><div id="summary"></div>
-<div id="filters"><label><input type="checkbox" value="" id="all" checked> all</label></div></header>
-<main id="rows"></main>
+<div id="filters"><label><input type="checkbox" value="" id="all" checked> all</label></div>
+<div id="showing"></div></header>
+<main id="list"></main>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 "use strict";
@@ -257,37 +256,51 @@ function img(src, size, alt) {
   const [w, h] = size || [160, 160];
   return `<div class="thumb"><img loading="lazy" decoding="async" src="${src}" width="${w}" height="${h}" alt="${alt}"></div>`;
 }
-function rowHtml(r) {
+function rowHtml(r, top) {
   const link = r.href ? `<a class="name" href="${r.href}">${esc(r.name)}</a>` : `<span class="name">${esc(r.name)}</span>`;
   const meta = r.status === "failed" ? `<div class="error">${esc(r.error || "failed")}</div>` :
     `<div>${esc(r.status)}${r.earlier ? " (earlier run)" : ""}: ${esc(r.model || "")} model, ${esc(r.mode || "")} mode, ${r.seconds ?? ""} s` +
     `${r.mask != null ? `, mask ${(r.mask * 100).toFixed(1)} %` : ""}</div>`;
   const flags = r.flags.map(f => `<span class="flag ${f}">${esc(data.flags[f])}</span>`).join("");
-  return `<div class="row ${r.status}" data-flags="${r.flags.join(" ")}">${img(r.thumbs.before, r.size, "before")}` +
+  return `<div class="row ${r.status}" style="top:${top}px" data-flags="${r.flags.join(" ")}">${img(r.thumbs.before, r.size, "before")}` +
     `${img(r.thumbs.after, r.size, "after")}${r.thumbs.mask ? img(r.thumbs.mask, r.size, "mask") : ""}` +
     `<div class="info">${link}${meta}<div>${flags}</div></div></div>`;
 }
-// The first rows at once, the rest in slices between frames, so the page is usable at once at any size.
-const rows = document.getElementById("rows");
-let next = 0;
-function slice(count) {
-  const end = Math.min(next + count, data.rows.length);
-  rows.insertAdjacentHTML("beforeend", data.rows.slice(next, end).map(rowHtml).join(""));
-  if (next === 0) performance.mark("rows-first");
-  next = end;
-  if (next < data.rows.length) setTimeout(() => slice(2000), 0);
-  else { performance.mark("rows-all"); document.body.dataset.ready = "1"; }
+// Only the rows on screen (and a few around them) are in the page, so it opens and scrolls
+// as fast with 20,000 photos as with 20; the list keeps every photo's height for the scroll bar.
+const ROW = 178, MARGIN = 8;
+const list = document.getElementById("list");
+let shown = data.rows, drawn = "";
+function render() {
+  const top = window.scrollY - list.offsetTop;
+  const first = Math.max(0, Math.floor(top / ROW) - MARGIN);
+  const last = Math.min(shown.length, Math.ceil((top + innerHeight) / ROW) + MARGIN);
+  list.style.height = `${shown.length * ROW}px`;
+  const key = `${first}:${last}:${shown.length}`;
+  if (key === drawn) return;
+  drawn = key;
+  let html = "";
+  for (let i = first; i < last; i++) html += rowHtml(shown[i], i * ROW);
+  list.innerHTML = html;
 }
-slice(100);
-// A filter is one class on the list (the CSS shows the rows with that flag): one style pass, whatever the count.
+let queued = false;
+const later = () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; render(); }); } };
+addEventListener("scroll", later);
+addEventListener("resize", later);
 function apply() {
   const on = [...filters.querySelectorAll("input[value]:checked")].map(i => i.value).filter(Boolean);
   document.getElementById("all").checked = on.length === 0;
-  rows.className = on.length ? "filtering " + on.map(f => "only-" + f).join(" ") : "";
+  shown = on.length ? data.rows.filter(r => on.some(f => r.flags.includes(f))) : data.rows;
+  document.getElementById("showing").textContent = `showing ${shown.length} of ${data.rows.length}`;
+  drawn = "";
+  render();
 }
 filters.addEventListener("change", e => {
   if (e.target.id === "all") for (const i of filters.querySelectorAll("input[value]")) i.checked = false;
   apply();
 });
+apply();
+performance.mark("rows-shown");
+document.body.dataset.ready = "1";
 </script></body></html>
 """
