@@ -39,7 +39,7 @@ _JPEG_EXIF_LIMIT = 65_527
 _TIFF_DESCRIPTIVE_TAGS = {270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 33432, 0x8769, 0x8825}
 _ORIENTATION = 0x0112
 #: A JPEG APP1 segment holds at most 65,504 bytes of XMP after its namespace header.
-_JPEG_XMP_LIMIT = 65_504
+JPEG_XMP_LIMIT = 65_504
 
 
 @dataclass
@@ -249,7 +249,7 @@ def _xmp_options(fmt: str, xmp: bytes) -> dict[str, object]:
         info = PngInfo()
         info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
         return {"pnginfo": info}
-    if fmt == "JPEG" and len(xmp) > _JPEG_XMP_LIMIT:
+    if fmt == "JPEG" and len(xmp) > JPEG_XMP_LIMIT:
         return {}  # one APP1 segment cannot hold it; extended XMP is not worth a second format
     if fmt in ("JPEG", "WEBP"):
         return {"xmp": xmp}

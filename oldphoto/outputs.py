@@ -29,11 +29,18 @@ def output_bits(bit_depth: str, fmt: str, name: str) -> str:
     return "8"
 
 
-def provenance_xmp(result: Any, photo: Photo, mask_file: Path | None = None) -> bytes:
-    """The XMP packet for ``result``'s files: its provenance merged into the original's XMP."""
+def provenance_xmp(result: Any, photo: Photo, mask_file: Path | None = None, fmt: str | None = None) -> bytes:
+    """The XMP packet for ``result``'s files: its provenance merged into the original's XMP.
+
+    A JPEG holds one APP1 segment of XMP (64 KB): when the original's packet leaves no room,
+    the JPEG gets the provenance alone rather than no XMP at all.
+    """
+    from oldphoto.imageio import JPEG_XMP_LIMIT
     from oldphoto.provenance import build_xmp, describe
 
-    return build_xmp(describe(result.provenance, photo.path, mask_file), photo.xmp)
+    record = describe(result.provenance, photo.path, mask_file)
+    packet = build_xmp(record, photo.xmp)
+    return build_xmp(record) if fmt == "JPEG" and len(packet) > JPEG_XMP_LIMIT else packet
 
 
 def write_restored(
@@ -43,7 +50,7 @@ def write_restored(
     """Write ``result`` (16-bit when it has ``deep`` samples) to ``path`` with the photo's EXIF, ICC
     and XMP, and its provenance unless ``provenance`` is False (``xmp`` when already built)."""
     if provenance and xmp is None:
-        xmp = provenance_xmp(result, photo, mask_file)
+        xmp = provenance_xmp(result, photo, mask_file, fmt)
     elif not provenance:
         xmp = photo.xmp
     pixels = result.deep if getattr(result, "deep", None) is not None else result.image

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from oldphoto.cli import app
 from oldphoto.deepio import png16_bytes, tiff16_bytes
 from oldphoto.fsutil import sha256_file
-from oldphoto.provenance import build_xmp, parse
+from oldphoto.provenance import build_xmp, parse, read_xmp
 
 EXIFTOOL = shutil.which("exiftool")
 needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool not installed (apt-get install libimage-exiftool-perl)")
@@ -144,3 +144,16 @@ def test_restore_file_from_python_writes_the_same_provenance(tiny_weights: Path,
     code, output = _run("restore", str(src), str(tmp_path / "cli.webp"), "--weights", str(tiny_weights), "--device", "cpu",
                         "--mode", "quality", "--no-faces")
     assert code == 0 and (tmp_path / "cli.webp").read_bytes() == (tmp_path / "out.webp").read_bytes()
+
+
+def test_a_jpeg_whose_xmp_fills_its_segment_still_gets_the_provenance(tiny_weights: Path, tmp_path: Path) -> None:
+    from oldphoto.imageio import save_image
+
+    src = tmp_path / "scan.jpg"
+    big = ORIGINAL_XMP.replace(b"Grandma, 1950", b"x" * 65_000)
+    save_image(Image.new("RGB", (40, 32), (90, 80, 70)), src, xmp=big)
+    out = tmp_path / "out.jpg"
+    code, output = _run("restore", str(src), str(out), "--weights", str(tiny_weights), "--device", "cpu", "--mode", "quality", "--no-faces")
+    assert code == 0, output
+    record = parse(read_xmp(out))
+    assert record is not None and record["original_sha256"] == sha256_file(src)

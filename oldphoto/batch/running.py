@@ -181,7 +181,7 @@ def _writer(job: Job, photo: Photo, result: Any, settings: Settings) -> Callable
             review = thumbnails(settings.review, job.output, photo.image, result.image, result.mask)
             review["tiled"] = bool(getattr(result, "tiled", False))
             added["review"] = review
-        xmp = provenance_xmp(result, photo, job.mask) if provenance else photo.xmp
+        xmp = provenance_xmp(result, photo, job.mask, job.format) if provenance else photo.xmp
         if job.save_mask is not None and result.detected_mask is not None:
             save_image(result.detected_mask, job.save_mask)
         if job.comparison is not None:
