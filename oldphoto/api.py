@@ -321,7 +321,9 @@ class Restorer:
             records: list[dict[str, Any]] = []
             if faces_on:
                 pixels, records = self._enhance_faces(pixels, mode, save_faces, save_prefix)
-            used = list(self._used)
+            # The networks that shaped this photo: a face generator that found no face to restore did not.
+            face_model = self.face_model_name(mode)
+            used = [n for n in self._used if n != face_model or any(r.get("enhanced") for r in records)]
         keep_mask = mode not in ("quality", "none")
         out, deep = restored_image(pixels, photo.is_grey)
         model = self.choice.name if self.choice is not None and mode != "none" else ""

@@ -117,7 +117,13 @@ def test_the_main_job_on_a_fresh_machine(release: dict[str, Any], hub: HubServer
 
     local = _local_weights(release, tmp_path / "local")
     _restore(photo, tmp_path / "local.png", "--weights", local)
-    assert (tmp_path / "out.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    from oldphoto.provenance import parse, read_xmp
+
+    with Image.open(tmp_path / "out.png") as downloaded, Image.open(tmp_path / "local.png") as imported:
+        assert downloaded.tobytes() == imported.tobytes()  # the same pixels; the provenance names each model
+    told = {name: parse(read_xmp(tmp_path / name)) for name in ("out.png", "local.png")}
+    assert told["out.png"]["model"] == "published" and told["local.png"]["model"] == str(local)
+    assert told["out.png"]["weights"] == told["local.png"]["weights"]  # converted the same way: the same sha256
 
     seen = len(hub.log)
     hub.stop()
