@@ -30,6 +30,10 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Let ``auto`` pick bf16 on CPUs with native bf16. Off until the bf16-vs-fp32 error has been
 #: measured within 1 level (mean, 8-bit) with the trained weights (``benchmarks/precision.py``).
 AUTO_BF16_ON_CPU = False
+#: The training stages whose bf16 autocast step measured faster than fp32 on a CPU with native
+#: bf16 (``benchmarks/train_precision.py``; ``docs/TRAINING.md``): ``--precision auto`` picks bf16
+#: for these there, fp32 for the rest (bf16 was slower for them).
+AUTO_BF16_TRAINING_STAGES: frozenset[str] = frozenset({"mapping"})
 
 
 def select_device(spec: str = "auto") -> torch.device:
@@ -124,6 +128,31 @@ def select_precision(spec: str, device: torch.device) -> str:
     if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError("this GPU has no bf16 support; use fp16 or fp32")
     return spec
+
+
+def training_precision(spec: str | None, device: torch.device, stage: str) -> str:
+    """The precision training ``stage`` computes in (autocast; weights and optimiser stay fp32).
+
+    ``auto`` is fp16 AMP on CUDA; on a CPU with native bf16 it is bf16 for the stages in
+    :data:`AUTO_BF16_TRAINING_STAGES` (measured faster there) and fp32 for the rest; fp32
+    elsewhere. fp16 needs CUDA; bf16 on a GPU without it is refused.
+    """
+    spec = parse_precision(spec)
+    if spec == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        native = device.type == "cpu" and stage in AUTO_BF16_TRAINING_STAGES and cpu_has_fast_bf16()
+        return "bf16" if native else "fp32"
+    if spec == "fp16" and device.type != "cuda":
+        raise UsageError("fp16 training needs CUDA; use bf16 or fp32 on the CPU")
+    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError("this GPU has no bf16 support; use fp16 or fp32")
+    return spec
+
+
+def dtype(precision: str) -> torch.dtype:
+    """The torch dtype of ``fp32``, ``bf16`` or ``fp16``."""
+    return _DTYPES[precision]
 
 
 def model_precision(spec: str, chosen: str, device: torch.device, meta: dict) -> str:

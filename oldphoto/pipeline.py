@@ -24,7 +24,10 @@ clamped to the 8-bit range, with no stretch. The networks are the published ones
 pointwise step differs, so :func:`finish` and the tiled ``finish_map`` apply it alike, tile
 by tile (see :func:`to_unit`). Why: instance norms discard each channel's absolute level, so
 a decoder alone cannot say how bright the photo is (the published code restores the range by
-the stretch); the residual carries the level through from the input.
+the stretch); the residual carries the level through from the input. A card's
+``pipeline.levels`` (lite) first undoes fading and colour casts with one gated affine map per
+channel (:mod:`oldphoto.tone`): the residual wiring keeps the input's levels, so without it
+a faded print would stay faded.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from torch import nn
 from oldphoto.errors import ImageError, UsageError
 from oldphoto.inputs import fit_mask
 from oldphoto.models import RESTORATION_ORDER
+from oldphoto.tone import undo_fading
 
 #: Spatial multiple the VAE needs (two stride-2 convolutions).
 NETWORK_MULTIPLE = 4
@@ -182,6 +186,8 @@ def prepare(
             mask = fit_mask(mask, size)
     elif mask is not None:
         mask = fit_mask(mask, (pixels.shape[1], pixels.shape[0]))
+    if pipeline.get("levels"):
+        pixels = undo_fading(pixels)  # a card's explicit fading step (lite), see oldphoto.tone
     m = None
     if uses_mask and mask is not None:
         mt = torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)[None, None]

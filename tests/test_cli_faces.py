@@ -80,7 +80,7 @@ def test_faces_without_the_extra_says_what_to_install(
     out = tmp_path / "o.png"
     code, _, output = _run("restore", str(photos / "old_a.png"), str(out), "--weights", str(tiny_weights), "--faces")
     assert code == 1
-    assert "pip install 'oldphoto[faces]'" in output and output.count("\n") == 1
+    assert "pip install '.[faces]' in oldphoto's folder" in output and output.count("\n") == 1
     assert not out.exists()
 
 

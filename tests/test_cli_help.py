@@ -58,7 +58,7 @@ def test_help_reads_as_written(path: list[str], columns: int) -> None:
     [
         (["restore"], "Usage: oldphoto restore [OPTIONS] IN OUT"),
         (["degrade"], "Usage: oldphoto degrade [OPTIONS] IN OUT"),
-        (["train"], "Usage: oldphoto train [OPTIONS] STAGE"),
+        (["train"], "Usage: oldphoto train [OPTIONS] [STAGE]"),  # optional: a --config file may name it
         (["weights", "download"], "Usage: oldphoto weights download [OPTIONS] [MODEL]..."),
         (["weights", "path"], "Usage: oldphoto weights path [OPTIONS] [MODEL]"),
         (["weights", "import-official"], "Usage: oldphoto weights import-official [OPTIONS] CHECKPOINTS DEST"),

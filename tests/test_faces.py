@@ -360,7 +360,7 @@ def test_without_dlib_the_stage_says_what_to_install(no_dlib: None) -> None:
         enhance_faces(Image.new("RGB", (32, 32)), None, strength=0.0)
     message = str(info.value)
     assert "\n" not in message and "dlib" in message
-    assert "pip install 'oldphoto[faces]'" in message and "dlib-bin" in message and "face-recognition-models" in message
+    assert "pip install '.[faces]' in oldphoto's folder" in message and "dlib-bin" in message and "face-recognition-models" in message
 
 
 def test_without_the_landmark_model_the_stage_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -373,7 +373,7 @@ def test_without_the_landmark_model_the_stage_says_what_to_install(monkeypatch: 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     from oldphoto.faces import landmark_model_path
 
-    pattern = r"68_face_landmarks\.dat .*face-recognition-models is not installed.*pip install 'oldphoto\[faces\]'"
+    pattern = r"68_face_landmarks\.dat .*face-recognition-models is not installed.*pip install '\.\[faces\]' in oldphoto's folder"
     with pytest.raises(FacesUnavailable, match=pattern):
         landmark_model_path()
 

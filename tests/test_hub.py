@@ -34,6 +34,7 @@ OURS = "test/converted"
 MIRROR = "leonelhs/zeroscratches"
 OFFICIAL = "oldphoto/bringing-old-photos-back-to-life"
 PUBLISHED = "databuzzword/bringing-old-photos-back-to-life"
+EXTEND = "shaitanzx/FooocusExtend"
 MODELS = ("quality", "scratch", "hr", "detector")
 
 
@@ -110,7 +111,7 @@ def test_publish_dry_run_pins_the_sha256_of_every_converted_file(recipe: dict[st
             assert info == {"sha256": sha256_file(out / fname), "size": (out / fname).stat().st_size}
         assert written["networks"] == original["networks"] and written["pipeline"] == original["pipeline"]
         assert written["sources"][1:] == original["sources"][1:]
-    assert [s["repo"] for s in recipe["cards"]["hr"]["sources"]] == [OURS, PUBLISHED, MIRROR]
+    assert [s["repo"] for s in recipe["cards"]["hr"]["sources"]] == [OURS, PUBLISHED, MIRROR, EXTEND]
     mirror = _source(recipe["cards"]["hr"], MIRROR)
     assert mirror["repo"] == MIRROR and all(v["sha256"] is None for v in mirror["files"].values())
     assert recipe["report"].published["detection/FT_Epoch_latest.pt"] == sha256_file(
@@ -388,7 +389,8 @@ def test_weights_status_and_verify(recipe: dict[str, Any], hub: HubServer, tmp_p
     assert rows["quality"]["verified"] is True and rows["quality"]["path"] == str(folder)
     assert rows["quality"]["size"] == sum((folder / f).stat().st_size for f in ("quality.safetensors", "quality.json"))
     assert rows["hr"]["present"] is False and rows["hr"]["sources"] == [
-        f"{OURS} (oldphoto)", f"{PUBLISHED}/Global/checkpoints (published)", f"{MIRROR} (published)"
+        f"{OURS} (oldphoto)", f"{PUBLISHED}/Global/checkpoints (published)", f"{MIRROR} (published)",
+        f"{EXTEND}/old_photo/global/checkpoints (published)",
     ]
     assert verify_cached("quality", card=cards["quality"]) == (folder, True, "verified")
 
@@ -402,23 +404,35 @@ def test_weights_status_and_verify(recipe: dict[str, Any], hub: HubServer, tmp_p
 
 def test_source_order_skips_our_repository_until_it_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
     from oldphoto.weights.cards import load_card
-    from oldphoto.weights.sources import effective_sources
+    from oldphoto.weights.sources import effective_sources, repo_path, required_files
 
     monkeypatch.delenv("OLDPHOTO_REPO", raising=False)
     hr = load_card("hr")
     assert hr["sources"][0]["repo"] == OFFICIAL and hr["sources"][0]["published"] is False
     order = lambda c, **kw: [(s["repo"], s.get("revision")) for s in effective_sources(c, **kw)]  # noqa: E731
-    assert order(hr) == [(PUBLISHED, None), (MIRROR, None)]
-    assert order(hr, revision="abc") == [(PUBLISHED, "abc"), (MIRROR, None)]
-    assert order(hr, repo=MIRROR) == [(MIRROR, None), (PUBLISHED, None)]  # a card's own source, moved first
+    assert order(hr) == [(PUBLISHED, None), (MIRROR, None), (EXTEND, None)]
+    assert order(hr, revision="abc") == [(PUBLISHED, "abc"), (MIRROR, None), (EXTEND, None)]
+    assert order(hr, repo=MIRROR) == [(MIRROR, None), (PUBLISHED, None), (EXTEND, None)]  # a card's own source, moved first
     fork = effective_sources(hr, repo="me/fork")
-    assert [(s["repo"], s["kind"]) for s in fork] == [("me/fork", "oldphoto"), (PUBLISHED, "published"), (MIRROR, "published")]
+    assert [(s["repo"], s["kind"]) for s in fork] == [
+        ("me/fork", "oldphoto"), (PUBLISHED, "published"), (MIRROR, "published"), (EXTEND, "published")
+    ]
     monkeypatch.setenv("OLDPHOTO_REPO", OFFICIAL)
-    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None)]  # named by the user: tried
+    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None), (EXTEND, None)]  # named by the user: tried
     monkeypatch.delenv("OLDPHOTO_REPO")
     hr["sources"][0]["published"] = True
-    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None)]
+    assert order(hr) == [(OFFICIAL, None), (PUBLISHED, None), (MIRROR, None), (EXTEND, None)]
     for name in ("quality", "scratch", "hr", "detector", "face256", "face512"):
         published = next(s for s in load_card(name)["sources"] if s["repo"] == PUBLISHED)
         assert published["subfolder"] == ("Face_Enhancement/checkpoints" if name.startswith("face") else "Global/checkpoints")
         assert all(v == {"sha256": None, "size": None} for v in published["files"].values())  # never a guessed hash
+        # The last source of every card: the same release under old_photo/, the same files below its subfolders.
+        card = load_card(name)
+        extend = card["sources"][-1]
+        assert extend["repo"] == EXTEND and extend["kind"] == "published" and extend["revision"] is None
+        assert extend["subfolder"] == f"old_photo/{'face' if name.startswith('face') else 'global'}/checkpoints"
+        assert extend["files"] == published["files"]
+        assert required_files(name, card, extend) == required_files(name, card, published) == sorted(published["files"])
+        assert [repo_path(extend, f) for f in required_files(name, card, extend)] == [
+            f"{extend['subfolder']}/{f}" for f in sorted(published["files"])
+        ]

@@ -5,9 +5,12 @@ The documented bf16 error (``benchmarks/README.md``): random-weight networks are
 so bf16 cannot be held to a fixed number of levels with them. What holds, with random and
 stand-in weights alike, is that bf16 moves the 8-bit output less than fp32 itself moves
 when the input photo is re-quantized by up to half a level (uniform ±½-level dither):
-measured here the ratio is 0.6–0.93 on tiny random weights and about 0.7 on the full-size
-stand-ins. The test holds bf16 to ``DITHER_RATIO`` times that (slack for other CPUs'
-kernels), and to an absolute ceiling that catches a broken path. It runs on every CPU: where
+the ratio was 0.6–0.93 on tiny random weights and about 0.7 on the full-size stand-ins where
+first measured, and on an AMD EPYC Zen 4 with AVX512-BF16 (no AMX) quality 0.62, scratch 0.92.
+Its source is the same on every CPU: oneDNN rounds the convolutions' inputs to bf16 and sums in
+fp32 whether bf16 is emulated, AVX512-BF16 or AMX; only the summation order differs. The test
+holds bf16 to ``DITHER_RATIO`` times that (slack for other CPUs' kernels), and to an absolute
+ceiling that catches a broken path. It runs on every CPU: where
 bf16 is emulated (AVX2, no AVX512-BF16/AMX) it is slow at full size but takes seconds on the
 tiny weights, and a user may still ask for it.
 """
@@ -172,3 +175,20 @@ def test_padded_attention_heads_are_exact() -> None:
     torch.testing.assert_close(attend(16), attend(1), rtol=0, atol=1e-6)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert (head_multiple(cpu, "fp32"), head_multiple(cpu, "bf16"), head_multiple(cuda, "fp32")) == (1, 16, 16)
+
+
+def test_training_auto_is_bf16_only_for_stages_measured_faster_on_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train --precision auto``: fp16 AMP on CUDA; on the CPU bf16 only for the stages whose
+    bf16 step measured faster (``benchmarks/train_precision.py``) and only with native bf16."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda native=native: native)
+        for stage in ("vae-a", "vae-b", "mapping", "mapping-scratch", "detector"):
+            expected = "bf16" if native and stage in devices.AUTO_BF16_TRAINING_STAGES else "fp32"
+            assert devices.training_precision("auto", cpu, stage) == expected, (native, stage)
+            assert devices.training_precision("fp32", cpu, stage) == "fp32"
+            assert devices.training_precision("bf16", cpu, stage) == "bf16"
+            assert devices.training_precision("auto", cuda, stage) == "fp16"
+    assert devices.AUTO_BF16_TRAINING_STAGES <= {"mapping"}  # what the benchmark measured faster
+    with pytest.raises(UsageError, match="fp16 training needs CUDA"):
+        devices.training_precision("fp16", cpu, "mapping")

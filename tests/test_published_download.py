@@ -24,7 +24,18 @@ from oldphoto.errors import WeightsError
 from oldphoto.fsutil import sha256_file
 from oldphoto.errors import human_bytes
 from tests.hub_server import HubServer
-from tests.support.published import MIRROR, OFFICIAL, PUBLISHED, mirror_tree, needs, published_tree
+from tests.support.published import (
+    EXTEND,
+    LANDMARKS,
+    MIRROR,
+    OFFICIAL,
+    PUBLISHED,
+    extend_tree,
+    in_extend,
+    mirror_tree,
+    needs,
+    published_tree,
+)
 from tests.support.tiny import tiny_cards, write_published_layout
 
 PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
@@ -206,9 +217,85 @@ def test_a_missing_file_falls_through_to_the_next_source_then_fails_naming_repo_
         with pytest.raises(WeightsError) as info:
             resolve_weights("hr", card=cards["hr"], progress=False)
         message = str(info.value)
-        assert f"({PUBLISHED}: has no Global/checkpoints/{vae_a}; {MIRROR}: has no {vae_a})" in message
+        assert (
+            f"({PUBLISHED}: has no Global/checkpoints/{vae_a}; {MIRROR}: has no {vae_a}; "
+            f"{EXTEND}: repository not found or private (set HF_TOKEN for a private one))"
+        ) in message
         assert OFFICIAL not in message  # ours is not published: never asked
         assert server.files_requested(OFFICIAL) == []
+
+
+def _same_tensors(folder: Path, local: Path, name: str) -> None:
+    from oldphoto.weights.checkpoint import load_checkpoint
+
+    meta, tensors = load_checkpoint(folder, name)
+    local_meta, expected = load_checkpoint(local, name)
+    assert tensors.keys() == expected.keys() and all(tensors[k].equal(expected[k]) for k in tensors)
+    assert meta["networks"] == local_meta["networks"]
+
+
+def test_the_fooocusextend_layout_alone_serves_every_model_converted_like_a_local_import(
+    release: dict[str, Any], env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the release repository nor zeroscratches answers: every model comes from old_photo/..."""
+    cards = release["cards"]
+    local = _local_weights(release, tmp_path / "local")
+    with HubServer(lifetime=120) as server:
+        server.add_commit(EXTEND, extend_tree(release["root"]))
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        result = _cli("weights", "download", "--all")
+        assert result.exit_code == 0, result.output
+        commit = server.repos[EXTEND].refs["main"]
+        wanted = sorted({in_extend(p) for name in cards for p in needs(cards[name])})
+        assert server.files_requested(EXTEND) == wanted and LANDMARKS[0] not in wanted
+        assert server.files_requested(PUBLISHED) and server.files_requested(OFFICIAL) == []
+        for name in cards:
+            face = name.startswith("face")
+            folder = env / "oldphoto" / name / f"published--{EXTEND.replace('/', '--')}@main--old_photo--{'face' if face else 'global'}--checkpoints"
+            record = json.loads((folder / "download.json").read_text())
+            assert record["repo"] == EXTEND and record["commit"] == commit and record["verified"] is False
+            assert sorted(record["files"]) == sorted(p.split("/checkpoints/", 1)[1] for p in needs(cards[name]))
+            _same_tensors(folder, local / name if (local / name).is_dir() else local, name)
+        assert "face512: downloading 1 file" in result.stderr and f"from {EXTEND}@{commit[:12]}" in result.stderr
+
+        photo = _photo(tmp_path)
+        _restore(photo, tmp_path / "hub.png", "--mask", _mask(tmp_path, photo))
+        _restore(photo, tmp_path / "local.png", "--mask", tmp_path / "mask.png", "--weights", local)
+        assert (tmp_path / "hub.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+        verify = _cli("weights", "verify", "face512")
+        assert verify.exit_code == 0 and f"trusted on first use from {EXTEND}@{commit}" in verify.stdout
+
+
+def test_a_file_missing_from_the_earlier_sources_falls_through_to_fooocusextend(
+    release: dict[str, Any], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oldphoto.weights.resolve import resolve_weights
+
+    cards, tree = release["cards"], release["tree"]
+    detector = "Global/checkpoints/detection/FT_Epoch_latest.pt"
+    mapping = "Global/checkpoints/restoration/mapping_quality/latest_net_mapping_net.pth"
+    face512 = "Face_Enhancement/checkpoints/FaceSR_512/latest_net_G.pth"
+    with HubServer(lifetime=120) as server:
+        server.add_commit(PUBLISHED, {p: d for p, d in tree.items() if p not in (detector, mapping, face512)})
+        server.add_commit(MIRROR, {p: d for p, d in mirror_tree(release["root"]).items() if not p.startswith("detection/")})
+        server.add_commit(EXTEND, extend_tree(release["root"]))
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        extend = EXTEND.replace("/", "--")
+        for name, missing, subfolder in (
+            ("quality", mapping, "global"), ("detector", detector, "global"), ("face512", face512, "face"),
+        ):
+            server.log.clear()
+            folder = resolve_weights(name, card=cards[name], progress=False)
+            assert folder.name == f"published--{extend}@main--old_photo--{subfolder}--checkpoints"
+            assert missing in server.files_requested(PUBLISHED)
+            assert server.files_requested(EXTEND) == sorted(in_extend(p) for p in needs(cards[name]))
+            # Nothing is downloaded from a source that lacks one of the files: one transfer per file, EXTEND's.
+            assert len(server.requests("cdn", "GET")) == len(needs(cards[name]))
+            assert json.loads((folder / "download.json").read_text())["repo"] == EXTEND
+        # What the earlier sources hold is still taken from them: EXTEND is never asked.
+        server.log.clear()
+        assert resolve_weights("face256", card=cards["face256"], progress=False).name.startswith(f"published--{PUBLISHED.replace('/', '--')}@")
+        assert server.files_requested(EXTEND) == []
 
 
 def test_a_file_changed_on_the_server_under_the_same_commit_is_caught_by_verify(

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from oldphoto.cli import app
 
-RAY_MISSING = "ray is not installed (pip install 'oldphoto[ray]'); the Ray engine tests need it"
+RAY_MISSING = "ray is not installed (pip install '.[ray]' in oldphoto's folder); the Ray engine tests need it"
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -200,7 +200,7 @@ def test_without_ray_the_engine_is_a_one_line_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "ray", None)  # what a missing package looks like to `import ray`
     code, _, err = _cli("restore", str(src), str(tmp_path / "out"), "--weights", str(tiny_weights), "--engine", "ray")
     assert code == 1 and err.count("\n") == 1
-    assert "pip install 'oldphoto[ray]'" in err
+    assert "pip install '.[ray]' in oldphoto's folder" in err
 
 
 def test_ray_options_need_the_ray_engine(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_residual_finish_map_is_finish_bit_for_bit() -> None:
 
 TINY = dict(batch=2, crop=32, ngf=8, vae_blocks=2, width=16, base=8, blocks=2, ndf=8, lr=1e-3,
             val_every=0, val_count=1, val_size=48, save_every=0, log_every=1, seed=0,
-            weights={"gan": 0.0, "fm": 0.0})
+            weights={"gan": 0.0, "fm": 0.0}, precision="fp32")  # auto may pick bf16 on some CPUs
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from oldphoto.training.loop import run
 from oldphoto.training.stages import TrainConfig
 
 TINY = dict(batch=4, crop=32, ngf=8, vae_blocks=2, width=16, base=8, blocks=2, ndf=8, lr=1e-3,
-            val_every=10, val_count=2, val_size=48, save_every=0, log_every=5, seed=0)
+            val_every=10, val_count=2, val_size=48, save_every=0, log_every=5, seed=0,
+            precision="fp32")  # auto may pick bf16 on some CPUs; tests compute the same everywhere
 #: The loss each stage is judged by (the adversarial terms need not fall in 20 steps).
 KEY = {"vae-a": "l1", "vae-b": "l1", "mapping": "latent_l1"}
 
@@ -61,8 +63,22 @@ def _cfg(stage: str, out: Path, data: Path, **kw) -> TrainConfig:
     return TrainConfig(stage=stage, out=out, **{**base, **kw})
 
 
-def _drop(losses: list[dict[str, float]], key: str) -> tuple[float, float]:
-    return float(np.mean([l[key] for l in losses[:5]])), float(np.mean([l[key] for l in losses[-5:]]))
+def _untrained(cfg: TrainConfig) -> list[dict[str, float]]:
+    """The losses of ``cfg``'s run with a zero learning rate: the untrained networks on the same
+    batches and noise (the sampler's and torch's streams do not depend on the weights)."""
+    return run(replace(cfg, out=Path(cfg.out).with_name(Path(cfg.out).name + "-lr0"), lr=0.0), progress=False).losses
+
+
+def _fall(trained: list[dict[str, float]], untrained: list[dict[str, float]], key: str) -> float:
+    """Trained over untrained ``key`` loss on the run's last five batches (the same batches for both).
+
+    Pairing removes the batch-to-batch noise that made a first-against-last comparison swing by
+    ±10 %; what remains is how far training got, which float32 rounding also moves: 20 steps
+    amplify a last-bit difference into another trajectory, so another CPU lands where another
+    seed would. A broken step (no optimiser step, zero rate) gives exactly 1.
+    """
+    pairs = [(a[key], b[key]) for a, b in zip(trained, untrained) if key in a][-5:]
+    return float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs]))
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +87,7 @@ def vaes(tmp_path_factory: pytest.TempPathFactory, data: Path) -> dict[str, obje
     out = {}
     for stage in ("vae-a", "vae-b"):
         out[stage] = run(_cfg(stage, root / stage, data), progress=False)
+        out[f"{stage} untrained"] = _untrained(_cfg(stage, root / stage, data))
     out["root"] = root
     return out
 
@@ -78,12 +95,11 @@ def vaes(tmp_path_factory: pytest.TempPathFactory, data: Path) -> dict[str, obje
 @pytest.mark.parametrize("stage", ["vae-a", "vae-b"])
 def test_twenty_vae_steps_lower_the_reconstruction_loss(vaes: dict, stage: str) -> None:
     result = vaes[stage]
-    first, last = _drop(result.losses, KEY[stage])
-    # Measured (seed 0, one thread, mean of the first and last five steps):
-    # vae-a 0.330 -> 0.281, vae-b 0.282 -> 0.234.
-    measured = {"vae-a": (0.330, 0.281), "vae-b": (0.282, 0.234)}[stage]
-    assert (first, last) == pytest.approx(measured, abs=0.03)
-    assert last < 0.9 * first, (first, last)
+    fall = _fall(result.losses, vaes[f"{stage} untrained"], KEY[stage])
+    # Trained over untrained L1 on the last five batches, one thread: on an AMD EPYC Zen 4
+    # (AVX-512, no AMX) vae-a 0.78 (seeds 0-5: 0.66-0.84), vae-b 0.75 (0.62-0.83). Another
+    # CPU's rounding is another draw from that spread; the bar is a 5 % fall.
+    assert fall < 0.95, fall
     assert {"kl", "l1", "gan", "fm", "D"} <= set(result.losses[-1])
     assert "vgg" not in result.losses[-1]
     assert any("VGG perceptual loss skipped" in n for n in result.notes)
@@ -96,11 +112,13 @@ def test_twenty_vae_steps_lower_the_reconstruction_loss(vaes: dict, stage: str) 
 
 def test_mapping_lowers_its_loss_and_restores_through_weights(vaes: dict, data: Path, photos: Path) -> None:
     root = vaes["root"]
-    result = run(_cfg("mapping", root / "mapping", data, vae_a=root / "vae-a", vae_b=root / "vae-b"), progress=False)
-    first, last = _drop(result.losses, "latent_l1")
-    # Measured (seed 0, one thread): 0.676 -> 0.581.
-    assert (first, last) == pytest.approx((0.676, 0.581), abs=0.03)
-    assert last < 0.9 * first, (first, last)
+    cfg = _cfg("mapping", root / "mapping", data, vae_a=root / "vae-a", vae_b=root / "vae-b", steps=40, val_every=20)
+    result = run(cfg, progress=False)
+    fall = _fall(result.losses, _untrained(cfg), "latent_l1")
+    # Trained over untrained latent L1 on the last five batches after 40 steps, one thread: on an
+    # AMD EPYC Zen 4 (AVX-512, no AMX) 0.79 for seed 0, 0.68-0.87 over seeds 0-5 (after 20
+    # steps up to 0.92, too close to a bar); the bar is a 5 % fall.
+    assert fall < 0.95, fall
     assert result.val is not None and result.val["psnr_input"] > 15
     src = sorted(photos.glob("*.png"))[0]
     dest = root / "restored.png"
@@ -229,3 +247,115 @@ def test_cli_refuses_to_overwrite_a_run_and_bad_options(data: Path, tmp_path: Pa
         assert r.exit_code == 2 and r.output.startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
     r = _cli("mapping", "--clean", str(data / "clean"), "--out", str(tmp_path / "m"))
     assert r.exit_code == 2 and "--vae-a" in r.output
+
+
+TOML_RUN = """stage = "vae-b"
+crop = 32
+ngf = 4
+vae-blocks = 1
+ndf = 4
+batch = 2
+steps = 5
+log_every = 1
+seed = 3
+clean = ["{clean}"]
+
+[weights]
+kl = 0.5
+"""
+
+
+def _tensors(folder: Path, name: str = "vae_b") -> dict[str, torch.Tensor]:
+    return load_checkpoint(folder, name)[1]
+
+
+def test_a_toml_run_file_is_the_same_run_as_its_flags_and_flags_override_it(data: Path, tmp_path: Path) -> None:
+    flags = ["vae-b", "--clean", str(data / "clean"), "--crop", "32", "--ngf", "4", "--vae-blocks", "1", "--ndf", "4",
+             "--batch", "2", "--steps", "3", "--log-every", "1", "--seed", "3", "--loss", "kl=0.5"]
+    r = _cli(*flags, "--out", str(tmp_path / "flags"))
+    assert r.exit_code == 0, r.output
+    (tmp_path / "run.toml").write_text(TOML_RUN.format(clean=data / "clean"))
+    # The file says 5 steps; the line says 3, and the line wins.
+    r = _cli("--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "file"), "--steps", "3")
+    assert r.exit_code == 0, r.output
+    a, b = _tensors(tmp_path / "flags"), _tensors(tmp_path / "file")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    cards = [json.loads((tmp_path / d / "vae_b.json").read_text())["training"] for d in ("flags", "file")]
+    assert [{**c["config"], "out": None} for c in cards][0] == {**cards[1]["config"], "out": None}
+    assert cards[1]["config"]["steps"] == 3 and cards[1]["loss_weights"]["kl"] == 0.5
+    # --loss on the line adds to the file's weights table
+    r = _cli("--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "more"), "--steps", "1", "--loss", "gan=0")
+    assert r.exit_code == 0, r.output
+    weights = json.loads((tmp_path / "more" / "vae_b.json").read_text())["training"]["loss_weights"]
+    assert weights["kl"] == 0.5 and weights["gan"] == 0.0
+
+
+def test_a_cards_recorded_config_replays_the_run(data: Path, tmp_path: Path) -> None:
+    args = ["vae-b", "--clean", str(data / "clean"), "--out", str(tmp_path / "first"), "--crop", "32", "--ngf", "4",
+            "--vae-blocks", "1", "--ndf", "4", "--batch", "2", "--steps", "3", "--loss", "fm=0"]
+    assert _cli(*args).exit_code == 0
+    r = _cli("--config", str(tmp_path / "first" / "vae_b.json"), "--out", str(tmp_path / "again"))
+    assert r.exit_code == 0, r.output
+    a, b = _tensors(tmp_path / "first"), _tensors(tmp_path / "again")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "again" / "vae_b.json").read_text())["training"]["config"]["weights"] == {"fm": 0.0}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('stage = "vae-b"\ncrops = 32\n', "unknown training option 'crops'"),
+    ('stage = "vae-b"\ncrop = "big"\n', "crop = 'big' is not a int"),
+    ('stage = "vae-b"\ncrop = \n', "not a valid TOML run file"),
+    ('crop = 32\n', "no stage given"),
+])
+def test_a_bad_run_file_is_a_one_line_usage_error(data: Path, tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "run.toml").write_text(text)
+    r = _cli("--config", str(tmp_path / "run.toml"), "--clean", str(data / "clean"), "--out", str(tmp_path / "out"))
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and message in lines[0], r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_training_option_is_one_field_with_one_flag() -> None:
+    """TrainConfig is where an option is defined: each field has its help and one command-line option, nothing else is."""
+    from dataclasses import fields
+
+    import typer.main
+
+    from oldphoto.training.stages.config import OPTIONS
+
+    names = [f.name for f in fields(TrainConfig)]
+    assert set(OPTIONS) == set(names)
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    params = {p.name for p in command.params}
+    assert params == {*names, "config", "threads", "progress"}
+    flags = {n for p in command.params for n in (*p.opts, *p.secondary_opts)}
+    assert {"--crop", "--vae-downsample", "--loss", "--clean", "--data", "--no-residual", "--config"} <= flags
+
+
+def test_progress_is_reported_through_a_callback_and_training_needs_no_cli(data: Path, tmp_path: Path) -> None:
+    import oldphoto.training
+
+    reports = []
+    run(_cfg("vae-b", tmp_path, data, steps=3, val=None), progress=reports.append)
+    assert [(r.step, r.total, bool(r.losses)) for r in reports] == [(0, 3, False), (1, 3, True), (2, 3, True), (3, 3, True)]
+    sources = Path(oldphoto.training.__file__).parent.rglob("*.py")
+    assert not [p.name for p in sources if "oldphoto.cli" in p.read_text()]
+
+
+def test_bf16_training_is_channels_last_and_resumes_exactly(vaes: dict, data: Path, tmp_path: Path) -> None:
+    """``--precision bf16`` on the CPU (what auto picks for the mapping on native-bf16 CPUs; emulated elsewhere, slow
+    but tiny here): weights channels-last, recorded in the card, and a resumed run equals the uninterrupted one."""
+    from oldphoto.training.stages import make_stage
+    from oldphoto.training.loop import _lay_out
+
+    root = vaes["root"]
+    extra = dict(vae_a=root / "vae-a", vae_b=root / "vae-b", steps=4, val=None, precision="bf16")
+    stage = make_stage(_cfg("mapping", tmp_path / "probe", data, **extra), torch.device("cpu"))
+    _lay_out(stage, torch.device("cpu"))
+    convs = [m.weight for n in stage.nets.values() for m in n.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    whole = run(_cfg("mapping", tmp_path / "whole", data, **extra))
+    part1 = run(_cfg("mapping", tmp_path / "split", data, **extra), stop_after=2)
+    part2 = run(_cfg("mapping", tmp_path / "split", data, resume=True, **extra))
+    assert part1.losses + part2.losses == whole.losses and all(np.isfinite(l["total"]) for l in whole.losses)
+    assert json.loads((tmp_path / "whole" / "quality.json").read_text())["training"]["precision_used"] == "bf16"

@@ -14,7 +14,7 @@ from oldphoto.cli import app
 from oldphoto.models import build_network
 from oldphoto.training.differentiable import make_trainable
 from oldphoto.training.loop import run
-from tests.test_training import _cfg, _drop, data, one_thread, vaes  # noqa: F401  (shared fixtures)
+from tests.test_training import _cfg, _fall, _untrained, data, one_thread, vaes  # noqa: F401  (shared fixtures)
 
 
 def test_differentiable_attend_equals_the_inference_block() -> None:
@@ -35,12 +35,13 @@ def test_differentiable_attend_equals_the_inference_block() -> None:
 
 def test_scratch_mapping_lowers_its_loss_and_restores_with_a_mask(vaes: dict, data: Path, photos: Path) -> None:
     root = vaes["root"]
-    result = run(_cfg("mapping-scratch", root / "scratch", data, vae_a=root / "vae-a", vae_b=root / "vae-b", nl_blocks=1),
-                 progress=False)
-    first, last = _drop(result.losses, "latent_l1")
-    # Measured (seed 0, one thread): 0.619 -> 0.564.
-    assert (first, last) == pytest.approx((0.619, 0.564), abs=0.03)
-    assert last < 0.95 * first, (first, last)
+    cfg = _cfg("mapping-scratch", root / "scratch", data, vae_a=root / "vae-a", vae_b=root / "vae-b", nl_blocks=1, steps=40)
+    result = run(cfg, progress=False)
+    fall = _fall(result.losses, _untrained(cfg), "latent_l1")
+    # Trained over untrained latent L1 on the last five batches after 40 steps, one thread: on an
+    # AMD EPYC Zen 4 (AVX-512, no AMX) 0.84 for seed 0, 0.76-0.88 over seeds 0-5 (after 20
+    # steps up to 0.90); the bar is a 5 % fall.
+    assert fall < 0.95, fall
     src = sorted(photos.glob("*.png"))[0]
     w, h = Image.open(src).size
     mask = Image.new("L", (w, h), 0)
@@ -75,11 +76,13 @@ def _fixed_batch_bce(folder: Path | None, data: Path) -> float:
 
 
 def test_detector_lowers_its_loss_and_detects_through_weights(data: Path, tmp_path: Path, photos: Path) -> None:
-    result = run(_cfg("detector", tmp_path, data, wf=3, lr=1e-3, val_size=64), progress=False)
+    result = run(_cfg("detector", tmp_path, data, wf=3, lr=1e-3, val_size=64, steps=60, val_every=30), progress=False)
     before, after = _fixed_batch_bce(None, data), _fixed_batch_bce(tmp_path, data)
-    # Measured (seed 0, one thread): 0.690 -> 0.605.
-    assert (before, after) == pytest.approx((0.690, 0.605), abs=0.03)
-    assert after < 0.9 * before, (before, after)
+    # One thread, BCE on the fixed batch: 60 steps on an AMD EPYC Zen 4 (AVX-512, no AMX)
+    # 0.690 -> 0.496 (ratio 0.72; seeds 0-5: 0.69-0.74). After the 20 steps this test used to
+    # take, the ratio was 0.82-0.94 over seeds and 0.83 (Xeon, AMX), 0.88 (EPYC, AVX2), 0.94
+    # (this Zen 4) for seed 0: too few steps to tell learning from a CPU's rounding.
+    assert after < 0.85 * before, (before, after)
     assert result.val is not None and set(result.val) == {"precision", "recall", "f1", "iou"}
     from oldphoto.api import Restorer
 
@@ -109,9 +112,9 @@ def test_the_hole_loss_is_the_scratch_mappings_and_trains_the_holes(vaes: dict, 
     holes = [step["hole_l1"] for step in result.losses if "hole_l1" in step]
     assert len(holes) >= 15  # half the samples carry damage: a batch of 4 almost always has some
     first, last = float(np.mean(holes[:5])), float(np.mean(holes[-5:]))
-    # Measured (seed 0, one thread): 0.792 -> 0.344 over 18 damaged batches.
-    assert (first, last) == pytest.approx((0.792, 0.344), abs=0.05)
-    assert last < 0.6 * first, (first, last)
+    # One thread, first and last five damaged batches: on an AMD EPYC Zen 4 (AVX-512, no AMX)
+    # 0.779 -> 0.335 for seed 0 (ratio 0.43; seeds 0-5: 0.37-0.53); the bar is a 35 % fall.
+    assert last < 0.65 * first, (first, last)
 
 
 def test_detector_samples_shrink_as_detection_shrinks_a_photo(data: Path) -> None:

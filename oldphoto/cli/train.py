@@ -1,18 +1,25 @@
-"""``oldphoto train STAGE --clean DIR --out DIR``: train the restoration networks.
+"""``oldphoto train STAGE --clean DIR --out DIR`` or ``oldphoto train --config run.toml``: train the restoration networks.
 
 Stages, in the published order: ``vae-a`` (real old photos from ``--old`` and synthetic ones
 made from ``--clean``), ``vae-b`` (clean photos), then ``mapping`` (or ``mapping-scratch``)
 between the two frozen VAEs (``--vae-a`` and ``--vae-b`` are the first two runs' ``--out``
 folders); ``detector`` is independent. The output folders are ``--weights`` folders for
 ``oldphoto restore`` (``quality``, ``scratch`` and ``detector`` checkpoints).
+
+Every option but ``--config``, ``--threads`` and ``--progress`` is a field of
+:class:`oldphoto.training.stages.config.TrainConfig`, made into an option here from the field's
+type and default and its help in ``OPTIONS``; a run file given with ``--config`` (TOML, or a
+card that recorded a run) sets the same fields, and options given on the line override it.
 """
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import sys
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -34,84 +41,116 @@ def _parse_losses(items: Optional[list[str]]) -> dict[str, float]:
     return weights
 
 
-def train(
-    stage: str = typer.Argument(..., metavar="STAGE", help="vae-a, vae-b, mapping, mapping-scratch or detector.", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Run folder: training state, log.jsonl and the stage's checkpoint.", show_default=False),
-    clean: Optional[list[Path]] = typer.Option(None, "--clean", "--data", metavar="<folder>", help="Folder of clean photos (repeatable)."),
-    old: Optional[list[Path]] = typer.Option(None, "--old", metavar="<folder>", help="Folder of real old photos for vae-a (repeatable)."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Held-out clean photos for validation PSNR/SSIM."),
-    vae_a: Optional[Path] = typer.Option(None, "--vae-a", help="mapping: folder with the VAE_A checkpoint (vae_a, or an imported quality)."),
-    vae_b: Optional[Path] = typer.Option(None, "--vae-b", help="mapping: folder with the VAE_B checkpoint (vae_b)."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from the networks of a checkpoint folder (ours, or imported published weights) to fine-tune."),
-    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="ImageNet VGG-19 weights (torchvision layout, .safetensors or .pth) for the perceptual loss; without them it is skipped."),
-    steps: int = typer.Option(1000, "--steps", min=1, help="Total steps of the run (a resumed run counts from where it stopped)."),
-    batch: int = typer.Option(8, "--batch", min=1, help="Batch size."),
-    crop: int = typer.Option(128, "--crop", min=16, help="Training crop side (multiple of 4; published 256)."),
-    ngf: int = typer.Option(64, "--ngf", min=1, help="VAE width and latent channels (published 64)."),
-    vae_blocks: int = typer.Option(4, "--vae-blocks", min=0, help="Residual blocks in each VAE half (published 4)."),
-    vae_downsample: int = typer.Option(2, "--vae-downsample", min=0, max=4, help="Stride-2 stages in each VAE half (published 2; the lite model uses 0, full resolution)."),
-    width: int = typer.Option(512, "--width", min=1, help="Mapping width (published 512)."),
-    base: int = typer.Option(64, "--base", min=1, help="Mapping head/tail base width (published 64)."),
-    blocks: int = typer.Option(6, "--blocks", min=0, help="Mapping residual blocks (published 6)."),
-    nl_blocks: int = typer.Option(3, "--nl-blocks", min=0, help="mapping-scratch: residual blocks in the non-local block (published 3)."),
-    wf: int = typer.Option(6, "--wf", min=1, help="detector: UNet first width is 2^wf (published 6)."),
-    ndf: int = typer.Option(64, "--ndf", min=1, help="Discriminator width (published 64)."),
-    num_d: int = typer.Option(2, "--num-d", min=1, help="Discriminator scales (published 2)."),
-    lr: float = typer.Option(2e-4, "--lr", help="Learning rate (published 2e-4; the mapping uses lr/2 and 2·lr with TTUR)."),
-    ttur: Optional[bool] = typer.Option(None, "--ttur/--no-ttur", help="TTUR (betas 0, 0.9; lr/2 and 2·lr). Default as published: on for mapping, off for mapping-scratch."),
-    loss: Optional[list[str]] = typer.Option(None, "--loss", metavar="<name=w>", help="Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); latent_l1 gan fm vgg image_l1 (mappings); bce dice (detector)."),
-    residual: bool = typer.Option(False, "--residual", help="mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max stretch); trains the decoder with the mapping, image L1 instead of latent L1. Recorded in the card."),
-    train_encoder: bool = typer.Option(False, "--train-encoder", help="with --residual: fine-tune VAE_A's encoder too, the whole chain end to end (lite)."),
-    mapping_skip: bool = typer.Option(False, "--mapping-skip", help="mapping: a latent skip around the mapping (x + mapping(x), starting as the identity; lite). Recorded in the card."),
-    p_each: float = typer.Option(0.7, "--p-each", min=0.0, max=1.0, help="Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7)."),
-    rescale: float = typer.Option(1.0, "--rescale", min=0.1, max=1.0, help="detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks)."),
-    hole_fill: str = typer.Option("white", "--hole-fill", help="mapping-scratch: paint damaged input pixels 'white' (published) or fill them 'smooth'ly from their surroundings; recorded in the card."),
-    p_damage: float = typer.Option(0.8, "--p-damage", min=0.0, max=1.0, help="detector: probability that a training crop is damaged; the rest teach it what is not damage."),
-    fade: float = typer.Option(0.0, "--fade", min=0.0, max=1.0, help="Probability of synthetic fading (not in the published recipe)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (data, initialisation)."),
-    val_every: int = typer.Option(500, "--val-every", min=0, help="Validate every N steps (0: never)."),
-    val_count: int = typer.Option(8, "--val-count", min=1, help="Validation photos used."),
-    val_size: int = typer.Option(256, "--val-size", min=16, help="Validation centre-crop side."),
-    save_every: int = typer.Option(500, "--save-every", min=0, help="Checkpoint every N steps (and always at the end)."),
-    log_every: int = typer.Option(10, "--log-every", min=1, help="Write a log.jsonl record every N steps."),
-    decay: int = typer.Option(0, "--decay", min=0, help="Decay the learning rate linearly to zero over the last N steps (published: half the run); 0: constant."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="Stop cleanly with a checkpoint after this long."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 AMP on CUDA), fp32, bf16 or fp16."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
-    prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", help="Draw the next batch on a background thread while a step runs. Default: on CUDA, where the GPU would wait for the CPU's sampler."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with ETA and losses."),
-) -> None:
+class _Bar:
+    """The progress bar (rich) a run's step reports draw: steps, elapsed, ETA, loss and the last validation."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, report: Any) -> None:
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            from oldphoto.cli.common import console
+
+            self.bar = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console, transient=False,
+            )
+            self.task = self.bar.add_task("train", total=report.total, completed=report.step, losses="")
+            self.bar.start()
+        if report.losses:
+            shown = {"loss": report.losses["total"], **{f"val_{k}": v for k, v in (report.val or {}).items() if k in ("psnr", "f1")}}
+            self.bar.update(self.task, completed=report.step, losses=" ".join(f"{k} {v:.3g}" for k, v in shown.items()))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _option(name: str, kind: Any, default: Any) -> inspect.Parameter:
+    """The Typer parameter of TrainConfig field ``name``: default None (unset), so a run file's value stays unless given."""
+    from oldphoto.training.stages.config import OPTIONS
+
+    opt = OPTIONS[name]
+    shown = "" if default is None or default == [] or default == {} or isinstance(default, bool) else f" Default {default}."
+    if name == "stage":
+        info = typer.Argument(None, metavar="STAGE", help=opt.help + " Optional with --config.", show_default=False)
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=info, annotation=Optional[str])
+    flag = "--" + name.replace("_", "-")
+    args = [t for t in typing.get_args(kind) if t is not type(None)]
+    base = args[0] if args and typing.get_origin(kind) not in (list, dict) else kind
+    metavar = None
+    if name == "weights":
+        annotation, decls, metavar = Optional[list[str]], opt.flags, "<name=w>"
+    elif typing.get_origin(base) is list:
+        annotation, decls, metavar = Optional[list[Path]], (flag, *opt.flags), "<folder>"
+    elif base is bool:
+        annotation, decls = Optional[bool], (f"{flag}/--no-{flag[2:]}", *opt.flags)
+    else:
+        annotation, decls = Optional[base], (flag, *opt.flags)
+    limits = {k: getattr(opt, k) for k in ("min", "max") if getattr(opt, k) is not None}
+    info = typer.Option(None, *decls, metavar=metavar, help=opt.help + shown, show_default=False, **limits)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
+
+
+def _parameters() -> list[inspect.Parameter]:
+    from dataclasses import MISSING, fields
+
+    from oldphoto.training.stages.config import TrainConfig, field_types
+
+    types = field_types()
+    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory() if f.default_factory is not MISSING else None)
+                for f in fields(TrainConfig)}
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [_option(name, kind, defaults[name]) for name, kind in types.items()]
+    params[1:1] = [
+        inspect.Parameter("config", keyword, annotation=Optional[Path], default=typer.Option(
+            None, "--config", help="Run file: TOML with the options below by name (crop = 96; a weights table for --loss), "
+            "or a card whose recorded training config is replayed. Options given on the line override it.", show_default=False)),
+    ]
+    params += [
+        inspect.Parameter("threads", keyword, annotation=Optional[int], default=typer.Option(
+            None, "--threads", min=1, help="CPU threads for torch.")),
+        inspect.Parameter("progress", keyword, annotation=bool, default=typer.Option(
+            True, "--progress/--no-progress", help="Show a progress bar with ETA and losses.")),
+    ]
+    return params
+
+
+def train(**options: Any) -> None:
     """Train one stage of the restoration networks (the published triplet domain translation)."""
     from oldphoto.errors import OldPhotoError, UsageError
 
+    config, threads, progress = options.pop("config"), options.pop("threads"), options.pop("progress")
     try:
+        from oldphoto.training.stages.config import config_values, make_config
+
+        values = config_values(config) if config is not None else {}
+        loss = options.pop("weights")
+        given = {k: v for k, v in options.items() if v is not None}
+        if loss:
+            given["weights"] = {**values.get("weights", {}), **_parse_losses(loss)}
+        cfg = make_config({**values, **given}, f"{config}" if config is not None else "the command line")
+        cfg.loss_weights()  # unknown loss names fail before any data is read (and before torch is imported)
+
         import torch
 
+        from oldphoto.devices import select_device, slow_precision_reason
         from oldphoto.training.loop import run
-        from oldphoto.training.stages import TrainConfig
 
         if threads:
             torch.set_num_threads(threads)
-        cfg = TrainConfig(
-            stage=stage, out=out, clean=list(clean or []), old=list(old or []), val=val, vae_a=vae_a, vae_b=vae_b,
-            init_from=init_from, vgg_weights=vgg_weights, steps=steps, batch=batch, crop=crop, ngf=ngf,
-            vae_blocks=vae_blocks, vae_downsample=vae_downsample, width=width, base=base, blocks=blocks, nl_blocks=nl_blocks, wf=wf, ndf=ndf, num_d=num_d, lr=lr, ttur=ttur,
-            weights=_parse_losses(loss), fade=fade, seed=seed, val_every=val_every, val_count=val_count,
-            val_size=val_size, save_every=save_every, log_every=log_every, max_minutes=max_minutes, decay=decay,
-            device=device, precision=precision, resume=resume, residual=residual, train_encoder=train_encoder,
-            mapping_skip=mapping_skip, p_each=p_each, rescale=rescale, p_damage=p_damage, hole_fill=hole_fill,
-            prefetch=prefetch,
-        )
-        cfg.loss_weights()  # unknown loss names fail before any data is read
-        from oldphoto.devices import select_device, slow_precision_reason
-
-        slow = slow_precision_reason(precision, select_device(device))
+        slow = slow_precision_reason(cfg.precision, select_device(cfg.device))
         if slow:
             say("yellow", "warning", slow)
         command = "oldphoto train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-        result = run(cfg, progress=progress, say=lambda m: say("yellow", "note", m), command=command)
+        bar = _Bar() if progress else None
+        try:
+            result = run(cfg, progress=bar, say=lambda m: say("yellow", "note", m), command=command)
+        finally:
+            if bar is not None:
+                bar.close()
     except UsageError as exc:
         fail(str(exc), 2)
     except OldPhotoError as exc:
@@ -119,3 +158,6 @@ def train(
     scores = f"; validation {result.val}" if result.val else ""
     state = "stopped early" if result.stopped_early else "done"
     say("green", state, f"step {result.step} in {result.seconds / 60:.1f} min; checkpoint {result.output}{scores}")
+
+
+train.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]

@@ -41,7 +41,7 @@ from oldphoto.batch.running import Record, Settings, restore_job
 from oldphoto.errors import OldPhotoError, UsageError, WeightsError, one_line
 from oldphoto.fsutil import remove_stale_parts
 
-INSTALL_HINT = "pip install 'oldphoto[ray]'"
+INSTALL_HINT = "pip install '.[ray]' in oldphoto's folder"
 
 #: Photos queued on each actor beyond the one it is restoring: the actor runs two at a time
 #: (its Restorer serialises the networks), so one photo's decode and writes overlap another's

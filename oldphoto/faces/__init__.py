@@ -1,4 +1,4 @@
-"""The optional face-enhancement stage (``pip install oldphoto[faces]``).
+"""The optional face-enhancement stage (``pip install ".[faces]"`` from a clone).
 
 ``enhance_faces(image, generator, ...)`` is the whole stage; ``faces_available()`` says whether
 the extra is installed and ``FacesUnavailable`` is the one-line error that says what to install.

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from oldphoto.errors import OldPhotoError
 
-INSTALL_HINT = "pip install 'oldphoto[faces]' (prebuilt dlib-bin and face-recognition-models; no compiler needed)"
+INSTALL_HINT = "pip install '.[faces]' in oldphoto's folder (prebuilt dlib-bin and face-recognition-models; no compiler needed)"
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 _MODEL_PACKAGE = "face_recognition_models"
 

@@ -52,23 +52,39 @@ def instance_norm(channels: int) -> InstanceNorm:
     return InstanceNorm(channels, affine=False, track_running_stats=False, eps=1e-5)
 
 
+NORMS = ("instance", "none")
+
+
+def norm_layers(channels: int, norm: str) -> list[nn.Module]:
+    """The normalisation after a convolution: the published instance norm, or none.
+
+    ``none`` is for the bundled lite model: instance norms divide each channel by its
+    spread over the whole photo, so a small network cannot tell fine grain from detail by
+    its amplitude; restoration networks that keep per-pixel noise levels use no norm.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
+    return [instance_norm(channels)] if norm == "instance" else []
+
+
 class ResBlock(nn.Module):
     """Residual block: reflect-pad, 3×3 conv, IN, ReLU, reflect-pad, 3×3 conv, IN; plus input.
 
-    The container is named ``conv_block`` with the published indices (convs at 1 and 5).
+    The container is named ``conv_block`` with the published indices (convs at 1 and 5);
+    ``norm="none"`` drops the two norms (convs at 1 and 4).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
         self.channels = channels
         self.conv_block = nn.Sequential(
             ReflectionPad(1),
             nn.Conv2d(channels, channels, 3),
-            instance_norm(channels),
+            *norm_layers(channels, norm),
             relu(),
             ReflectionPad(1),
             nn.Conv2d(channels, channels, 3),
-            instance_norm(channels),
+            *norm_layers(channels, norm),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,6 +92,6 @@ class ResBlock(nn.Module):
         return self.conv_block(x).add_(x)
 
 
-def conv_in_relu(cin: int, cout: int) -> list[nn.Module]:
-    """Zero-padded 3×3 conv, IN, ReLU: the unit the mapping networks' heads and tails use."""
-    return [nn.Conv2d(cin, cout, 3, 1, 1), instance_norm(cout), relu()]
+def conv_in_relu(cin: int, cout: int, norm: str = "instance") -> list[nn.Module]:
+    """Zero-padded 3×3 conv, IN (unless ``norm="none"``), ReLU: the mapping heads' and tails' unit."""
+    return [nn.Conv2d(cin, cout, 3, 1, 1), *norm_layers(cout, norm), relu()]

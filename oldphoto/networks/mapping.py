@@ -24,16 +24,16 @@ def _widths(base: int, width: int) -> list[int]:
     return [min(base * 2**i, width) for i in range(1, 5)]
 
 
-def head(in_channels: int, base: int, width: int) -> list[nn.Module]:
+def head(in_channels: int, base: int, width: int, norm: str = "instance") -> list[nn.Module]:
     """Four conv-IN-ReLU units widening the latent to the working width."""
     chans = [in_channels, *_widths(base, width)]
-    return [m for a, b in zip(chans, chans[1:]) for m in conv_in_relu(a, b)]
+    return [m for a, b in zip(chans, chans[1:]) for m in conv_in_relu(a, b, norm)]
 
 
-def tail(in_channels: int, base: int, width: int) -> list[nn.Module]:
+def tail(in_channels: int, base: int, width: int, norm: str = "instance") -> list[nn.Module]:
     """Three conv-IN-ReLU units narrowing back, then a bare conv to the latent's channels."""
     chans = _widths(base, width)[::-1]
-    layers = [m for a, b in zip(chans, chans[1:]) for m in conv_in_relu(a, b)]
+    layers = [m for a, b in zip(chans, chans[1:]) for m in conv_in_relu(a, b, norm)]
     return [*layers, nn.Conv2d(chans[-1], in_channels, 3, 1, 1)]
 
 
@@ -47,15 +47,23 @@ class MappingQuality(nn.Sequential):
     ``skip`` (not published; the bundled ``lite`` model's wiring) returns ``x + body(x)``: a
     latent skip lets every pixel's detail pass the eight conv-IN-ReLU units untouched, so a
     small network learns to correct it in minutes instead of first learning to carry it.
+    ``norm="none"`` (lite too) drops the instance norms (see :func:`~oldphoto.networks.blocks.norm_layers`).
     """
 
     def __init__(
-        self, *, in_channels: int = 64, base: int = 64, width: int = 512, n_blocks: int = 6, skip: bool = False
+        self,
+        *,
+        in_channels: int = 64,
+        base: int = 64,
+        width: int = 512,
+        n_blocks: int = 6,
+        skip: bool = False,
+        norm: str = "instance",
     ) -> None:
         super().__init__(
-            *head(in_channels, base, width),
-            *[ResBlock(width) for _ in range(n_blocks)],
-            *tail(in_channels, base, width),
+            *head(in_channels, base, width, norm),
+            *[ResBlock(width, norm) for _ in range(n_blocks)],
+            *tail(in_channels, base, width, norm),
         )
         self.skip = skip
 

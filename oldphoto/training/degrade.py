@@ -109,6 +109,31 @@ def fade(img: np.ndarray, contrast: float, lift: float, warmth: float) -> np.nda
     return _to_uint8(np.clip(v, 0, 1) * 255)
 
 
+#: Paper colours a print fades toward (RGB in [0, 1]): warm (sepia), greenish, neutral, magenta.
+PAPERS = ((0.96, 0.87, 0.70), (0.88, 0.95, 0.82), (0.95, 0.95, 0.93), (0.95, 0.84, 0.90))
+
+
+def fade_print(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Age a print as dyes fade (not published): each channel toward a paper colour, unevenly lit.
+
+    Every channel keeps a share ``c`` of its contrast (U(0.5, 0.8), each dye U(0.8, 1) of
+    that) and takes the rest from the paper (:data:`PAPERS`, dimmed U(0.85, 1)): lifted
+    blacks, dull whites and a tint. Then exposure falls off linearly across the print by up
+    to 12 %, in a random direction.
+    """
+    v = img.astype(np.float64) / 255.0
+    base = rng.uniform(0.5, 0.8)
+    c = base * rng.uniform(0.8, 1.0, 3)
+    paper = np.array(PAPERS[int(rng.integers(len(PAPERS)))]) * rng.uniform(0.85, 1.0)
+    v = v * c + (1 - c) * paper
+    h, w = v.shape[:2]
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = (np.cos(angle) * (xx / max(w - 1, 1) - 0.5) + np.sin(angle) * (yy / max(h - 1, 1) - 0.5)) + 0.5
+    v = v * (1 - rng.uniform(0, 0.12) * np.clip(ramp, 0, 1))[..., None]
+    return _to_uint8(np.clip(v, 0, 1) * 255)
+
+
 def to_grey(img: np.ndarray) -> np.ndarray:
     """Grey (Pillow's ITU-R 601 luma) back to three equal channels."""
     grey = np.asarray(Image.fromarray(img).convert("L"))

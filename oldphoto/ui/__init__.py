@@ -19,7 +19,7 @@ from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import DEFAULT_MAX_PIXELS
 
 #: What to install when Gradio is missing.
-INSTALL_HINT = "pip install 'oldphoto[ui]'"
+INSTALL_HINT = "pip install '.[ui]' in oldphoto's folder"
 
 
 class UiUnavailable(OldPhotoError):
@@ -59,7 +59,7 @@ def serve(
     try:
         import gradio as gr
 
-        from oldphoto.ui.app import build
+        from oldphoto.ui.app import CSS, build
         from oldphoto.ui.session import Session
 
         session = Session(restorer, folder / "work", max_pixels=max_pixels)
@@ -79,6 +79,7 @@ def serve(
             pwa=False,
             footer_links=[],
             theme=theme,
+            css=CSS,
             quiet=True,
             prevent_thread_lock=True,
         )

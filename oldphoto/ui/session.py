@@ -40,6 +40,8 @@ MASK_COLOUR = (255, 255, 0)
 MASK_OPACITY = 0.75
 #: Smallest side the networks accept (see :func:`oldphoto.pipeline.check_photo_size`).
 MIN_SIDE = 8
+#: Longest side of the thumbnails that show which photos were taken.
+THUMB_SIDE = 200
 
 
 @dataclass
@@ -107,6 +109,37 @@ def mask_from_layers(layers: list[Any] | None, size: tuple[int, int]) -> Image.I
     return Image.fromarray(combined.astype(np.uint8) * 255, mode="L")
 
 
+def thumbnail(photo: Photo) -> Image.Image:
+    """A small upright RGB copy of an uploaded photo, for the list of photos taken (any format shows)."""
+    small = photo.image.convert("RGB")
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    return small
+
+
+def faces_off_reason(restorer: Any) -> str | None:
+    """Why the page cannot enhance faces, in words for whoever uses the page; None when it can.
+
+    Faces need the faces extra (dlib and its landmark model), and a face model: the bundled
+    lite model has none, and a ``--weights`` folder must hold ``face256``. Published weights
+    from the cache or the Hub have one (downloaded on first use). The restorer's model is
+    chosen here if it was not yet (``oldphoto ui`` chooses before the page opens).
+    """
+    from oldphoto.faces import faces_available
+
+    if not faces_available():
+        return "Faces are not enhanced: the face add-on is not installed on this computer (oldphoto's faces extra)."
+    choice = restorer.choose(progress=False)
+    if choice.is_lite:
+        return "Faces are not enhanced: the built-in lite model has no face model (it needs the published weights)."
+    weights = getattr(restorer, "weights", None)
+    if weights is not None:
+        from oldphoto.weights.checkpoint import has_checkpoint
+
+        if not has_checkpoint(weights, "face256"):
+            return f"Faces are not enhanced: the weights folder {Path(weights).name} has no face model."
+    return None
+
+
 def damaged_share(mask: Image.Image | None) -> tuple[int, float]:
     """How many pixels of ``mask`` are damaged, and what fraction of the photo that is."""
     if mask is None:
@@ -118,8 +151,8 @@ def damaged_share(mask: Image.Image | None) -> tuple[int, float]:
 class Session:
     """The page's work: one Restorer, one temporary folder, one photo restored at a time.
 
-    ``restorer`` is an :class:`oldphoto.Restorer` (tests may pass a stand-in with the same
-    ``detect``/``restore_detailed`` and ``faces``/``face_strength`` attributes).
+    ``restorer`` is an :class:`oldphoto.Restorer`. ``faces_off`` says, once for the session,
+    why faces cannot be enhanced (see :func:`faces_off_reason`), or is None when they can.
     """
 
     def __init__(self, restorer: Any, folder: Path | str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
@@ -127,12 +160,19 @@ class Session:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_pixels = max_pixels
+        self.faces_off = faces_off_reason(restorer)
         self._count = itertools.count(1)
         self._lock = threading.Lock()
 
     def open(self, path: Path | str) -> Photo:
         """The uploaded photo at ``path`` (see :func:`open_photo`)."""
         return open_photo(path, max_pixels=self.max_pixels)
+
+    def save_thumbnail(self, photo: Photo) -> Path:
+        """Write the photo's :func:`thumbnail` into the session's folder as a JPEG; return its path."""
+        folder = self.folder / "thumbs"
+        folder.mkdir(exist_ok=True)
+        return save_image(thumbnail(photo), folder / f"{next(self._count)}.jpg", format="JPEG")
 
     def detect(self, path: Path | str) -> Image.Image:
         """The detector's damage mask ("L", 255 = damaged) of the uploaded photo at ``path``."""
@@ -185,12 +225,13 @@ class Session:
             # The provenance names the mask file offered for download, as the CLI's names the one given to --mask.
             output = write_restored(result, photo, folder / f"{path.stem}-restored{ext}", fmt, mask_file=mask_path)
         count, share = damaged_share(used)
-        face_text = "faces off" if not result.faces_enabled else f"{sum(bool(f.get('enhanced')) for f in result.faces)} of {len(result.faces)} faces enhanced"
         mask_text = f"mask: {count} damaged pixels ({share:.2%})" if used is not None else "no mask used"
+        # Faces the page cannot enhance were explained once, beside the options: not again here.
+        face_text = "" if self.faces_off else f", {_face_words(result)}"
         message = (
             f"Restored {path.name} ({result.image.width}×{result.image.height}) in {result.mode} mode"
             f"{_model_words(getattr(result, 'model', ''))}, "
-            f"{mask_text}, {face_text}, {result.seconds:.1f} s."
+            f"{mask_text}{face_text}, {result.seconds:.1f} s."
         )
         return Restored(
             output=output, mask=mask_path, before=photo.image, after=result.image, message=message,
@@ -202,13 +243,19 @@ class Session:
         from oldphoto.options import check_face_strength
 
         check_face_strength(strength)
-        if faces:
-            from oldphoto.faces import faces_available
-
-            if not faces_available():
-                raise UsageError("face enhancement needs the faces extra: pip install 'oldphoto[faces]'")
-        self.restorer.faces = faces
+        if faces and self.faces_off:
+            raise UsageError(self.faces_off)
+        self.restorer.faces = False if self.faces_off else faces
         self.restorer.face_strength = strength
+
+
+def _face_words(result: Any) -> str:
+    """``faces off`` / ``no face found`` / ``N of M faces enhanced``."""
+    if not result.faces_enabled:
+        return "faces off"
+    if not result.faces:
+        return "no face found"
+    return f"{sum(bool(f.get('enhanced')) for f in result.faces)} of {len(result.faces)} faces enhanced"
 
 
 def _model_words(model: str) -> str:

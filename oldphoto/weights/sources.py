@@ -2,8 +2,9 @@
 
 A source is a Hugging Face Hub repository of one of two kinds. ``oldphoto``: the project's own
 converted safetensors (``NAME.safetensors`` + ``NAME.json``). ``published``: a repository laid
-out like the published release (``Global/checkpoints/...``, ``Face_Enhancement/checkpoints/...``),
-whose ``.pth`` files are converted once by the importer. Pure data: nothing here touches the network.
+out like the published release (``Global/checkpoints/...``, ``Face_Enhancement/checkpoints/...``,
+or the same folders under other names, see :func:`in_source`), whose ``.pth`` files are
+converted once by the importer. Pure data: nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ def in_source(card_path: str, source: Mapping[str, Any]) -> str:
     """Where the card's published file ``card_path`` lies below a published source's subfolder.
 
     Card paths of the global stage start below ``Global/checkpoints``; those of the face stage
-    carry their ``Face_Enhancement/checkpoints/`` prefix, which a subfolder of that name absorbs.
+    carry their ``Face_Enhancement/checkpoints/`` prefix, which the source absorbs when its
+    subfolder is that release folder, or when it names it as ``release_folder`` (a repository
+    that keeps the release's face folder elsewhere, e.g. ``old_photo/face/checkpoints``).
     """
-    sub = (source.get("subfolder") or "").strip("/")
-    return card_path[len(sub) + 1:] if sub and card_path.startswith(sub + "/") else card_path
+    folder = (source.get("release_folder") or source.get("subfolder") or "").strip("/")
+    return card_path[len(folder) + 1:] if folder and card_path.startswith(folder + "/") else card_path
 
 
 def card_path_of(name: str, card: Mapping[str, Any], source: Mapping[str, Any], filename: str) -> str:

@@ -14,20 +14,39 @@ One module per stage family: :mod:`.config` (the run's settings and published lo
 
 from __future__ import annotations
 
-import torch
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from oldphoto.errors import UsageError
-from oldphoto.training.stages.base import Stage
 from oldphoto.training.stages.config import DEFAULT_WEIGHTS, STAGES, TrainConfig
-from oldphoto.training.stages.detector import DetectorStage
-from oldphoto.training.stages.mapping import MappingStage, ScratchMappingStage
-from oldphoto.training.stages.vae import VAEStage
+
+if TYPE_CHECKING:
+    import torch
+
+    from oldphoto.training.stages.base import Stage
+    from oldphoto.training.stages.detector import DetectorStage
+    from oldphoto.training.stages.mapping import MappingStage, ScratchMappingStage
+    from oldphoto.training.stages.vae import VAEStage
 
 __all__ = ["DEFAULT_WEIGHTS", "STAGES", "DetectorStage", "MappingStage", "ScratchMappingStage", "Stage", "TrainConfig", "VAEStage", "make_stage"]
+
+#: The torch-backed names, imported on first use, so that reading a :class:`TrainConfig` (the
+#: command line builds its options from it at start-up) does not import torch.
+_LAZY = {"Stage": "base", "DetectorStage": "detector", "MappingStage": "mapping", "ScratchMappingStage": "mapping", "VAEStage": "vae"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     """The stage ``cfg.stage`` names, built on ``device``; an unknown name is a usage error."""
+    from oldphoto.training.stages.detector import DetectorStage
+    from oldphoto.training.stages.mapping import MappingStage, ScratchMappingStage
+    from oldphoto.training.stages.vae import VAEStage
+
     if cfg.stage not in STAGES:
         raise UsageError(f"unknown stage {cfg.stage!r} (choose {', '.join(STAGES)})")
     if cfg.stage == "mapping":

@@ -11,24 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from oldphoto import devices
 from oldphoto.errors import UsageError, WeightsError
 from oldphoto.training.data import Batch, Sampler, centre_crop, to_batch
 from oldphoto.training.degrade import Damage
 from oldphoto.training.losses import VGGLoss, feature_matching, lsgan
 from oldphoto.training.metrics import psnr, ssim, stretch
 from oldphoto.training.stages.config import TrainConfig
-
-
-def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: None (fp32) on the CPU unless bf16 is asked; fp16 AMP on CUDA by default."""
-    from oldphoto.devices import parse_precision
-
-    p = parse_precision(cfg.precision)
-    if p == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    if p == "fp16" and device.type != "cuda":
-        raise UsageError("fp16 training needs CUDA; use bf16 or fp32 on the CPU")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
 
 
 def adam(params: Iterator[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -74,9 +63,34 @@ def net_config(folder: Path, sources: list[tuple[str, str]]) -> dict[str, Any] |
 
 
 def zero_last_conv(net: nn.Module) -> None:
-    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    last = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
+
+
+def vae_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The VAE halves' config from the run's widths; ``norm``/``stem`` only when not published."""
+    vae: dict[str, Any] = {"ngf": cfg.ngf, "n_downsample": cfg.vae_downsample, "n_blocks": cfg.vae_blocks}
+    if cfg.norm != "instance":
+        vae["norm"] = cfg.norm
+    if cfg.stem != "conv7":
+        vae["stem"] = cfg.stem
+    return vae
+
+
+def kaiming_init(net: nn.Module) -> nn.Module:
+    """He-normal conv weights and zero biases: a network without norms needs them to train.
+
+    The published N(0, 0.02) relies on the instance norms to restore each layer's scale;
+    without norms a 64-channel layer would shrink its input to about half, so ten layers
+    would leave almost no signal and no gradient.
+    """
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return net
 
 
 def images_01(t: torch.Tensor) -> torch.Tensor:
@@ -104,7 +118,8 @@ class Stage:
                 )
             else:
                 self.vgg = VGGLoss(cfg.vgg_weights).to(device)
-        self.dtype = autocast_dtype(cfg, device)
+        self.precision = devices.training_precision(cfg.precision, device, cfg.stage)
+        self.dtype = None if self.precision == "fp32" else devices.dtype(self.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}

@@ -1,13 +1,22 @@
-"""What one training run is: its stage, data, widths, losses and schedule (:class:`TrainConfig`)."""
+"""What one training run is: its stage, data, widths, losses and schedule (:class:`TrainConfig`).
+
+:class:`TrainConfig` is the one place a training option is defined: its field (name, type,
+default) and its entry in :data:`OPTIONS` (help, extra flag names, limits). ``oldphoto train``
+makes one command-line option of each field (``--crop`` for ``crop``), and :func:`config_values`
+reads a run file (TOML with the same names, or a card whose ``training.config`` a run recorded)
+that those options override. Torch-free, so the command line can read it at start-up.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+import tomllib
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from oldphoto.errors import UsageError
-from oldphoto.pipeline import HOLE_FILLS
 
 STAGES = ("vae-a", "vae-b", "mapping", "mapping-scratch", "detector")
 
@@ -44,6 +53,11 @@ class TrainConfig:
     ngf: int = 64  # VAE width (published 64)
     vae_blocks: int = 4
     vae_downsample: int = 2  # stride-2 stages in each VAE half (published 2; lite 0, see weights/README.md)
+    #: Normalisation in the VAEs and the mapping: ``instance`` as published, or ``none`` (lite).
+    norm: str = "instance"
+    #: The VAEs' first/last layer: ``conv7`` as published, or ``s2`` (lite: a learnt
+    #: pixel-unshuffle/shuffle, so everything between runs at half resolution).
+    stem: str = "conv7"
     width: int = 512  # mapping width (published 512)
     base: int = 64
     blocks: int = 6
@@ -116,14 +130,163 @@ class TrainConfig:
             raise UsageError("--train-encoder needs --residual (the published mapping keeps VAE_A's encoder frozen)")
         if self.mapping_skip and self.stage != "mapping":
             raise UsageError("--mapping-skip is for the quality mapping stage (mapping) only")
-        if self.hole_fill not in HOLE_FILLS or (self.hole_fill != "white" and self.stage != "mapping-scratch"):
+        if self.hole_fill not in ("white", "smooth") or (self.hole_fill != "white" and self.stage != "mapping-scratch"):
             raise UsageError(f"--hole-fill {self.hole_fill}: use white or smooth, for the scratch mapping stage (mapping-scratch) only")
+        if self.norm not in ("instance", "none"):
+            raise UsageError(f"--norm {self.norm}: use instance or none")
+        if self.stem not in ("conv7", "s2"):
+            raise UsageError(f"--stem {self.stem}: use conv7 or s2")
+        if (self.norm != "instance" or self.stem != "conv7") and self.stage == "detector":
+            raise UsageError("--norm and --stem shape the VAEs and the quality mapping, not the detector")
         if self.residual and w.get("latent_l1"):
             raise UsageError("--residual has no latent L1 target (use image_l1; latent_l1 must be 0)")
         return w
 
     def record(self) -> dict[str, Any]:
+        """The run as plain JSON values (paths as strings): stored in its log and card, and read back by :func:`config_values`."""
         d = asdict(self)
         return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k in ("clean", "old") else v) for k, v in d.items()}
+
+
+class Option(NamedTuple):
+    """How a :class:`TrainConfig` field appears on the command line (``--FIELD-NAME`` plus ``flags``)."""
+
+    help: str
+    flags: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+
+#: Every field's command-line help (a field missing here fails the tests).
+OPTIONS: dict[str, Option] = {
+    "stage": Option("vae-a, vae-b, mapping, mapping-scratch or detector."),
+    "out": Option("Run folder: training state, log.jsonl and the stage's checkpoint."),
+    "clean": Option("Folder of clean photos (repeatable).", ("--data",)),
+    "old": Option("Folder of real old photos for vae-a (repeatable)."),
+    "val": Option("Held-out clean photos for validation PSNR/SSIM."),
+    "vae_a": Option("mapping: folder with the VAE_A checkpoint (vae_a, or an imported quality)."),
+    "vae_b": Option("mapping: folder with the VAE_B checkpoint (vae_b)."),
+    "init_from": Option("Start from the networks of a checkpoint folder (ours, or imported published weights) to fine-tune."),
+    "vgg_weights": Option("ImageNet VGG-19 weights (torchvision layout, .safetensors or .pth) for the perceptual loss; without them it is skipped."),
+    "steps": Option("Total steps of the run (a resumed run counts from where it stopped).", min=1),
+    "batch": Option("Batch size.", min=1),
+    "crop": Option("Training crop side (multiple of 4; published 256).", min=16),
+    "ngf": Option("VAE width and latent channels (published 64).", min=1),
+    "vae_blocks": Option("Residual blocks in each VAE half (published 4).", min=0),
+    "vae_downsample": Option("Stride-2 stages in each VAE half (published 2; the lite model uses 0, full resolution).", min=0, max=4),
+    "norm": Option("Normalisation in the VAEs and the quality mapping: instance (published) or none (lite)."),
+    "stem": Option("The VAEs' first and last layer: conv7 (published) or s2 (lite: a learnt pixel-unshuffle, so the rest runs at half resolution)."),
+    "width": Option("Mapping width (published 512).", min=1),
+    "base": Option("Mapping head/tail base width (published 64).", min=1),
+    "blocks": Option("Mapping residual blocks (published 6).", min=0),
+    "nl_blocks": Option("mapping-scratch: residual blocks in the non-local block (published 3).", min=0),
+    "wf": Option("detector: UNet first width is 2^wf (published 6).", min=1),
+    "ndf": Option("Discriminator width (published 64).", min=1),
+    "n_layers_d": Option("Discriminator layers (published 3).", min=1),
+    "num_d": Option("Discriminator scales (published 2).", min=1),
+    "lr": Option("Learning rate (published 2e-4; the mapping uses lr/2 and 2·lr with TTUR)."),
+    "ttur": Option("TTUR (betas 0, 0.9; lr/2 and 2·lr). Default as published: on for mapping, off for mapping-scratch."),
+    "weights": Option("Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); "
+                      "latent_l1 gan fm vgg image_l1 hole_l1 (mappings); bce dice (detector). In a run file: a weights "
+                      "table.", ("--loss",)),
+    "fade": Option("Probability of synthetic fading (not in the published recipe).", min=0.0, max=1.0),
+    "p_each": Option("Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7).", min=0.0, max=1.0),
+    "rescale": Option("detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks).", min=0.1, max=1.0),
+    "hole_fill": Option("mapping-scratch: paint damaged input pixels 'white' (published) or fill them 'smooth'ly from their surroundings; recorded in the card."),
+    "p_damage": Option("detector: probability that a training crop is damaged; the rest teach it what is not damage.", min=0.0, max=1.0),
+    "seed": Option("Random seed (data, initialisation).", min=0),
+    "val_every": Option("Validate every N steps (0: never).", min=0),
+    "val_count": Option("Validation photos used.", min=1),
+    "val_size": Option("Validation centre-crop side.", min=16),
+    "save_every": Option("Checkpoint every N steps (and always at the end).", min=0),
+    "log_every": Option("Write a log.jsonl record every N steps.", min=1),
+    "max_minutes": Option("Stop cleanly with a checkpoint after this long.", min=0.0),
+    "decay": Option("Decay the learning rate linearly to zero over the last N steps (published: half the run); 0: constant.", min=0),
+    "device": Option("auto, cpu, cuda, cuda:N or mps."),
+    "precision": Option("auto (fp16 AMP on CUDA; on a CPU with native bf16, bf16 for the stages it measured faster for "
+                        "(mapping), else fp32), fp32, bf16 or fp16. The card records what ran (precision_used)."),
+    "prefetch": Option("Draw the next batch on a background thread while a step runs. Default: on CUDA, where the GPU would wait for the CPU's sampler."),
+    "resume": Option("Continue the run saved in --out."),
+    "residual": Option("mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max "
+                       "stretch); trains the decoder with the mapping, image L1 instead of latent L1. Recorded in the card."),
+    "train_encoder": Option("with --residual: fine-tune VAE_A's encoder too, the whole chain end to end (lite)."),
+    "mapping_skip": Option("mapping: a latent skip around the mapping (x + mapping(x), starting as the identity; lite). Recorded in the card."),
+}
+
+
+def field_types() -> dict[str, Any]:
+    """Each :class:`TrainConfig` field's type (resolved annotations), in field order."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
+    """``value`` as field ``name`` holds it (paths from strings, ints as floats); a one-line error naming ``source`` if it does not fit."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if value is None:
+        if type(None) in typing.get_args(kind):
+            return None
+        raise UsageError(f"{source}: {name} cannot be empty")
+    if args and typing.get_origin(kind) is not list and typing.get_origin(kind) is not dict:
+        kind = args[0]  # X | None
+    bad = UsageError(f"{source}: {name} = {value!r} is not a {getattr(kind, '__name__', kind)}")
+    if kind is Path:
+        if not isinstance(value, (str, Path)):
+            raise bad
+        return Path(value)
+    if typing.get_origin(kind) is list:
+        items = [value] if isinstance(value, (str, Path)) else value
+        if not isinstance(items, list) or not all(isinstance(v, (str, Path)) for v in items):
+            raise bad
+        return [Path(v) for v in items]
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+            raise bad
+        return {str(k): float(v) for k, v in value.items()}
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise bad
+    return value
+
+
+def config_values(path: Path) -> dict[str, Any]:
+    """The training options a run file sets, by field name, typed as :class:`TrainConfig` holds them.
+
+    ``path`` is a TOML file (``crop = 96``, ``clean = ["photos/a", "photos/b"]``,
+    ``[weights]`` with ``gan = 0``; ``-`` and ``_`` alike in names), or a JSON card or log record
+    whose ``training.config`` (or ``config``) is a recorded run: ``oldphoto train --config
+    runs/lite/quality.json --out runs/again`` replays it. Unknown names are refused.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the run file ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+            data = data.get("training", data).get("config", data) if isinstance(data, dict) else data
+        else:
+            data = tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: not a valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} run file ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a run file holds training options by name")
+    types = field_types()
+    values = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in types:
+            raise UsageError(f"{path}: unknown training option {key!r}")
+        values[name] = _coerce(name, types[name], value, str(path))
+    return values
+
+
+def make_config(values: dict[str, Any], source: str = "the command line") -> TrainConfig:
+    """A :class:`TrainConfig` from option values by field name (unset ones keep their defaults); stage and out are required."""
+    for name in ("stage", "out"):
+        if values.get(name) is None:
+            raise UsageError(f"no {'stage' if name == 'stage' else '--out folder'} given ({source} sets none)")
+    return TrainConfig(**values)
 
 

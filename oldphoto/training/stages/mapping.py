@@ -15,7 +15,7 @@ from oldphoto.pipeline import add_residual, paint_damage
 from oldphoto.training.data import Batch, Sampler
 from oldphoto.training.degrade import Damage, degrade_photo
 from oldphoto.training.losses import MultiscaleDiscriminator, init_weights, lsgan
-from oldphoto.training.stages.base import Stage, adam, load_net, net_config, zero_last_conv
+from oldphoto.training.stages.base import Stage, adam, kaiming_init, load_net, net_config, vae_config, zero_last_conv
 from oldphoto.training.stages.config import TrainConfig
 
 
@@ -27,23 +27,37 @@ class MappingStage(Stage):
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
-        if cfg.vae_a is None or cfg.vae_b is None:
-            raise UsageError("the mapping stage needs --vae-a DIR and --vae-b DIR (outputs of the vae-a and vae-b stages)")
+        # End to end from scratch (lite): a residual chain whose encoder trains too needs no
+        # VAE runs; its halves start at He init, and the chain starts as the identity.
+        fresh = cfg.vae_a is None and cfg.vae_b is None and cfg.residual and cfg.train_encoder
+        if not fresh and (cfg.vae_a is None or cfg.vae_b is None):
+            raise UsageError(
+                "the mapping stage needs --vae-a DIR and --vae-b DIR (outputs of the vae-a and vae-b stages), "
+                "or neither with --residual --train-encoder (the whole chain trained from scratch)"
+            )
         enc_src = [("vae_a", "encoder"), ("quality", "encoder"), ("scratch", "encoder")]
         dec_src = [("vae_b", "decoder"), ("quality", "decoder"), ("scratch", "decoder")]
         encb_src = [("vae_b", "encoder")]
-        enc_cfg = net_config(cfg.vae_a, enc_src)
-        dec_cfg = net_config(cfg.vae_b, dec_src)
+        if fresh:
+            enc_cfg = {"in_channels": 3, **vae_config(cfg)}
+            dec_cfg = {"out_channels": 3, **vae_config(cfg)}
+        else:
+            enc_cfg = net_config(cfg.vae_a, enc_src)
+            dec_cfg = net_config(cfg.vae_b, dec_src)
         if enc_cfg is None:
             raise UsageError(f"{cfg.vae_a}: no VAE_A encoder here (vae_a or quality checkpoint)")
         if dec_cfg is None:
             raise UsageError(f"{cfg.vae_b}: no VAE_B decoder here (vae_b or quality checkpoint)")
         self.enc_a = build_network("vae_encoder", enc_cfg).to(device)
         self.dec_b = build_network("vae_decoder", dec_cfg).to(device)
-        load_net(cfg.vae_a, enc_src, self.enc_a, "VAE_A encoder")
-        load_net(cfg.vae_b, dec_src, self.dec_b, "VAE_B decoder")
+        if fresh:
+            kaiming_init(self.enc_a)
+            kaiming_init(self.dec_b)
+        else:
+            load_net(cfg.vae_a, enc_src, self.enc_a, "VAE_A encoder")
+            load_net(cfg.vae_b, dec_src, self.dec_b, "VAE_B decoder")
         self.enc_b: nn.Module | None = None
-        if self.w["latent_l1"]:
+        if self.w["latent_l1"] and not fresh:
             encb_cfg = net_config(cfg.vae_b, encb_src)
             if encb_cfg is None:
                 raise UsageError(
@@ -65,7 +79,7 @@ class MappingStage(Stage):
         latent = int(enc_cfg["ngf"])
         if int(dec_cfg["ngf"]) != latent:
             raise UsageError(f"VAE_A codes have {latent} channels but VAE_B's decoder expects {dec_cfg['ngf']}")
-        self.T = init_weights(self._build_mapping(latent)).to(device)
+        self.T = (kaiming_init if cfg.norm == "none" else init_weights)(self._build_mapping(latent)).to(device)
         if cfg.mapping_skip:
             zero_last_conv(self.T)  # starts as the identity on the latent
         self.nets = {"mapping": self.T}
@@ -95,6 +109,8 @@ class MappingStage(Stage):
         config: dict[str, Any] = {"in_channels": latent, "base": self.cfg.base, "width": self.cfg.width, "n_blocks": self.cfg.blocks}
         if self.cfg.mapping_skip:
             config["skip"] = True  # only then, so a published-wiring card keeps the published config
+        if self.cfg.norm != "instance":
+            config["norm"] = self.cfg.norm
         return build_network("mapping_quality", config)
 
     def init_from(self, folder: Path) -> list[str]:

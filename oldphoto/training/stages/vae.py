@@ -13,7 +13,7 @@ from oldphoto.models import build_network
 from oldphoto.training.data import Batch, Sampler
 from oldphoto.training.degrade import degrade_photo
 from oldphoto.training.losses import MultiscaleDiscriminator, PatchDiscriminator, init_weights, kl, lsgan
-from oldphoto.training.stages.base import Stage, adam, load_net
+from oldphoto.training.stages.base import Stage, adam, load_net, vae_config
 from oldphoto.training.stages.config import TrainConfig
 
 
@@ -25,7 +25,7 @@ class VAEStage(Stage):
         self.domain = domain
         self.name = f"vae-{domain}"
         self.output_name = f"vae_{domain}"
-        vae = {"ngf": cfg.ngf, "n_downsample": cfg.vae_downsample, "n_blocks": cfg.vae_blocks}
+        vae = vae_config(cfg)
         self.enc = init_weights(build_network("vae_encoder", {"in_channels": 3, **vae})).to(device)
         self.dec = init_weights(build_network("vae_decoder", {"out_channels": 3, **vae})).to(device)
         self.nets = {"encoder": self.enc, "decoder": self.dec}
