@@ -143,3 +143,17 @@ def test_tiled_16_bit_equals_untiled(tiny_weights: Path) -> None:
     tiled = Restorer(tiny_weights, device="cpu", tile=32).restore_detailed(photo, mode="quality")
     assert whole.deep is not None and tiled.deep is not None
     assert np.abs(whole.deep.astype(int) - tiled.deep.astype(int)).max() <= 8
+
+
+def test_the_levels_step_maps_16_bit_samples_as_it_maps_8_bit_ones() -> None:
+    """The fading step (lite's ``pipeline.levels``) measures and maps a 16-bit photo on the same 0-255 scale."""
+    from oldphoto.tone import fade_levels
+
+    rng = np.random.default_rng(4)
+    faded = (rng.random((60, 80, 3)) * 90 + 110).astype(np.uint8)  # lifted blacks, short span: faded
+    deep = faded.astype(np.uint16) * 257
+    levels8, levels16 = fade_levels(faded), fade_levels(deep)
+    assert levels8 is not None and levels16 is not None
+    assert np.allclose(levels8.scale, levels16.scale, atol=1e-3) and np.allclose(levels8.offset, levels16.offset, atol=0.2)
+    out8, out16 = levels8.apply(faded), levels8.apply(deep)
+    assert out16.dtype == np.uint16 and np.abs(out16 / 257.0 - out8).max() <= 0.51  # the 8-bit map's own rounding
