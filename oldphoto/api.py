@@ -19,8 +19,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from oldphoto.inputs import ImageInput, load_mask, load_photo
-from oldphoto.options import check_face_size, check_face_strength, check_mask_mode, check_mode, check_model, check_postprocess
+from oldphoto.deepio import restored_image
+from oldphoto.provenance import restorer_info
+from oldphoto.inputs import ImageInput, Photo, load_mask, load_photo
+from oldphoto.options import (
+    check_bit_depth,
+    check_face_size,
+    check_face_strength,
+    check_mask_mode,
+    check_mode,
+    check_model,
+    check_postprocess,
+)
 
 #: ``auto`` switches scratched photos to the high-resolution mode above this many pixels.
 #: The scratch mode's non-local block attends every latent position to every other, so its
@@ -45,6 +55,14 @@ class RestoreResult:
     faces: list[dict[str, Any]] = field(default_factory=list)
     #: Which model restored it: ``published``, ``lite`` (bundled) or the ``--weights`` folder.
     model: str = ""
+    #: A 16-bit restoration's samples (uint16, H×W grey or H×W×3 RGB); ``image`` is then their
+    #: 8-bit rendering. None when the photo was restored to 8 bits.
+    deep: np.ndarray | None = None
+    #: How it was made, for the output's provenance (see :mod:`oldphoto.provenance`): model,
+    #: networks and their weights' sha256, mode, mask, precision, device, bits.
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: Whether the networks ran tile by tile (a large scan in bounded memory).
+    tiled: bool = False
 
 
 class Restorer:
@@ -105,6 +123,8 @@ class Restorer:
         self.face_size = face_size
         self.face_strength = face_strength
         self._models: dict[str, tuple[dict[str, Any], torch.nn.ModuleDict]] = {}
+        self._used: list[str] = []  # the models the photo being restored used, for its provenance
+        self._tiled = False  # whether it was restored tile by tile
         self._faces_present: dict[str, bool] = {}
         self._lock = threading.Lock()
 
@@ -146,6 +166,8 @@ class Restorer:
             self._precisions[name] = model_precision(self.precision_spec, self.precision, self.device, meta)
             place(bundle, self.device, self._precisions[name])
             self._models[name] = (meta, bundle)
+        if name not in self._used:
+            self._used.append(name)
         return self._models[name]
 
     def detect(self, image: ImageInput, *, postprocess: str = "default") -> Image.Image:
@@ -176,19 +198,54 @@ class Restorer:
         detect_scratches: bool = False,
         postprocess: str = "default",
     ) -> Image.Image:
-        """Restore one photo and return it (same size as the input unless ``postprocess='published'``)."""
+        """Restore one photo and return it (same size as the input unless ``postprocess='published'``).
+
+        An 8-bit PIL image; a 16-bit photo's full depth is in :meth:`restore_detailed`'s
+        ``deep`` and in the files :meth:`restore_file` writes.
+        """
         return self.restore_detailed(
             image, mask, mode=mode, detect_scratches=detect_scratches, postprocess=postprocess
         ).image
 
-    def restore_detailed(
+    def restore_file(
         self,
-        image: ImageInput,
+        source: str | Path,
+        output: str | Path,
         mask: ImageInput | None = None,
         *,
         mode: str = "auto",
         detect_scratches: bool = False,
         postprocess: str = "default",
+        bit_depth: str = "auto",
+        provenance: bool = True,
+    ) -> RestoreResult:
+        """Restore the photo file ``source`` into ``output`` as ``oldphoto restore`` would.
+
+        The format follows ``output``'s extension; EXIF, ICC and XMP are kept, a 16-bit photo
+        stays 16-bit where the format holds it (``bit_depth``), and the provenance is written
+        into the file unless ``provenance=False``. Returns the result.
+        """
+        from oldphoto.imageio import output_format
+        from oldphoto.outputs import output_bits, write_restored
+
+        fmt = output_format(output)
+        bits = output_bits(check_bit_depth(bit_depth), fmt, str(output))
+        photo = load_photo(source)
+        result = self.restore_detailed(
+            photo, mask, mode=mode, detect_scratches=detect_scratches, postprocess=postprocess, bit_depth=bits
+        )
+        write_restored(result, photo, Path(output), fmt, provenance=provenance)
+        return result
+
+    def restore_detailed(
+        self,
+        image: ImageInput | Photo,
+        mask: ImageInput | None = None,
+        *,
+        mode: str = "auto",
+        detect_scratches: bool = False,
+        postprocess: str = "default",
+        bit_depth: str = "auto",
         progress: Callable[[int, int], None] | None = None,
         save_faces: str | Path | None = None,
         save_prefix: str = "face",
@@ -201,18 +258,50 @@ class Restorer:
         work advances (tiles of a large scan). ``mode='none'`` skips the global stage. The face
         stage then runs on the full-resolution result when enabled (see :meth:`faces_enabled`);
         ``save_faces`` receives the aligned, restored and compare crops of each face.
+        ``bit_depth``: ``auto`` restores a 16-bit photo to 16 bits (``deep``) and an 8-bit one to
+        8; ``8`` or ``16`` ask for that depth. ``image`` may be a :class:`~oldphoto.inputs.Photo`
+        already loaded (it is used as it is).
         """
         check_mode(mode)
         check_postprocess(postprocess)
         check_mask_mode(mode, mask is not None)
+        bit_depth = check_bit_depth(bit_depth)
         start = time.perf_counter()
-        photo = load_photo(image)
+        photo = image if isinstance(image, Photo) else load_photo(image)
+        damage = load_mask(mask, photo.image.size) if mask is not None else None
+        return self.restore_photo(
+            photo, damage, mode=mode, detect_scratches=detect_scratches, postprocess=postprocess, bit_depth=bit_depth,
+            progress=progress, save_faces=save_faces, save_prefix=save_prefix, start=start,
+        )
+
+    def restore_photo(
+        self,
+        photo: Photo,
+        damage: Image.Image | None,
+        *,
+        mode: str,
+        detect_scratches: bool,
+        postprocess: str,
+        bit_depth: str = "auto",
+        progress: Callable[[int, int], None] | None = None,
+        save_faces: str | Path | None = None,
+        save_prefix: str = "face",
+        start: float | None = None,
+    ) -> RestoreResult:
+        """:meth:`restore_detailed` for a loaded photo and mask (``load_photo``/``load_mask``) and checked options.
+
+        What a folder run calls: its :class:`~oldphoto.batch.Settings` checked the options
+        once, and it loaded the photo and mask itself (reading ahead), so nothing is done twice.
+        """
+        start = time.perf_counter() if start is None else start
+        bits = 16 if bit_depth == "16" or (bit_depth == "auto" and photo.bits == 16) else 8
         rgb = photo.image.convert("RGB")
-        damage = load_mask(mask, rgb.size) if mask is not None else None
         with self._lock:
+            self._used, self._tiled = [], False
             self.choose(mode, detect_scratches, damage is not None)
             for notice in self.notices():
-                warnings.warn(notice, stacklevel=2)
+                warnings.warn(notice, stacklevel=3)
+            given = damage is not None
             detected = None
             if damage is None and (detect_scratches or mode in ("scratch", "hr")):
                 detected = self._detect(rgb, postprocess)
@@ -223,18 +312,21 @@ class Restorer:
                 else:
                     big = rgb.width * rgb.height > HR_AUTO_PIXELS
                     mode = "hr" if big and self.choose().has("hr") else "scratch"  # lite has no hr mode
+            source = photo.rgb_pixels(bits)
             if mode == "none":
-                out = rgb
+                pixels = source
             else:
-                pixels = self._restore_pixels(rgb, damage if mode != "quality" else None, mode, postprocess, progress)
-                out = Image.fromarray(pixels, mode="RGB")
+                pixels = self._restore_pixels(source, damage if mode != "quality" else None, mode, postprocess, progress)
             faces_on = self.faces_enabled(mode)
             records: list[dict[str, Any]] = []
             if faces_on:
-                out, records = self._enhance_faces(out, mode, save_faces, save_prefix)
-        if photo.is_grey:
-            out = out.convert("L")
+                pixels, records = self._enhance_faces(pixels, mode, save_faces, save_prefix)
+            # The networks that shaped this photo: a face generator that found no face to restore did not.
+            face_model = self.face_model_name(mode)
+            used = [n for n in self._used if n != face_model or any(r.get("enhanced") for r in records)]
         keep_mask = mode not in ("quality", "none")
+        out, deep = restored_image(pixels, photo.is_grey)
+        model = self.choice.name if self.choice is not None and mode != "none" else ""
         return RestoreResult(
             image=out,
             mode=mode,
@@ -244,7 +336,13 @@ class Restorer:
             warnings=photo.warnings,
             faces_enabled=faces_on,
             faces=records,
-            model=self.choice.name if self.choice is not None and mode != "none" else "",
+            model=model,
+            deep=deep,
+            tiled=self._tiled,
+            provenance=restorer_info(
+                self, model, used, mode,
+                "given" if given and keep_mask else "detected" if detected is not None and keep_mask else "none", bits,
+            ),
         )
 
     def face_model_name(self, mode: str) -> str:
@@ -276,8 +374,8 @@ class Restorer:
         return find_here(name, weights_dir=self.weights, repo=self.repo, revision=self.revision) is not None
 
     def _enhance_faces(
-        self, image: Image.Image, mode: str, save_dir: str | Path | None, prefix: str
-    ) -> tuple[Image.Image, list[dict[str, Any]]]:
+        self, image: np.ndarray, mode: str, save_dir: str | Path | None, prefix: str
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
         import torch
 
         from oldphoto.faces import enhance_faces
@@ -294,7 +392,7 @@ class Restorer:
 
     def _restore_pixels(
         self,
-        image: Image.Image,
+        image: np.ndarray,
         mask: Image.Image | None,
         mode: str,
         postprocess: str,
@@ -303,16 +401,23 @@ class Restorer:
         """Run mode ``mode``'s networks on the photo; then what its card's pipeline adds (lite scratch:
         keep the undamaged pixels, then restore the result in its ``then`` mode)."""
         from oldphoto.pipeline import keep_undamaged, prepare
-        from oldphoto.tiling import photo_bytes, restore_pixels
+        from oldphoto.tiling import photo_bytes, plan, restore_pixels
 
         meta, bundle = self.model(mode)
         pipeline = meta["pipeline"]
-        held = photo_bytes(image.height, image.width, masked=mask is not None, fill=pipeline.get("hole_fill", "white"))
+        held = photo_bytes(image.shape[0], image.shape[1], masked=mask is not None, fill=pipeline.get("hole_fill", "white"))
+        if image.dtype == np.uint16:
+            held *= 2  # the photo's own buffers hold 16-bit samples
+        prepared = prepare(image, mask, pipeline, postprocess)
+        precision = self._precisions.get(mode, self.precision)
+        chosen = plan(bundle, *prepared.x.shape[-2:], self.device, self.tile, self.max_memory,
+                      precision=precision, reserved=held, masked=prepared.mask is not None)
+        self._tiled = self._tiled or chosen.tiled
         pixels = restore_pixels(
             bundle,
-            prepare(image, mask, pipeline, postprocess),
+            prepared,
             device=self.device,
-            precision=self._precisions.get(mode, self.precision),
+            precision=precision,
             tile=self.tile,
             max_memory=self.max_memory,
             progress=progress,
@@ -322,5 +427,6 @@ class Restorer:
             pixels = keep_undamaged(pixels, image, mask, int(pipeline.get("fill_margin", 0)))
         then = pipeline.get("then")
         if then and then != mode:
-            pixels = self._restore_pixels(Image.fromarray(pixels), None, then, postprocess, progress)
+            pixels = self._restore_pixels(pixels, None, then, postprocess, progress)
         return pixels
+

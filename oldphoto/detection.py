@@ -30,7 +30,7 @@ def working_size(width: int, height: int, short: int = 256, multiple: int = 16) 
 
 def detection_input(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str) -> tuple[torch.Tensor, tuple[int, int]]:
     """Return the UNet input (1×1×h×w) and the (width, height) the probability is resized back to."""
-    check_photo_size(image)
+    check_photo_size(image.size)
     image = image.convert("RGB")
     if postprocess == "published":
         size = rounded_size(*image.size, int(pipeline.get("multiple", 16)))

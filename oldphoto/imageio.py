@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from oldphoto.deepio import combine, is_deep_colour, orient, read_low_bytes
 
 from oldphoto.errors import ImageError, UsageError, one_line
 from oldphoto.fsutil import atomic_path
@@ -35,6 +38,8 @@ _JPEG_EXIF_LIMIT = 65_527
 #: bits per sample, compression...) describe that file's layout and would be lies elsewhere.
 _TIFF_DESCRIPTIVE_TAGS = {270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 33432, 0x8769, 0x8825}
 _ORIENTATION = 0x0112
+#: A JPEG APP1 segment holds at most 65,504 bytes of XMP after its namespace header.
+JPEG_XMP_LIMIT = 65_504
 
 
 @dataclass
@@ -47,6 +52,10 @@ class ImageFile:
     exif: bytes | None = None
     icc_profile: bytes | None = None
     warnings: list[str] = field(default_factory=list)
+    #: A 16-bit colour file's samples (H×W×3 or ×4 uint16, upright), which ``image`` holds only 8 bits of.
+    deep: np.ndarray | None = None
+    #: The file's own XMP packet, to carry to the output.
+    xmp: bytes | None = None
 
 
 def _bomb_message(path: Path, w: int, h: int, max_pixels: int) -> str:
@@ -111,16 +120,31 @@ def read_image(path: Path | str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                 kind = "pages" if fmt == "TIFF" else "frames"
                 warnings.append(f"{path}: has {frames} {kind}; restoring the first only")
                 image.seek(0)
+            deep_colour = is_deep_colour(image)
             image.load()
+            xmp = xmp_bytes(image.info.get("xmp"))
             exif = image.getexif()
+            deep = combine(image, read_low_bytes(path)) if deep_colour else None
+            if deep is not None:
+                deep = orient(deep, int(exif.get(_ORIENTATION, 1) or 1))
             oriented = ImageOps.exif_transpose(image)
         except Image.DecompressionBombError:
             raise ImageError(f"{path}: refused as a possible decompression bomb; raise --max-pixels to allow it") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise ImageError(f"{path}: cannot decode {what} ({one_line(exc)})") from None
     return ImageFile(
-        image=oriented, path=path, format=fmt, exif=_portable_exif(exif, fmt), icc_profile=icc, warnings=warnings
+        image=oriented, path=path, format=fmt, exif=_portable_exif(exif, fmt), icc_profile=icc, warnings=warnings,
+        deep=deep, xmp=xmp,
     )
+
+
+def xmp_bytes(value: object) -> bytes | None:
+    """A file's XMP packet as Pillow hands it over (bytes, str, or a one-item tuple from TIFF), as bytes."""
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    return bytes(value) if value else None
 
 
 def normalise_format(name: str) -> str:
@@ -163,28 +187,37 @@ def output_format(path: Path | str, requested: str | None = None, source_format:
 
 
 def save_image(
-    image: Image.Image,
+    image: Image.Image | np.ndarray,
     path: Path | str,
     *,
     format: str | None = None,
     exif: bytes | None = None,
     icc_profile: bytes | None = None,
+    xmp: bytes | None = None,
 ) -> Path:
-    """Write ``image`` atomically, keeping EXIF and the ICC profile where the format allows.
+    """Write ``image`` atomically, keeping EXIF, the ICC profile and an XMP packet where the format allows.
 
+    ``image`` is a PIL image, or a uint16 array (H×W grey or H×W×3 RGB) written as a 16-bit
+    PNG or TIFF (:mod:`oldphoto.deepio`; other formats hold 8 bits and refuse it).
     The file appears complete or not at all (temp file in the same folder, then rename).
     JPEG and WebP are written at quality 95, JPEG without chroma subsampling. WebP has no
     grey mode, so a grey photo saved as WebP reads back as RGB.
     """
     path = Path(path)
     fmt = output_format(path, format)
+    if isinstance(image, np.ndarray):
+        return _save_deep(image, path, fmt, exif, icc_profile, xmp)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
+    if fmt == "TIFF" and (xmp or _has_sub_ifds(exif)):
+        return _save_deep(np.asarray(image), path, fmt, exif, icc_profile, xmp)
     options: dict[str, object] = {}
     if exif and fmt in _KEEPS_EXIF and not (fmt == "JPEG" and len(exif) > _JPEG_EXIF_LIMIT):
         options["exif"] = exif
     if icc_profile and fmt in _KEEPS_ICC:
         options["icc_profile"] = icc_profile
+    if xmp:
+        options.update(_xmp_options(fmt, xmp))
     if fmt == "JPEG":
         options.update(quality=95, subsampling=0)
     elif fmt == "WEBP":
@@ -194,6 +227,44 @@ def save_image(
     try:
         with atomic_path(path) as tmp:
             image.save(tmp, format=fmt, **options)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write output ({one_line(exc) if not exc.strerror else exc.strerror})") from None
+    return path
+
+
+def _has_sub_ifds(exif: bytes | None) -> bool:
+    """Whether EXIF bytes point at an EXIF or GPS sub-IFD (which Pillow's TIFF writer cannot write)."""
+    if not exif:
+        return False
+    tags = Image.Exif()
+    tags.load(exif)
+    return 0x8769 in tags or 0x8825 in tags
+
+
+def _xmp_options(fmt: str, xmp: bytes) -> dict[str, object]:
+    """Pillow's save options that embed ``xmp`` in ``fmt``: PNG iTXt, JPEG APP1, WebP chunk (TIFF: see save_image)."""
+    if fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+        return {"pnginfo": info}
+    if fmt == "JPEG" and len(xmp) > JPEG_XMP_LIMIT:
+        return {}  # one APP1 segment cannot hold it; extended XMP is not worth a second format
+    if fmt in ("JPEG", "WEBP"):
+        return {"xmp": xmp}
+    return {}
+
+
+def _save_deep(pixels: np.ndarray, path: Path, fmt: str, exif: bytes | None, icc: bytes | None, xmp: bytes | None) -> Path:
+    """Write a uint16 array as a 16-bit PNG or TIFF (or a uint8 one as an 8-bit TIFF), atomically."""
+    from oldphoto.deepio import DEEP_FORMATS, write_deep
+
+    if fmt not in DEEP_FORMATS or (pixels.dtype == np.uint8 and fmt != "TIFF"):
+        raise UsageError(f"{path}: {fmt} holds 8 bits per channel; write 16-bit photos as PNG or TIFF")
+    try:
+        with atomic_path(path) as tmp:
+            write_deep(pixels, Path(tmp), fmt, exif=exif, icc_profile=icc, xmp=xmp)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write output ({one_line(exc) if not exc.strerror else exc.strerror})") from None
     return path

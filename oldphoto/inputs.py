@@ -57,11 +57,28 @@ class Photo:
     exif: bytes | None = None
     icc_profile: bytes | None = None
     warnings: list[str] = field(default_factory=list)
+    #: A 16-bit photo's samples (uint16, H×W grey or H×W×3 RGB, like ``image``); ``image`` is then
+    #: their 8-bit rendering (``round(v / 257)``). None for 8-bit photos.
+    deep: np.ndarray | None = None
+    #: The file's XMP packet, carried to the output beside the provenance.
+    xmp: bytes | None = None
 
     @property
     def is_grey(self) -> bool:
         """True when the photo is (and its output should stay) single-channel grey."""
         return self.image.mode == "L"
+
+    @property
+    def bits(self) -> int:
+        """Bits per sample the photo came with: 16 for 16-bit PNG, TIFF or arrays, else 8."""
+        return 16 if self.deep is not None else 8
+
+    def rgb_pixels(self, bits: int) -> np.ndarray:
+        """H×W×3 samples to restore: uint16 (an 8-bit photo scaled by 257) when ``bits`` is 16, else uint8."""
+        if bits == 16:
+            deep = self.deep if self.deep is not None else np.asarray(self.image).astype(np.uint16) * 257
+            return np.repeat(deep[..., None], 3, axis=2) if deep.ndim == 2 else deep
+        return np.asarray(self.image.convert("RGB"))
 
 
 def load_photo(source: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
@@ -72,14 +89,49 @@ def load_photo(source: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
     if isinstance(source, (str, Path)):
         file = read_image(source, max_pixels=max_pixels)
         warnings = list(file.warnings)
-        image = _flatten(file.image, warnings, str(file.path), file.icc_profile)
+        deep = _deep_pixels(file.deep if file.deep is not None else file.image, warnings, str(file.path))
+        image = _from_deep(deep) if deep is not None else _flatten(file.image, warnings, str(file.path), file.icc_profile)
         icc = file.icc_profile
         if icc is not None and _icc_colour_space(icc) != ("GRAY" if image.mode == "L" else "RGB"):
             icc = None  # a CMYK profile after conversion, or an RGB one on grey pixels, would mislead viewers
-        return Photo(image=image, path=file.path, format=file.format, exif=file.exif, icc_profile=icc, warnings=warnings)
+        return Photo(image=image, path=file.path, format=file.format, exif=file.exif, icc_profile=icc, warnings=warnings,
+                     deep=deep, xmp=file.xmp)
     warnings = []
+    deep = _deep_pixels(source, warnings, "image") if isinstance(source, (np.ndarray, Image.Image)) else None
+    if deep is not None:
+        return Photo(image=_from_deep(deep), warnings=warnings, deep=deep)
     image = _in_memory(source, "image")
     return Photo(image=_flatten(image, warnings, "image", image.info.get("icc_profile")), warnings=warnings)
+
+
+def _deep_pixels(source: np.ndarray | Image.Image, warnings: list[str], name: str) -> np.ndarray | None:
+    """A 16-bit source's samples as uint16 H×W or H×W×3 (transparency composited onto white), else None.
+
+    16-bit sources: uint16 arrays, Pillow's 16-bit grey modes (and mode "I" holding values
+    above 255), and the 16-bit colour samples :func:`~oldphoto.imageio.read_image` keeps.
+    """
+    if isinstance(source, Image.Image):
+        if not (source.mode.startswith("I;16") or (source.mode == "I" and source.getextrema()[1] > 255)):
+            return None
+        source = np.clip(np.asarray(source), 0, 65535).astype(np.uint16)
+    if source.dtype != np.uint16 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
+        return None
+    deep = source[..., 0] if source.ndim == 3 and source.shape[2] == 1 else source
+    if deep.ndim == 3 and deep.shape[2] == 4:
+        alpha = deep[..., 3:].astype(np.float64) / 65535.0
+        if alpha.min() < 1.0:
+            warnings.append(f"{name}: has transparency; composited onto white")
+            deep = (deep[..., :3] * alpha + 65535.0 * (1.0 - alpha) + 0.5).astype(np.uint16)
+        else:
+            deep = deep[..., :3]
+    return np.ascontiguousarray(deep)
+
+
+def _from_deep(deep: np.ndarray) -> Image.Image:
+    """The 8-bit "L" or "RGB" rendering of 16-bit samples."""
+    from oldphoto.deepio import to_8bit
+
+    return Image.fromarray(to_8bit(deep))  # H×W: "L", H×W×3: "RGB"
 
 
 def load_mask(source: ImageInput, size: tuple[int, int], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -64,3 +64,15 @@ def check_face_strength(strength: float) -> float:
     if not 0.0 <= strength <= 1.0:
         raise UsageError(f"face strength must be between 0 and 1, got {strength}")
     return strength
+
+
+#: ``auto`` keeps a 16-bit photo 16-bit where the output format holds it; ``8`` and ``16`` force a depth.
+BIT_DEPTHS = ("auto", "8", "16")
+
+
+def check_bit_depth(bit_depth: str | int) -> str:
+    """``bit_depth`` as one of :data:`BIT_DEPTHS` (8 and 16 may be given as numbers), else UsageError."""
+    value = str(bit_depth).strip().lower()
+    if value not in BIT_DEPTHS:
+        raise UsageError(f"unknown bit depth {bit_depth!r} (choose {', '.join(BIT_DEPTHS)})")
+    return value

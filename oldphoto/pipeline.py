@@ -62,6 +62,8 @@ class Prepared:
     pad: tuple[int, int]
     #: The card's ``pipeline.residual``: output = input + network output, no min–max stretch.
     residual: bool = False
+    #: White in the photo's samples: 255 for 8-bit photos, 65535 for 16-bit ones (the output's too).
+    top: int = 255
 
 
 def rounded_size(width: int, height: int, multiple: int) -> tuple[int, int]:
@@ -69,9 +71,9 @@ def rounded_size(width: int, height: int, multiple: int) -> tuple[int, int]:
     return (max(multiple, int(round(width / multiple)) * multiple), max(multiple, int(round(height / multiple)) * multiple))
 
 
-def check_photo_size(image: Image.Image, *, minimum: int = 8) -> None:
-    """Refuse photos too small to restore (the latent must be at least 2×2 for its reflection pads)."""
-    w, h = image.size
+def check_photo_size(size: tuple[int, int], *, minimum: int = 8) -> None:
+    """Refuse photos (width, height) too small to restore (the latent must be at least 2×2 for its reflection pads)."""
+    w, h = size
     if w < minimum or h < minimum:
         raise ImageError(f"photo is {w}×{h} pixels; at least {minimum}×{minimum} is needed")
 
@@ -83,16 +85,23 @@ def dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
     return mask
 
 
+def white_of(pixels: np.ndarray) -> int:
+    """The white level of uint8 (255) or uint16 (65535) samples."""
+    return 65535 if pixels.dtype == np.uint16 else 255
+
+
 def paint_holes(pixels: np.ndarray, mask: np.ndarray, rows: int = 256) -> np.ndarray:
     """Paint damaged pixels white as the published code does: ``uint8(img·(1−m) + 255·m)``.
 
-    Worked in bands of ``rows`` so a large scan never needs a float64 copy of itself.
+    16-bit samples are painted to 65535 the same way. Worked in bands of ``rows`` so a large
+    scan never needs a float64 copy of itself.
     """
-    out = np.empty_like(pixels, dtype=np.uint8)
+    white = white_of(pixels)
+    out = np.empty_like(pixels)
     for top in range(0, pixels.shape[0], rows):
         m = mask[top : top + rows].astype(np.float64)[..., None] / 255.0
         band = pixels[top : top + rows].astype(np.float64)
-        out[top : top + rows] = (band * (1 - m) + 255.0 * m).astype(np.uint8)
+        out[top : top + rows] = (band * (1 - m) + white * m).astype(pixels.dtype)
     return out
 
 
@@ -119,10 +128,15 @@ def fill_holes(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     published): a small network that starts from a plausible fill only has to sharpen it,
     where from white paint it must learn to undo the paint, and undoes too little.
     """
-    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a writable copy
-    w = torch.from_numpy(np.asarray(mask) < 128)[None, None].float()
-    filled = _pull_push(x * w, w)  # an undamaged pixel keeps x·1/1, exactly x
-    return filled.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    if pixels.dtype == np.uint16:  # the fill works on the 0..255 scale (its mid-grey), in float64 to keep every level
+        x = torch.from_numpy(pixels / 257.0).permute(2, 0, 1)[None]
+    else:
+        x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a writable copy
+    w = torch.from_numpy(np.asarray(mask) < 128)[None, None].to(x.dtype)
+    filled = _pull_push(x * w, w)[0].permute(1, 2, 0)  # an undamaged pixel keeps x·1/1, exactly x
+    if pixels.dtype == np.uint16:
+        return (filled * 257.0).round_().clamp_(0, 65535).numpy().astype(np.uint16)
+    return filled.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 #: How damaged pixels are painted before the scratch networks: ``white`` as published, or
@@ -138,29 +152,40 @@ def paint_damage(pixels: np.ndarray, mask: np.ndarray, how: str = "white") -> np
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 to 1×3×H×W float32 in [-1, 1]: ``(p/255 − 0.5)/0.5``."""
+    """H×W×3 uint8 (or uint16) to 1×3×H×W float32 in [-1, 1]: ``(p/255 − 0.5)/0.5`` (``p/65535`` for 16 bits)."""
+    if pixels.dtype == np.uint16:
+        t = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(65535.0)
+        return t.sub_(0.5).div_(0.5)
     t = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
     return t.sub_(0.5).div_(0.5)
 
 
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    """H×W×3 samples resized to ``size`` (width, height): through Pillow's RGB for uint8, per channel in float for uint16."""
+    if pixels.dtype == np.uint8:
+        return np.asarray(Image.fromarray(pixels).resize(size, resample))
+    channels = [np.asarray(Image.fromarray(pixels[..., c].astype(np.float32)).resize(size, resample)) for c in range(3)]
+    return np.clip(np.rint(np.stack(channels, axis=2)), 0, 65535).astype(np.uint16)
+
+
 def prepare(
-    image: Image.Image, mask: Image.Image | None, pipeline: Mapping[str, Any], postprocess: str = "default"
+    image: Image.Image | np.ndarray, mask: Image.Image | None, pipeline: Mapping[str, Any], postprocess: str = "default"
 ) -> Prepared:
-    """Turn an RGB photo (and an "L" damage mask at its size, 255 = damaged) into network input."""
-    check_photo_size(image)
-    image = image.convert("RGB")
+    """Turn an RGB photo (PIL, or H×W×3 uint8/uint16 samples) and an "L" damage mask at its size
+    (255 = damaged) into network input."""
+    pixels = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
+    check_photo_size((pixels.shape[1], pixels.shape[0]))
     uses_mask = bool(pipeline.get("uses_mask"))
     if uses_mask and mask is None:
         raise UsageError("this mode needs a damage mask (give --mask or --detect-scratches)")
     if postprocess == "published":
-        size = rounded_size(*image.size, int(pipeline.get("multiple", NETWORK_MULTIPLE)))
-        if size != image.size:
-            image = image.resize(size, _RESAMPLE[pipeline.get("resample", "bilinear")])
+        size = rounded_size(pixels.shape[1], pixels.shape[0], int(pipeline.get("multiple", NETWORK_MULTIPLE)))
+        if size != (pixels.shape[1], pixels.shape[0]):
+            pixels = resize_pixels(pixels, size, _RESAMPLE[pipeline.get("resample", "bilinear")])
         if mask is not None:
             mask = fit_mask(mask, size)
     elif mask is not None:
-        mask = fit_mask(mask, image.size)
-    pixels = np.asarray(image)
+        mask = fit_mask(mask, (pixels.shape[1], pixels.shape[0]))
     if pipeline.get("levels"):
         pixels = undo_fading(pixels)  # a card's explicit fading step (lite), see oldphoto.tone
     m = None
@@ -177,10 +202,10 @@ def prepare(
         if any(pad):
             x = reflect_pad(x, pad)
             m = reflect_pad(m, pad) if m is not None else None
-    return Prepared(x=x, mask=m, size=(h, w), pad=pad, residual=is_residual(pipeline))
+    return Prepared(x=x, mask=m, size=(h, w), pad=pad, residual=is_residual(pipeline), top=white_of(pixels))
 
 
-def keep_undamaged(restored: np.ndarray, image: Image.Image, mask: Image.Image, margin: int) -> np.ndarray:
+def keep_undamaged(restored: np.ndarray, image: Image.Image | np.ndarray, mask: Image.Image, margin: int) -> np.ndarray:
     """The restored pixels where the RGB photo is damaged (the mask grown by ``margin`` pixels), the photo's own elsewhere.
 
     A card's ``pipeline.keep_undamaged`` (the bundled lite scratch model's, not published)
@@ -189,7 +214,9 @@ def keep_undamaged(restored: np.ndarray, image: Image.Image, mask: Image.Image, 
     restored size first (``--postprocess published`` rounds it).
     """
     size = (restored.shape[1], restored.shape[0])
-    photo = np.asarray(image if image.size == size else image.resize(size, Image.Resampling.BICUBIC))
+    photo = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
+    if (photo.shape[1], photo.shape[0]) != size:
+        photo = resize_pixels(photo, size, Image.Resampling.BICUBIC)
     m = torch.from_numpy(np.asarray(fit_mask(mask, size).convert("L")) >= 128).float()[None, None]
     keep = dilate(m, margin)[0, 0].numpy() > 0
     return np.where(keep[..., None], restored, photo)
@@ -249,31 +276,27 @@ def to_uint8(y: torch.Tensor) -> np.ndarray:
     return y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def to_pixels(y: torch.Tensor, top: int) -> np.ndarray:
+    """C×H×W in [0, 1] to H×W×C samples with white ``top``: uint8 (:func:`to_uint8`) or uint16, round half up."""
+    if top == 255:
+        return to_uint8(y)
+    return y.double().mul(top).add_(0.5).clamp_(0, top).floor_().permute(1, 2, 0).cpu().numpy().astype(np.uint16)
+
+
 def finish(output: torch.Tensor, prepared: Prepared, rows: int = 256) -> np.ndarray:
-    """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 photo.
+    """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 (uint16 for a 16-bit photo) photo.
 
     Min–max stretched as published, or, for a residual model, added to the input and clamped.
     Worked in bands of ``rows`` (the same float32 operations per pixel, the minimum and
     maximum taken over all bands first), so a large scan needs no full-size float copies.
     """
     h, w = prepared.size
-    bands = [(top, min(top + rows, h)) for top in range(0, h, rows)]
+def to_pixels(y: torch.Tensor, top: int) -> np.ndarray:
+    """C×H×W in [0, 1] to H×W×C samples with white ``top``: uint8 (:func:`to_uint8`) or uint16, round half up."""
+    if top == 255:
+        return to_uint8(y)
+    return y.double().mul(top).add_(0.5).clamp_(0, top).floor_().permute(1, 2, 0).cpu().numpy().astype(np.uint16)
 
-    def unit(top: int, bottom: int) -> torch.Tensor:
-        x = prepared.x[0, :, top:bottom, :w].to(output.device) if prepared.residual else None
-        return to_unit(output[0, :, top:bottom, :w], x, prepared.residual)
 
-    pixels = np.empty((h, w, output.shape[1]), dtype=np.uint8)
-    if prepared.residual:
-        for top, bottom in bands:
-            pixels[top:bottom] = to_uint8(unit(top, bottom))
-        return pixels
-    lo = torch.tensor(float("inf"), device=output.device)
-    hi = torch.tensor(float("-inf"), device=output.device)
-    for top, bottom in bands:
-        y = unit(top, bottom)
-        lo, hi = torch.minimum(lo, y.min()), torch.maximum(hi, y.max())
-    span = torch.clamp(hi - lo, min=1e-5)
-    for top, bottom in bands:
-        pixels[top:bottom] = to_uint8((unit(top, bottom) - lo) / span)
-    return pixels
+def finish(output: torch.Tensor, prepared: Prepared, rows: int = 256) -> np.ndarray:
+    """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 (uint16 for a 16-bit photo) photo.

@@ -47,7 +47,13 @@ class Levels:
     offset: tuple[float, ...]
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
-        """``pixels`` (H×W×C, uint8) mapped and rounded back to uint8."""
+        """``pixels`` (H×W×C, uint8) mapped and rounded back to uint8 (uint16: the same map at 16 bits)."""
+        if pixels.dtype == np.uint16:
+            out16 = np.empty_like(pixels)
+            for c in range(pixels.shape[2]):
+                mapped = pixels[..., c] * self.scale[c] + self.offset[c] * 257.0
+                out16[..., c] = np.round(np.clip(mapped, 0, 65535)).astype(np.uint16)
+            return out16
         lut = np.stack([np.clip(np.arange(256) * s + o, 0, 255) for s, o in zip(self.scale, self.offset)], axis=1)
         lut = np.round(lut).astype(np.uint8)
         out = np.empty_like(pixels)
@@ -59,12 +65,13 @@ class Levels:
 def _sample(pixels: np.ndarray) -> np.ndarray:
     h, w = pixels.shape[:2]
     step = max(1, int(np.sqrt(h * w / SAMPLE)))
-    return pixels[::step, ::step].reshape(-1, pixels.shape[2]).astype(np.float32)
+    sample = pixels[::step, ::step].reshape(-1, pixels.shape[2]).astype(np.float32)
+    return sample / 257.0 if pixels.dtype == np.uint16 else sample  # on the 0–255 scale either way
 
 
 def measure(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each channel's 0.5th and 99.5th percentiles (0–255) of an H×W×C uint8 photo."""
-    s = _sample(pixels)
+    """Each channel's 0.5th and 99.5th percentiles (0–255) of an H×W×C uint8 (or uint16) photo."""
+    s = _sample(pixels) / (257.0 if pixels.dtype == np.uint16 else 1.0)
     return np.percentile(s, LOW_PERCENTILE, axis=0), np.percentile(s, HIGH_PERCENTILE, axis=0)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ class FakeResult:
     mask: Image.Image | None
     detected_mask: Image.Image | None
     seconds: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeRestorer:
@@ -29,7 +30,8 @@ class FakeRestorer:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def restore_detailed(self, image: Image.Image, mask: Any = None, **kwargs: Any) -> FakeResult:
+    def restore_photo(self, photo: Any, mask: Any = None, **kwargs: Any) -> FakeResult:
+        image = photo.image
         self.calls.append({"size": image.size, "image_mode": image.mode, "mask": mask, **kwargs})
         detected = None
         if mask is None and kwargs.get("detect_scratches"):
@@ -205,10 +207,10 @@ def test_an_interrupt_while_computing_keeps_the_finished_photos(tmp_path: Path) 
     src = _tree(tmp_path / "in")
 
     class Interrupted(FakeRestorer):
-        def restore_detailed(self, image: Image.Image, mask: Any = None, **kwargs: Any) -> FakeResult:
+        def restore_photo(self, photo: Any, mask: Any = None, **kwargs: Any) -> FakeResult:
             if len(self.calls) == 1:
                 raise KeyboardInterrupt
-            return super().restore_detailed(image, mask, **kwargs)
+            return super().restore_photo(photo, mask, **kwargs)
 
     restorer = Interrupted()
     jobs = batch.plan(src, tmp_path / "out", recursive=True)
@@ -243,7 +245,7 @@ def test_weights_errors_end_the_batch(tmp_path: Path) -> None:
     src = _tree(tmp_path / "in")
 
     class NoWeights:
-        def restore_detailed(self, *args: Any, **kwargs: Any) -> None:
+        def restore_photo(self, *args: Any, **kwargs: Any) -> None:
             raise WeightsError("w/: no 'quality' model")
 
     with pytest.raises(WeightsError):

@@ -140,7 +140,7 @@ def test_resume_after_an_interrupted_run(tiny_weights: Path, tmp_path: Path, mon
     for name in ("a.png", "b.png", "c.png"):
         _synthetic(src / name, (24, 20))
     out = tmp_path / "out"
-    real = Restorer.restore_detailed
+    real = Restorer.restore_photo
     seen: list[int] = []
 
     def interrupt_second(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
@@ -149,12 +149,12 @@ def test_resume_after_an_interrupted_run(tiny_weights: Path, tmp_path: Path, mon
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Restorer, "restore_detailed", interrupt_second)
+    monkeypatch.setattr(Restorer, "restore_photo", interrupt_second)
     result = _invoke("restore", str(src), str(out), "--weights", str(tiny_weights), "--device", "cpu")
     assert result.exit_code == 130 and "run the same command again to resume" in result.output
     assert _files(out) == ["a.png"]
     first = (out / "a.png").stat().st_mtime_ns
-    monkeypatch.setattr(Restorer, "restore_detailed", real)
+    monkeypatch.setattr(Restorer, "restore_photo", real)
     result = _invoke("restore", str(src), str(out), "--weights", str(tiny_weights), "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     records = _records(result.stdout)
@@ -217,7 +217,7 @@ def test_exif_rotated_jpeg_gives_an_upright_output(tiny_weights: Path, tmp_path:
 @pytest.mark.parametrize(
     ("name", "make", "expected_mode"),
     [
-        ("deep.png", lambda p: Image.fromarray((np.arange(32 * 24, dtype=np.uint16).reshape(24, 32) * 85)).save(p), "L"),
+        ("deep.png", lambda p: Image.fromarray((np.arange(32 * 24, dtype=np.uint16).reshape(24, 32) * 85)).save(p), "I;16"),  # 16-bit stays 16-bit
         ("grey.jpg", lambda p: _synthetic(p, (32, 24), "L"), "L"),
         ("cmyk.jpg", lambda p: _synthetic(p, (32, 24), "CMYK"), "RGB"),
     ],

@@ -376,3 +376,20 @@ def test_without_the_landmark_model_the_stage_says_what_to_install(monkeypatch: 
     pattern = r"68_face_landmarks\.dat .*face-recognition-models is not installed.*pip install '\.\[faces\]' in oldphoto's folder"
     with pytest.raises(FacesUnavailable, match=pattern):
         landmark_model_path()
+
+
+@needs_dlib
+def test_a_16_bit_photo_gets_the_same_faces_blended_in_16_bits(generator256: torch.nn.Module) -> None:
+    """Faces are found and generated on the 8-bit rendering and blended into the 16-bit samples:
+    where the face is pasted the result is the 8-bit stage's float blend at 16 bits, elsewhere the photo's own samples."""
+    image = np.asarray(Image.open(FACE / "face_input.png").convert("RGB"))
+    deep = (image.astype(np.uint16) * 257 + np.where(image < 255, 128, 0)).astype(np.uint16)  # renders to the same 8 bits
+    out8, records8 = enhance_faces(image, generator256)
+    out16, records16 = enhance_faces(deep, generator256)
+    assert out16.dtype == np.uint16 and [r.box for r in records16] == [r.box for r in records8]
+    changed = np.any(out8 != image, axis=2)
+    assert changed.sum() > 10_000 and np.any(out16 != deep, axis=2).sum() >= changed.sum()
+    # Everywhere, the 16-bit result is the 8-bit one to the 8-bit rounding (half a level) plus the
+    # 0.498 level the 16-bit samples sit above it.
+    assert np.abs(out16 / 257.0 - out8).max() <= 1.01
+    assert np.array_equal(out16[:40], deep[:40])  # far above the face, untouched

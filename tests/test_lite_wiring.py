@@ -139,3 +139,12 @@ def test_levels_undo_fading_and_casts() -> None:
     faded_photo = Image.fromarray(faded)
     x = prepare(faded_photo, None, {"levels": True, "residual": True}).x
     assert torch.equal(x, prepare(Image.fromarray(restored), None, {"residual": True}).x)  # the card's step is this one
+
+
+def test_levels_act_alike_on_16_bit_photos() -> None:
+    faded = dg.fade_print(_kodak_like(1), np.random.default_rng(1))
+    deep = faded.astype(np.uint16) * 257
+    out8, out16 = undo_fading(faded), undo_fading(deep)
+    assert out16.dtype == np.uint16
+    assert int(np.abs(out16.astype(np.int64) - out8.astype(np.int64) * 257).max()) <= 257  # within one 8-bit level
+    assert undo_fading(_kodak_like(0).astype(np.uint16) * 257) is not None and fade_levels(_kodak_like(0).astype(np.uint16) * 257) is None

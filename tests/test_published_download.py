@@ -128,7 +128,7 @@ def test_the_main_job_on_a_fresh_machine(release: dict[str, Any], hub: HubServer
 
     local = _local_weights(release, tmp_path / "local")
     _restore(photo, tmp_path / "local.png", "--weights", local)
-    assert (tmp_path / "out.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    _assert_same_restoration(tmp_path / "out.png", tmp_path / "local.png", local)
 
     seen = len(hub.log)
     hub.stop()
@@ -340,6 +340,17 @@ def test_without_network_the_first_run_fails_fast_naming_the_remedies(env: Path,
     assert "Retrying" not in result.output and not (tmp_path / "out.png").exists()
 
 
+def _assert_same_restoration(downloaded: Path, imported: Path, local: Path) -> None:
+    """The same pixels from downloaded and imported weights; the provenance names each model, and the same weights."""
+    from oldphoto.provenance import parse, read_xmp
+
+    with Image.open(downloaded) as a, Image.open(imported) as b:
+        assert a.tobytes() == b.tobytes()
+    told = parse(read_xmp(downloaded)), parse(read_xmp(imported))
+    assert told[0]["model"] == "published" and told[1]["model"] == str(local)
+    assert told[0]["weights"] == told[1]["weights"]  # converted the same way: the same sha256
+
+
 def test_a_pinned_revision_is_reproducible(release: dict[str, Any], hub: HubServer, env: Path, tmp_path: Path) -> None:
     from oldphoto.weights.resolve import resolve_weights
 
@@ -357,7 +368,7 @@ def test_a_pinned_revision_is_reproducible(release: dict[str, Any], hub: HubServ
     assert len(hub.log) == seen  # served from the cache
     local = _local_weights(release, tmp_path / "local")
     _restore(photo, tmp_path / "local.png", "--weights", local)
-    assert (tmp_path / "pinned.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    _assert_same_restoration(tmp_path / "pinned.png", tmp_path / "local.png", local)
 
 
 def test_download_all_then_copy_the_cache_to_an_offline_machine(

@@ -98,11 +98,12 @@ def test_workers_import_this_checkout(cluster: str) -> None:
 def test_ray_run_equals_the_local_run(cluster: str, tiny_weights: Path, tmp_path: Path, single_thread: None) -> None:
     src = _folder(tmp_path / "in", 12, (40, 32), corrupt="scan05.png")
     common = ("--weights", str(tiny_weights), "--no-faces", "--json", "--device", "cpu")
-    code, out, _ = _cli("restore", str(src), str(tmp_path / "local"), *common)
+    code, out, _ = _cli("restore", str(src), str(tmp_path / "local"), *common, "--report", str(tmp_path / "local.html"))
     assert code == 1
     start = time.perf_counter()
     code, out_ray, err = _cli(
-        "restore", str(src), str(tmp_path / "ray"), *common, "--engine", "ray", "--ray-address", cluster, "--workers", "2"
+        "restore", str(src), str(tmp_path / "ray"), *common, "--engine", "ray", "--ray-address", cluster, "--workers", "2",
+        "--report", str(tmp_path / "ray.html"),
     )
     print(f"ray run: {time.perf_counter() - start:.1f} s")
     assert code == 1, err
@@ -112,7 +113,7 @@ def test_ray_run_equals_the_local_run(cluster: str, tiny_weights: Path, tmp_path
     assert {r["node"] for r in remote} and all(r["node"] for r in remote) and all("node" not in r for r in local)
 
     def comparable(record: dict[str, Any], out_dir: str) -> dict[str, Any]:
-        record = {k: v for k, v in record.items() if k not in ("seconds", "node")}
+        record = {k: v for k, v in record.items() if k not in ("seconds", "node", "review")}
         record["output"] = record["output"].replace(str(tmp_path / out_dir), "OUT")
         return record
 
@@ -121,6 +122,15 @@ def test_ray_run_equals_the_local_run(cluster: str, tiny_weights: Path, tmp_path
     assert _files(tmp_path / "ray") == _files(tmp_path / "local") and len(_files(tmp_path / "ray")) == 11
     for name in _files(tmp_path / "local"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    # The provenance the workers wrote, and the report the driver kept from their records and thumbnails.
+    from oldphoto.provenance import parse, read_xmp
+
+    assert parse(read_xmp(tmp_path / "ray" / "scan00.png"))["original"] == "scan00.png"
+    manifest = json.loads((tmp_path / "ray.json").read_text())
+    assert [p["status"] for p in manifest["photos"]].count("restored") == 11
+    for photo in manifest["photos"]:
+        for thumb in photo.get("review", {}).get("thumbs", {}).values():
+            assert (tmp_path / "ray_files" / thumb).is_file()
 
 
 def test_killing_the_driver_then_rerunning_resumes(cluster: str, tiny_weights: Path, tmp_path: Path) -> None:

@@ -94,6 +94,10 @@ def test_session_restore_gives_the_cli_bytes_and_writes_only_to_its_folder(
     code, output = _cli("restore", str(src), str(out), "--mask", str(result.mask), "--weights", str(tiny_weights), "--device", "cpu", "--no-faces")
     assert code == 0, output
     assert out.read_bytes() == result.output.read_bytes()
+    from oldphoto.provenance import parse, read_xmp
+
+    told = parse(read_xmp(result.output))  # the web app's output carries the same provenance
+    assert told["original"] == "grandad.jpg" and told["mask"] == "given" and told["mask_file"] == "grandad-mask.png"
     # quality ignores the painted mask (and offers none to download)
     plain = session.restore(src, mask, choice="quality", faces=False)
     assert plain.mask is None and f"quality mode with the weights in {tiny_weights}, no mask used" in plain.message
@@ -138,3 +142,22 @@ def test_ui_without_gradio_is_one_line_naming_the_extra(monkeypatch: pytest.Monk
 def test_the_command_line_does_not_import_gradio() -> None:
     code = "import sys, oldphoto.cli; sys.exit('gradio' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode == 0
+
+
+def test_session_keeps_a_16_bit_photo_16_bit(tiny_weights: Path, tmp_path: Path) -> None:
+    """The web app's download of a 16-bit PNG is a 16-bit PNG, as the CLI writes it."""
+    from oldphoto.api import Restorer
+    from oldphoto.deepio import png16_bytes
+    from oldphoto.imageio import read_image
+
+    src = tmp_path / "scan.png"
+    y, x = np.mgrid[0:40, 0:48]
+    src.write_bytes(png16_bytes(np.stack([x * 1300, y * 1500, x * y * 30], axis=2).astype(np.uint16)))
+    session = Session(Restorer(tiny_weights, device="cpu", faces=False), tmp_path / "work")
+    result = session.restore(src, None, choice="quality", faces=False)
+    restored = read_image(result.output)
+    assert result.output.name == "scan-restored.png" and restored.deep is not None and restored.deep.shape == (40, 48, 3)
+    out = tmp_path / "cli.png"
+    code, output = _cli("restore", str(src), str(out), "--weights", str(tiny_weights), "--device", "cpu", "--mode", "quality", "--no-faces")
+    assert code == 0, output
+    assert np.array_equal(read_image(out).deep, restored.deep)

@@ -18,22 +18,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from PIL import Image, ImageDraw, ImageFont
-
 from oldphoto.batch.planning import Job, will_restore
+from oldphoto.deepio import DEEP_FORMATS
 from oldphoto.errors import ImageError, ModeUnavailable, UsageError, WeightsError, one_line
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, save_image
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, output_format, save_image
 from oldphoto.inputs import Photo, load_mask, load_photo
-from oldphoto.options import check_mode, check_postprocess
+from oldphoto.options import check_bit_depth, check_mode, check_postprocess
+from oldphoto.outputs import output_bits, provenance_xmp, side_by_side, write_restored
 from oldphoto.prefetch import Loaded, WriteBehind, prefetch
 
 
 class RestorerLike(Protocol):
     """What a batch needs of :class:`oldphoto.api.Restorer` (tests pass a stand-in)."""
 
-    def restore_detailed(
-        self, image: Any, mask: Any = None, *, mode: str = ..., detect_scratches: bool = ..., postprocess: str = ...,
-        **options: Any,
+    def restore_photo(
+        self, photo: Photo, damage: Any, *, mode: str, detect_scratches: bool, postprocess: str, **options: Any,
     ) -> Any: ...
 
 
@@ -47,10 +46,23 @@ class Settings:
     overwrite: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     save_faces: Path | None = None
+    #: ``auto`` (16-bit photos stay 16-bit where the output format holds it), ``8`` or ``16``.
+    bit_depth: str = "auto"
+    #: Write the provenance XMP into every output (``--no-provenance``: False).
+    provenance: bool = True
+    #: With ``--report``: the folder for each photo's review thumbnails (records then carry the
+    #: output's sha256, the thumbnails and the provenance for the report and the manifest).
+    review: Path | None = None
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
         check_postprocess(self.postprocess)
+        object.__setattr__(self, "bit_depth", check_bit_depth(self.bit_depth))
+
+    def check_jobs(self, jobs: list[Job]) -> None:
+        """Refuse, as one UsageError, a plan this batch cannot write (``--bit-depth 16`` into JPEG)."""
+        for job in jobs:
+            output_bits(self.bit_depth, job.format, str(job.output))
 
 
 @dataclass
@@ -70,51 +82,18 @@ class Record:
     faces: list[dict[str, Any]] | None = None
     #: The cluster node that restored the photo (set by cluster engines; local records omit it).
     node: str | None = None
+    #: With a review report: the output file's sha256, its thumbnails and flags, and its provenance.
+    sha256: str | None = None
+    review: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        """One line of JSON (non-ASCII file names kept readable)."""
+        """One line of JSON (non-ASCII file names kept readable); fields only some records have are left out when empty."""
         fields = asdict(self)
-        if fields["node"] is None:
-            del fields["node"]
+        for optional in ("node", "sha256", "review", "provenance"):
+            if fields[optional] is None:
+                del fields[optional]
         return json.dumps(fields, ensure_ascii=False)
-
-
-def side_by_side(before: Image.Image, after: Image.Image) -> Image.Image:
-    """The photo as read (left) beside its restoration (right), at the restoration's height, labelled.
-
-    A dark band above the two says "before" and "after" over each (PIL's own font, so no
-    font has to be installed or fetched); the photos themselves are not drawn on.
-    """
-    mode = "L" if before.mode == after.mode == "L" else "RGB"
-    if before.size != after.size:
-        w = max(1, round(before.width * after.height / before.height))
-        before = before.resize((w, after.height), Image.Resampling.LANCZOS)
-    size = max(_LABEL_MIN, min(_LABEL_MAX, round(after.height / 20)))
-    band = round(size * 1.5)
-    canvas = Image.new(mode, (before.width + after.width, band + after.height), _BAND if mode == "L" else (_BAND,) * 3)
-    canvas.paste(before.convert(mode), (0, band))
-    canvas.paste(after.convert(mode), (before.width, band))
-    draw = ImageDraw.Draw(canvas)
-    ink = _INK if mode == "L" else (_INK,) * 3
-    for text, left, width in (("before", 0, before.width), ("after", before.width, after.width)):
-        font = _label_font(draw, text, size, width)
-        draw.text((left + width / 2, band / 2), text, fill=ink, font=font, anchor="mm")
-    return canvas
-
-
-#: Label size in pixels: 1/20 of the photo's height within these bounds (readable on a screen and in print).
-_LABEL_MIN, _LABEL_MAX = 12, 96
-#: The band's grey and the labels' grey.
-_BAND, _INK = 24, 240
-
-
-def _label_font(draw: ImageDraw.ImageDraw, text: str, size: int, width: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """PIL's default font at ``size``, smaller where ``text`` would not fit in ``width`` (down to 8 pixels)."""
-    font = ImageFont.load_default(size)
-    while size > 8 and draw.textlength(text, font=font) > 0.9 * width:
-        size -= 1
-        font = ImageFont.load_default(size)
-    return font
 
 
 def _face_options(job: Job, settings: Settings) -> dict[str, Any]:
@@ -153,16 +132,16 @@ def compute_job(
         photo = early if early is not None else load_photo(job.source, max_pixels=settings.max_pixels)
         record.warnings = list(photo.warnings)
         damage = load_mask(job.mask, photo.image.size, max_pixels=settings.max_pixels) if job.mask else None
-        result = get_restorer().restore_detailed(
-            photo.image,
+        result = get_restorer().restore_photo(
+            photo,
             damage,
             mode=settings.mode,
             detect_scratches=settings.detect_scratches or job.save_mask is not None,
             postprocess=settings.postprocess,
+            bit_depth=output_bits(settings.bit_depth, job.format, str(job.output)),
             **_face_options(job, settings),
             **({"progress": progress} if progress is not None else {}),
         )
-        record.warnings += [w for w in getattr(result, "warnings", []) if w not in record.warnings]
     except (WeightsError, UsageError):
         raise
     except ImageError as exc:
@@ -178,20 +157,43 @@ def compute_job(
         record.size = list(result.image.size)
         if getattr(result, "faces_enabled", False):
             record.faces = list(result.faces)
-        write = _writer(job, photo, result)
+        if settings.review is not None:
+            record.provenance = dict(getattr(result, "provenance", {}))
+        write = _writer(job, photo, result, settings)
     record.seconds = round(time.perf_counter() - start, 3)
     return record, write
 
 
-def _writer(job: Job, photo: Photo, result: Any) -> Callable[[], None]:
-    """The writes of one restored photo: saved mask, comparison, then the main output (last)."""
+def _writer(job: Job, photo: Photo, result: Any, settings: Settings) -> Callable[[], dict[str, Any]]:
+    """The writes of one restored photo: saved mask, comparison, then the main output (last).
 
-    def write() -> None:
+    The output and the comparison carry the photo's XMP and, unless turned off, the provenance.
+    With a review report, the thumbnails are written first and the fields they add to the
+    record returned.
+    """
+    provenance = settings.provenance
+
+    def write() -> dict[str, Any]:
+        added: dict[str, Any] = {}
+        if settings.review is not None:
+            from oldphoto.batch.report import thumbnails
+
+            review = thumbnails(settings.review, job.output, photo.image, result.image, result.mask)
+            review["tiled"] = bool(getattr(result, "tiled", False))
+            added["review"] = review
+        xmp = provenance_xmp(result, photo, job.mask, job.format) if provenance else photo.xmp
         if job.save_mask is not None and result.detected_mask is not None:
             save_image(result.detected_mask, job.save_mask)
         if job.comparison is not None:
-            save_image(side_by_side(photo.image, result.image), job.comparison, icc_profile=photo.icc_profile)
-        save_image(result.image, job.output, format=job.format, exif=photo.exif, icc_profile=photo.icc_profile)
+            deep = output_format(job.comparison) in DEEP_FORMATS
+            pair = side_by_side(photo if deep else photo.image, result if deep else result.image)
+            save_image(pair, job.comparison, icc_profile=photo.icc_profile, xmp=xmp)
+        write_restored(result, photo, job.output, job.format, provenance=provenance, xmp=xmp)
+        if settings.review is not None:
+            from oldphoto.fsutil import sha256_file
+
+            added["sha256"] = sha256_file(job.output)
+        return added
 
     return write
 
@@ -205,7 +207,8 @@ def _finish(record: Record, job: Job, write: Callable[[], Any]) -> Record:
     """Run (or wait for) ``job``'s writes and mark ``record`` failed if they raised."""
     start = time.perf_counter()
     try:
-        write()
+        for name, value in (write() or {}).items():
+            setattr(record, name, value)
     except ImageError as exc:
         record.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a full disk or a vanished folder fails this photo alone
@@ -215,7 +218,7 @@ def _finish(record: Record, job: Job, write: Callable[[], Any]) -> Record:
     finally:
         record.seconds = round(record.seconds + time.perf_counter() - start, 3)
     record.status = "failed"
-    record.mode = record.model = record.size = record.faces = None
+    record.mode = record.model = record.size = record.faces = record.review = record.sha256 = None
     return record
 
 
@@ -263,16 +266,22 @@ def run(
         if on_record is not None:
             on_record(record)
 
-    with WriteBehind(depth=1) as writer:
-        for item in prefetch(jobs, read_ahead):
-            job = item.source
-            if on_start is not None:
-                on_start(job)
-            record, write = compute_job(job, get_restorer, settings, on_progress, item)
-            queued.append((record, job, writer.submit(write, source=job) if write is not None else None))
-            # Report every record whose files are written; keep at most one photo's writes pending.
-            while queued and (len(queued) > 1 or queued[0][2] is None or queued[0][2].done()):
+    try:
+        with WriteBehind(depth=1) as writer:
+            for item in prefetch(jobs, read_ahead):
+                job = item.source
+                if on_start is not None:
+                    on_start(job)
+                record, write = compute_job(job, get_restorer, settings, on_progress, item)
+                queued.append((record, job, writer.submit(write, source=job) if write is not None else None))
+                # Report every record whose files are written; keep at most one photo's writes pending.
+                while queued and (len(queued) > 1 or queued[0][2] is None or queued[0][2].done()):
+                    report(*queued.popleft())
+            while queued:
                 report(*queued.popleft())
-        while queued:
+    except BaseException:
+        # Interrupted (Ctrl-C, a weights error): the photos whose files landed are still reported.
+        while queued and (queued[0][2] is None or queued[0][2].done()):
             report(*queued.popleft())
+        raise
     return records

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from oldphoto import __version__
-from oldphoto.cli import degrade, info, restore, train, ui, weights
+from oldphoto.cli import degrade, info, inspect, restore, train, ui, weights
 from oldphoto.cli.common import Command, typer_app
 
 app = typer_app(
@@ -36,6 +36,7 @@ def _root(
 
 app.command("restore", cls=Command, short_help="Restore old photos: one file, or a whole folder.")(restore.restore)
 app.command("info", cls=Command, short_help="Versions, devices, and where weights are looked for.")(info.info)
+app.command("inspect", cls=Command, short_help="Show how a restored file was made (its provenance).")(inspect.inspect)
 app.command("degrade", cls=Command, short_help="Make synthetic old photos (and damage masks).")(degrade.degrade)
 app.command("train", cls=Command, short_help="Train one stage of the restoration networks.")(train.train)
 app.command("ui", cls=Command, short_help="Restore photos in your web browser.")(ui.ui)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     RunBatch = Callable[..., list[Record]]
 
 def restore(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., metavar="IN", help="A photo, or a folder of photos.", show_default=False),
     dest: Path = typer.Argument(
         ..., metavar="OUT", help="Output file (format from its extension), or folder (created; keeps the input names).", show_default=False
@@ -65,6 +66,15 @@ def restore(
     face_size: Optional[int] = typer.Option(None, "--face-size", help="Face generator: 256 or 512 (default: 512 with --mode hr, else 256)."),
     face_strength: float = typer.Option(1.0, "--face-strength", help="Blend of restored and original faces; 1 is the published behaviour."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Folder for each face's aligned, restored and compare crops."),
+    bit_depth: str = typer.Option(
+        "auto", "--bit-depth", help="auto (16-bit PNG/TIFF photos stay 16-bit; others 8), 8 or 16 (PNG and TIFF outputs only)."
+    ),
+    provenance: bool = typer.Option(
+        True, "--provenance/--no-provenance", help="Write how each photo was restored into its file as XMP (tool, model, weights' sha256, original)."
+    ),
+    report: Optional[Path] = typer.Option(
+        None, "--report", help="Write a review page here (e.g. report.html; thumbnails in report_files/, run manifest report.json), kept current as the run goes."
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (actors on a Ray cluster; needs the ray extra, oldphoto[ray])."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="With --engine ray: 'auto' (the running cluster) or its address. Default: a private Ray on this machine."
@@ -103,6 +113,9 @@ def restore(
             overwrite=overwrite,
             max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
             save_faces=save_faces,
+            bit_depth=bit_depth,
+            provenance=provenance,
+            review=_review_folder(report, src),
         )
         check_mask_mode(mode, mask is not None)
         cluster = _cluster(engine, ray_address, workers, gpus_per_worker, cpus_per_worker)
@@ -112,9 +125,10 @@ def restore(
 
             import_ray()  # a missing extra is reported before any work
         jobs = batch.plan(src, dest, recursive=recursive, format=format, mask=mask, comparison=comparison, save_mask=save_mask)
+        settings.check_jobs(jobs)
         if mask is not None and mask.is_file():
             _check_mask(mask, settings.max_pixels)
-        batch.check_writable(jobs, overwrite, [save_faces] if save_faces is not None else [])
+        batch.check_writable(jobs, overwrite, [p for p in (save_faces, report.parent if report else None) if p is not None])
     except UsageError as exc:
         fail(str(exc), code=2)
     except OldPhotoError as exc:  # --faces without the faces extra, --engine ray without Ray
@@ -141,6 +155,8 @@ def restore(
             def run_batch(jobs: list[Job], settings: Settings, **report: Any) -> list[Record]:
                 return batch.run(jobs, lambda: restorer, settings, **report)
 
+        if report is not None:
+            run_batch = _reporting(run_batch, report, settings, restorer_options, model, _command_line(ctx))
         records = _run(jobs, run_batch, settings, json_lines=json_lines, single=single)
     except UsageError as exc:
         fail(str(exc), code=2)
@@ -150,6 +166,67 @@ def restore(
         fail("interrupted; finished photos are kept, run the same command again to resume", code=130)
     if any(r.status == "failed" for r in records):
         raise typer.Exit(1)
+
+
+def _review_folder(report: Path | None, src: Path) -> Path | None:
+    """The thumbnails folder of ``--report`` (None without one); the report must be an .html file outside the photos."""
+    if report is None:
+        return None
+    from oldphoto.batch.report import files_folder
+    from oldphoto.errors import UsageError
+
+    if report.suffix.lower() not in (".html", ".htm") or report.is_dir():
+        raise UsageError(f"{report}: --report needs an .html file name (its thumbnails go beside it)")
+    if src.is_dir() and report.resolve().is_relative_to(src.resolve()):
+        raise UsageError(f"{report}: put the report outside the photo folder (its thumbnails would be taken for photos)")
+    return files_folder(report)
+
+
+def _command_line(ctx: typer.Context) -> list[str]:
+    """This command as typed, rebuilt from the options given on the command line (for the run manifest)."""
+    words = ["oldphoto", "restore"]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return words
+
+
+def _reporting(
+    run_batch: RunBatch, path: Path, settings: Settings, options: dict[str, Any], requested: str, command: list[str]
+) -> RunBatch:
+    """``run_batch`` that also keeps the review report and run manifest at ``path`` current, interrupted or not."""
+    from dataclasses import asdict
+
+    from oldphoto.batch.report import Report
+
+    chosen = {k: v for k, v in options.items() if k != "model"} | {"model": requested, "model_used": options["model"]}
+    review = Report(path, command=command, settings={**asdict(settings), **chosen}, requested_model=requested)
+
+    def run(jobs: list[Job], settings: Settings, **hooks: Any) -> list[Record]:
+        told = hooks.get("on_record")
+
+        def on_record(record: Record) -> None:
+            review.add(record)
+            if told is not None:
+                told(record)
+
+        try:
+            records = run_batch(jobs, settings, **{**hooks, "on_record": on_record})
+        except BaseException:
+            review.close(interrupted=True)
+            raise
+        review.close()
+        return records
+
+    return run
 
 
 def _check_options(options: dict[str, Any], *, local: bool) -> None:

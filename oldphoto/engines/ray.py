@@ -283,6 +283,7 @@ class _Dispatcher:
         job = self.jobs[i]
         try:
             self.records[i] = self.ray.get(ref)
+            _remove_parts(job)  # an attempt killed mid-write (Ray retried it, and this one finished) leaves its temp file
         except RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, (WeightsError, UsageError)):

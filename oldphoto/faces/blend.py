@@ -138,6 +138,8 @@ class Canvas:
     """
 
     def __init__(self, photo: np.ndarray) -> None:
+        #: uint16 photos are blended on the same 0..255 scale (v / 257) and scaled back at the end.
+        self._scale = 257.0 if photo.dtype == np.uint16 else 1.0
         self._base = photo
         self._patches: list[tuple[tuple[slice, slice], np.ndarray]] = []
 
@@ -145,6 +147,8 @@ class Canvas:
         """The current float64 values over ``window`` (later patches over earlier ones)."""
         rows, cols = window
         region = self._base[rows, cols].astype(np.float64)
+        if self._scale != 1.0:
+            region /= self._scale
         for (prows, pcols), patch in self._patches:
             r0, r1 = max(rows.start, prows.start), min(rows.stop, prows.stop)
             c0, c1 = max(cols.start, pcols.start), min(cols.stop, pcols.stop)
@@ -159,8 +163,9 @@ class Canvas:
         self._patches.append((window, region))
 
     def finish(self) -> np.ndarray:
-        """The result as uint8 (round half to even), a new array."""
+        """The result in the photo's own type (round half to even), a new array."""
         out = self._base.copy()
+        top = 255.0 * self._scale
         for (rows, cols), patch in self._patches:
-            out[rows, cols] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
+            out[rows, cols] = np.clip(np.rint(patch * self._scale), 0, top).astype(out.dtype)
         return out

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from oldphoto.deepio import to_8bit
 from oldphoto.errors import UsageError
 from oldphoto.faces.align import align_face, face_template, similarity_transform, to_uint8
 from oldphoto.faces.blend import Canvas, face_window, match_histograms, paste_face
@@ -91,7 +92,7 @@ def _save_crops(
 
 
 def enhance_faces(
-    image: Image.Image,
+    image: Image.Image | np.ndarray,
     generator: torch.nn.Module | None,
     *,
     size: int | None = None,
@@ -99,8 +100,12 @@ def enhance_faces(
     save_dir: Path | str | None = None,
     save_prefix: str = "face",
     detector: Any = None,
-) -> tuple[Image.Image, list[FaceRecord]]:
+) -> tuple[Any, list[FaceRecord]]:
     """Enhance every face of ``image``; return the new image and one record per face found.
+
+    ``image`` is a PIL image (a PIL image comes back) or H×W×3 uint8 or uint16 samples (an
+    array of the same type comes back). A 16-bit photo's faces are found, aligned and
+    generated on its 8-bit rendering, and blended into its own 16-bit samples.
 
     ``generator`` is the face generator (its size sets S; ``size``, if given, must agree).
     ``strength`` in [0, 1] scales the blending mask: 1 is the published behaviour, 0 leaves the
@@ -120,13 +125,17 @@ def enhance_faces(
             raise UsageError(f"face size {size} does not match the face generator, which is built for {gen_size}")
         size = gen_size
     size = size or 256
-    photo = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if isinstance(image, Image.Image):
+        base = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    else:
+        base = image
+    photo = base if base.dtype == np.uint8 else to_8bit(base)
     faces: list[DetectedFace] = detect_faces(photo, detector)
     enhance = strength > 0
     if not faces or not enhance:
         records = [_record(i, face, _transform(face, size), size, False) for i, face in enumerate(faces, 1)]
         return image.copy(), records
-    canvas = Canvas(photo)
+    canvas = Canvas(base)
     records = []
     for i, face in enumerate(faces, 1):
         to_photo = _transform(face, size)
@@ -144,7 +153,7 @@ def enhance_faces(
         if save_dir is not None:
             record.files = _save_crops(Path(save_dir), f"{save_prefix}_{i}", to_uint8(aligned), restored, matched)
         records.append(record)
-    return Image.fromarray(canvas.finish()), records
+    return (Image.fromarray(canvas.finish()) if isinstance(image, Image.Image) else canvas.finish()), records
 
 
 def _transform(face: DetectedFace, size: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from oldphoto.devices import autocast
-from oldphoto.pipeline import Prepared, finish, run_networks, to_uint8, to_unit
+from oldphoto.pipeline import Prepared, finish, run_networks, to_pixels, to_unit
 from oldphoto.tiling.budget import Plan, plan
 from oldphoto.tiling.executor import TiledExecutor, count_steps
 from oldphoto.tiling.maps import Map, tile_grid, tiles_per_pass
@@ -39,7 +39,7 @@ def restore_pixels(
     tmpdir: str | None = None,
     reserved: int = 0,
 ) -> np.ndarray:
-    """Run the networks over ``prepared`` and return the H×W×3 uint8 photo (see :mod:`oldphoto.tiling`).
+    """Run the networks over ``prepared`` and return the H×W×3 uint8 (uint16 for 16-bit) photo (see :mod:`oldphoto.tiling`).
 
     ``reserved``: host bytes the caller's own buffers take (:func:`~oldphoto.tiling.budget.photo_bytes`).
     """
@@ -124,11 +124,12 @@ def finish_map(out: Map, prepared: Prepared, tile: int, tick: Callable[[], None]
     taken over the photo's own pixels first, as ``finish`` takes them over its crop.
     """
     h, w = prepared.size
+    dtype = np.uint8 if prepared.top == 255 else np.uint16
     if prepared.residual:
-        pixels = np.empty((h, w, 3), dtype=np.uint8)
+        pixels = np.empty((h, w, 3), dtype=dtype)
         for y0, y1, x0, x1 in tile_grid(h, w, tile):
             y = to_unit(out.store.read(y0, y1, x0, x1), prepared.x[0, :, y0:y1, x0:x1], True)
-            pixels[y0:y1, x0:x1] = to_uint8(y)
+            pixels[y0:y1, x0:x1] = to_pixels(y, prepared.top)
             tick()
         return pixels
     lo = torch.tensor(float("inf"))
@@ -137,10 +138,10 @@ def finish_map(out: Map, prepared: Prepared, tile: int, tick: Callable[[], None]
         y = to_unit(out.store.read(y0, y1, x0, x1), None, False)
         lo, hi = torch.minimum(lo, y.min()), torch.maximum(hi, y.max())
     span = torch.clamp(hi - lo, min=1e-5)
-    pixels = np.empty((h, w, 3), dtype=np.uint8)
+    pixels = np.empty((h, w, 3), dtype=dtype)
     for y0, y1, x0, x1 in tile_grid(h, w, tile):
         y = to_unit(out.store.read(y0, y1, x0, x1), None, False)
         y = (y - lo) / span
-        pixels[y0:y1, x0:x1] = to_uint8(y)
+        pixels[y0:y1, x0:x1] = to_pixels(y, prepared.top)
         tick()
     return pixels

@@ -28,6 +28,7 @@ from PIL import Image
 from oldphoto.errors import ImageError, OldPhotoError, UsageError, one_line
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, choose_output_format, save_image
 from oldphoto.inputs import Photo, load_mask, load_photo
+from oldphoto.outputs import write_restored
 
 #: The page's restoration choices and the ``mode`` each asks the Restorer for.
 CHOICES = {"auto": "auto", "quality": "quality", "scratches": "auto"}
@@ -211,7 +212,7 @@ class Session:
         with self._lock:
             try:
                 result = self.restorer.restore_detailed(
-                    photo.image, damage, mode=CHOICES[choice], detect_scratches=detect,
+                    photo, damage, mode=CHOICES[choice], detect_scratches=detect,
                     **({"progress": progress} if progress is not None else {}),
                 )
             except OldPhotoError as exc:
@@ -219,11 +220,10 @@ class Session:
             folder = self.folder / f"restore-{next(self._count)}"
             folder.mkdir(parents=True)
             fmt, ext = choose_output_format(photo.format)
-            output = save_image(
-                result.image, folder / f"{path.stem}-restored{ext}", format=fmt, exif=photo.exif, icc_profile=photo.icc_profile
-            )
             used = result.mask
             mask_path = save_image(used, folder / f"{path.stem}-mask.png") if used is not None else None
+            # The provenance names the mask file offered for download, as the CLI's names the one given to --mask.
+            output = write_restored(result, photo, folder / f"{path.stem}-restored{ext}", fmt, mask_file=mask_path)
         count, share = damaged_share(used)
         mask_text = f"mask: {count} damaged pixels ({share:.2%})" if used is not None else "no mask used"
         # Faces the page cannot enhance were explained once, beside the options: not again here.
