@@ -291,12 +291,23 @@ def finish(output: torch.Tensor, prepared: Prepared, rows: int = 256) -> np.ndar
     maximum taken over all bands first), so a large scan needs no full-size float copies.
     """
     h, w = prepared.size
-def to_pixels(y: torch.Tensor, top: int) -> np.ndarray:
-    """C×H×W in [0, 1] to H×W×C samples with white ``top``: uint8 (:func:`to_uint8`) or uint16, round half up."""
-    if top == 255:
-        return to_uint8(y)
-    return y.double().mul(top).add_(0.5).clamp_(0, top).floor_().permute(1, 2, 0).cpu().numpy().astype(np.uint16)
+    bands = [(top, min(top + rows, h)) for top in range(0, h, rows)]
 
+    def unit(top: int, bottom: int) -> torch.Tensor:
+        x = prepared.x[0, :, top:bottom, :w].to(output.device) if prepared.residual else None
+        return to_unit(output[0, :, top:bottom, :w], x, prepared.residual)
 
-def finish(output: torch.Tensor, prepared: Prepared, rows: int = 256) -> np.ndarray:
-    """Decoder output (1×3×H×W in [−1, 1]) to an H×W×3 uint8 (uint16 for a 16-bit photo) photo.
+    pixels = np.empty((h, w, output.shape[1]), dtype=np.uint8 if prepared.top == 255 else np.uint16)
+    if prepared.residual:
+        for top, bottom in bands:
+            pixels[top:bottom] = to_pixels(unit(top, bottom), prepared.top)
+        return pixels
+    lo = torch.tensor(float("inf"), device=output.device)
+    hi = torch.tensor(float("-inf"), device=output.device)
+    for top, bottom in bands:
+        y = unit(top, bottom)
+        lo, hi = torch.minimum(lo, y.min()), torch.maximum(hi, y.max())
+    span = torch.clamp(hi - lo, min=1e-5)
+    for top, bottom in bands:
+        pixels[top:bottom] = to_pixels((unit(top, bottom) - lo) / span, prepared.top)
+    return pixels
