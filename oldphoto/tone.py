@@ -65,8 +65,7 @@ class Levels:
 def _sample(pixels: np.ndarray) -> np.ndarray:
     h, w = pixels.shape[:2]
     step = max(1, int(np.sqrt(h * w / SAMPLE)))
-    sample = pixels[::step, ::step].reshape(-1, pixels.shape[2]).astype(np.float32)
-    return sample / 257.0 if pixels.dtype == np.uint16 else sample  # on the 0–255 scale either way
+    return pixels[::step, ::step].reshape(-1, pixels.shape[2]).astype(np.float32)
 
 
 def measure(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
