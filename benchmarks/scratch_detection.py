@@ -7,7 +7,8 @@ with its exact mask; seeded from ``--seed``, the kind and the file name. With ``
 photo is first degraded by the published unstructured recipe (blur, noise, resampling, JPEG),
 as a scratched old print would be. The detector runs exactly as ``restore
 --detect-scratches`` runs it (fp32, the card's pipeline), once per photo; its probability is
-then cut at each ``--thresholds`` value (default: the card's threshold).
+then cut at each ``--thresholds`` value and grown by each ``--dilations`` value (default: the
+card's threshold and dilation, as ``restore`` uses them).
 
 Scores pool the pixels of all photos of a set, with 2 px tolerance both ways as in issue 25:
 precision = share of detected pixels within 2 px of true damage; recall = share of damaged
@@ -85,19 +86,20 @@ def main() -> None:
     ap.add_argument("--old", action="store_true", help="degrade each photo with the published recipe before the damage")
     ap.add_argument("--weights", type=Path, default=None, help="folder with detector.* (default: the bundled lite detector)")
     ap.add_argument("--thresholds", type=float, nargs="+", default=None, help="cut the probability here (default: the card's)")
+    ap.add_argument("--dilations", type=int, nargs="+", default=None, help="grow the mask by this many pixels (default: the card's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write every score here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from oldphoto import Restorer
-    from oldphoto.detection import detect_probability, detection_input
+    from oldphoto.detection import detect_probability, detection_input, mask_from_probability
 
     r = Restorer(args.weights, device="cpu", precision="fp32", model="auto" if args.weights else "lite")
     meta, bundle = r.model("detector")
-    card_threshold = float(meta["pipeline"].get("threshold", 0.4))
-    thresholds = args.thresholds or [card_threshold]
+    card_threshold, card_dilation = float(meta["pipeline"].get("threshold", 0.4)), int(meta["pipeline"].get("dilation", 0))
+    cuts = [(t, g) for t in (args.thresholds or [card_threshold]) for g in (args.dilations or [card_dilation])]
     files = clean_photos(args.folder, args.limit)
-    totals = {s: {t: np.zeros(5, np.int64) for t in thresholds} for s in args.sets}
+    totals = {s: {c: np.zeros(5, np.int64) for c in cuts} for s in args.sets}
     area = {s: [] for s in args.sets}
     for set_name in args.sets:
         for f in files:
@@ -108,23 +110,25 @@ def main() -> None:
             area[set_name].append(float(truth.mean()))
             x, size = detection_input(Image.fromarray(photo), meta["pipeline"], "default")
             with torch.inference_mode():
-                prob = detect_probability(bundle["unet"], x, size)[0, 0].numpy()
-            for t in thresholds:
-                totals[set_name][t] += counts(prob >= t, truth)
+                prob = detect_probability(bundle["unet"], x, size)
+            for t, g in cuts:
+                found = np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0
+                totals[set_name][(t, g)] += counts(found, truth)
         print(f"  {set_name}: done", file=sys.stderr)
-    scores = {s: {t: {**rates(totals[s][t]), "damaged_fraction": float(np.mean(area[s]))} for t in thresholds} for s in args.sets}
+    scores = {s: {c: {**rates(totals[s][c]), "damaged_fraction": float(np.mean(area[s]))} for c in cuts} for s in args.sets}
     where = Path(args.weights) if args.weights else "bundled lite"
-    print(f"detector {where} (card threshold {card_threshold:g}); {len(files)} photos from {args.folder}, seed {args.seed}, "
+    print(f"detector {where} (card: threshold {card_threshold:g}, dilation {card_dilation}); {len(files)} photos from {args.folder}, seed {args.seed}, "
           f"{'old (published degradation) + ' if args.old else ''}one damage kind per set; pooled pixels, {TOLERANCE} px tolerance")
-    print("| damage | threshold | precision | recall | recall exact | F1 | damaged area |")
-    print("|---|---|---|---|---|---|---|")
+    print("| damage | threshold | dilation | precision | recall | recall exact | F1 | damaged area |")
+    print("|---|---|---|---|---|---|---|---|")
     for s in args.sets:
-        for t in thresholds:
-            v = scores[s][t]
-            print(f"| {s} | {t:g} | {v['precision']:.3f} | {v['recall']:.3f} | {v['recall_exact']:.3f} | {v['f1']:.3f} | {100 * v['damaged_fraction']:.2f} % |")
+        for t, g in cuts:
+            v = scores[s][(t, g)]
+            print(f"| {s} | {t:g} | {g} | {v['precision']:.3f} | {v['recall']:.3f} | {v['recall_exact']:.3f} | {v['f1']:.3f} | {100 * v['damaged_fraction']:.2f} % |")
     if args.json:
         args.json.write_text(json.dumps({"files": [f.name for f in files], "seed": args.seed, "old": args.old, "weights": str(where),
-                                         "tolerance_px": TOLERANCE, "scores": {s: {str(t): v for t, v in d.items()} for s, d in scores.items()}}, indent=1))
+                                         "tolerance_px": TOLERANCE, "card": {"threshold": card_threshold, "dilation": card_dilation},
+                                         "scores": {s: {f"{t:g}/{g}": v for (t, g), v in d.items()} for s, d in scores.items()}}, indent=1))
 
 
 if __name__ == "__main__":

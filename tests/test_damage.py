@@ -31,7 +31,7 @@ def _only(kind: str) -> Damage:
 @pytest.mark.parametrize("kind", DAMAGE_KINDS)
 def test_each_kind_marks_exactly_the_pixels_it_changes(kind: str) -> None:
     photo = _photo(120, 160)
-    for seed in range(6):
+    for seed in range(12):
         out, mask = add_damage(photo, np.random.default_rng(seed), _only(kind))
         assert out.dtype == np.uint8 and out.shape == photo.shape and set(np.unique(mask)) <= {0, 255}
         assert mask.any(), (kind, seed)
@@ -150,3 +150,22 @@ def test_the_live1_list_leaves_out_every_kodak_picture() -> None:
     stems = {Path(n).stem for n in names}
     assert len(names) == 10 and all(n.startswith("../../../shared/datasets/clean/live1/") for n in names)
     assert not stems & LIVE1_KODAK and len(stems | LIVE1_KODAK) == 29
+
+
+def test_a_card_can_grow_the_detected_mask_and_the_published_card_does_not() -> None:
+    import json
+
+    import torch
+
+    from oldphoto.detection import mask_from_probability, probability_to_mask
+
+    prob = torch.zeros(1, 1, 12, 16)
+    prob[0, 0, 5, 3:12] = 0.45
+    prob[0, 0, 9, 2] = 0.39
+    plain = np.asarray(mask_from_probability(prob, {"threshold": 0.4})) > 0
+    assert np.array_equal(plain, np.asarray(probability_to_mask(prob, 0.4)) > 0) and plain.sum() == 9
+    grown = np.asarray(mask_from_probability(prob, {"threshold": 0.4, "dilation": 1})) > 0
+    assert grown.sum() == 3 * 11 and grown[4:7, 2:13].all()
+    assert (np.asarray(mask_from_probability(prob, {"threshold": 0.35})) > 0).sum() == 10
+    published = json.loads((ROOT / "oldphoto" / "weights" / "cards" / "detector.json").read_text())["pipeline"]
+    assert "dilation" not in published  # the published masks stay the published ones (tests/test_parity.py)
