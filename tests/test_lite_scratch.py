@@ -28,9 +28,10 @@ SEEDS = (0, 1, 2)
 # Measured on the crop, fp32, 2 threads (seeds 0, 1, 2): damaged-pixel PSNR 5.43/7.37/6.91 dB as
 # damaged, 5.74/7.62/7.21 after quality mode, 25.40/23.48/23.44 after scratch mode with the true
 # mask; the clear pixels after scratch mode 40.75/40.65/40.70 dB (quality mode's touch); the
-# detector's recall 0.412/0.401/0.803, precision 0.590/0.758/0.703.
+# detector (issue 25's, threshold 0.4 + 1 px dilation) on STROKES: recall 0.982/0.380/0.875,
+# precision counting pixels within 2 px of damage 0.930/0.758/0.976 (AMD EPYC, fp32).
 GAIN_DAMAGED, GAIN_OVER_QUALITY, CLEAR_FLOOR = 14.0, 14.0, 37.0
-RECALL, PRECISION = 0.33, 0.5
+RECALL, PRECISION_2PX = 0.3, 0.6
 
 
 # Opaque strokes and specks (what a fill replaces); folds' shading and emulsion flakes are scored
@@ -100,11 +101,14 @@ def test_scratch_mode_fills_the_damage_that_quality_mode_leaves(seed: int) -> No
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_lite_detector_finds_the_damage(seed: int) -> None:
     _, photo, mask = _damaged(seed)
+    from oldphoto.pipeline import dilate
+
     found = np.asarray(_restorer().detect(Image.fromarray(photo))) > 0
     truth = mask > 0
+    near = dilate(torch.from_numpy(truth).float()[None, None], 2)[0, 0].numpy() > 0
     recall = (found & truth).sum() / truth.sum()
-    precision = (found & truth).sum() / max(found.sum(), 1)
-    assert recall >= RECALL and precision >= PRECISION, (recall, precision)
+    precision = (found & near).sum() / max(found.sum(), 1)
+    assert recall >= RECALL and precision >= PRECISION_2PX, (recall, precision)
 
 
 def test_lite_scratch_tiles_exactly() -> None:
