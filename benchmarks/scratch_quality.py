@@ -2,8 +2,8 @@
 scratch branch, with the true mask and with the detector's, and how well the detector finds it.
 
 Each clean photo (default: ``kodak24``, held out from all training) gets the project's
-procedural structured damage (``oldphoto.training.degrade.Damage``: scratches, cracks, folds,
-dust, drawn with their exact mask), seeded from ``--seed`` and the file name, in two sets:
+procedural structured damage (``oldphoto.training.damage.Damage``: scratches, wide cracks,
+folds, emulsion loss, dust, drawn with their exact mask), seeded from ``--seed`` and the file name, in two sets:
 
 * ``damage`` — the damage alone on the clean photo;
 * ``damage+old`` — the published unstructured degradation first (blur, noise, resampling,

@@ -180,14 +180,14 @@ class Restorer:
     def _detect(self, image: Image.Image, postprocess: str) -> Image.Image:
         import torch
 
-        from oldphoto.detection import detect_probability, detection_input, probability_to_mask
+        from oldphoto.detection import detect_probability, detection_input, mask_from_probability
         from oldphoto.devices import autocast
 
         meta, bundle = self.model("detector")
         x, size = detection_input(image, meta["pipeline"], postprocess)
         with torch.inference_mode(), autocast(self.device, self._precisions.get("detector", self.precision)):
             prob = detect_probability(bundle["unet"], x.to(self.device), size)
-        return probability_to_mask(prob, float(meta["pipeline"].get("threshold", 0.4)))
+        return mask_from_probability(prob, meta["pipeline"])
 
     def restore(
         self,

@@ -5,6 +5,9 @@ bicubic; grey with PIL's "L"; ``(p/255 − 0.5)/0.5``; bilinear resize so the sh
 256 and the long side the nearest multiple of 16 of its proportional length; UNet; sigmoid;
 nearest resize back; damaged where probability ≥ the card's threshold (0.4). In ``default``
 mode the probability is resized back to the photo's own size instead of the rounded one.
+Not published: a card may grow the mask by ``dilation`` pixels (3×3 steps, after the resize
+back), which the lite detector's card uses to cover the edges of wide cracks; the published
+card has none, so its masks stay the published ones.
 """
 
 from __future__ import annotations
@@ -52,3 +55,12 @@ def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int]) 
 def probability_to_mask(prob: torch.Tensor, threshold: float) -> Image.Image:
     """1×1×H×W probability to an "L" mask: 255 where damaged (probability ≥ threshold)."""
     return Image.fromarray(((prob[0, 0] >= threshold).to(torch.uint8) * 255).cpu().numpy(), mode="L")
+
+
+def mask_from_probability(prob: torch.Tensor, pipeline: Mapping[str, Any]) -> Image.Image:
+    """The card's mask: probability ≥ its ``threshold``, grown by its ``dilation`` (default 0)."""
+    from oldphoto.pipeline import dilate
+
+    grow = int(pipeline.get("dilation", 0))
+    hit = (prob >= float(pipeline.get("threshold", 0.4))).float()
+    return probability_to_mask(dilate(hit, grow) if grow else hit, 0.5)

@@ -19,23 +19,29 @@ import pytest
 import torch
 from PIL import Image
 
+from oldphoto.training.damage import Damage
 from oldphoto.weights.choice import LITE_MODELS, lite_folder
 from tests.test_model_choice import CLEAN, _cli, _closed_port, _psnr, _records, _small_photos
 from tests.test_published_download import env, release  # noqa: F401 - fixtures
 
 SEEDS = (0, 1, 2)
-# Measured on the crop, fp32, 2 threads (seeds 0, 1, 2), on an AMD EPYC Zen 4 (AVX-512, no AMX),
-# the same as first recorded on the earlier machine: damaged-pixel PSNR 5.43/7.37/6.91 dB as damaged,
-# 5.74/7.62/7.21 after quality mode, 25.40/23.48/23.44 after scratch mode with the true mask; the
-# clear pixels after scratch mode 40.75/40.65/40.70 dB (quality mode's touch); the detector's
-# recall 0.412/0.401/0.803, precision 0.590/0.758/0.703. What another CPU's float32 can move
-# (derived as tests/data/parity/README.md derives its bounds, against the same networks in
-# float64 on the Zen 4): scratch mode's raw output at most 2e-7 from float64, no 8-bit pixel
-# different; the detector's probability at most 7e-6, no mask pixel different and at most one
-# within 1e-4 of the threshold. So a CPU moves these PSNRs by far less than 0.01 dB and recall or
-# precision by a pixel's share; the bars below leave 3-5 dB and 0.07 of room.
+# Measured on the crop, fp32, 2 threads (seeds 0, 1, 2), AMD EPYC Zen 4 (AVX-512, no AMX): damaged-pixel
+# PSNR 5.43/7.37/6.91 dB as damaged, 5.74/7.62/7.21 after quality mode, 25.40/23.48/23.44 after
+# scratch mode with the true mask; the clear pixels after scratch mode 40.75/40.65/40.70 dB (quality
+# mode's touch); the detector (issue 25's, threshold 0.4 + 1 px dilation) on STROKES: recall
+# 0.982/0.380/0.875, precision counting pixels within 2 px of damage 0.930/0.758/0.976. What another
+# CPU's float32 can move (derived as tests/data/parity/README.md derives its bounds, against the same
+# networks in float64): scratch mode's raw output about 2e-7 from float64, no 8-bit pixel different;
+# the detector's probability a few 1e-6, so a mask pixel only where it sits that close to the
+# threshold. A CPU moves these PSNRs by far less than 0.01 dB and recall or precision by a pixel's
+# share; the bars below leave several dB and 0.08 of room.
 GAIN_DAMAGED, GAIN_OVER_QUALITY, CLEAR_FLOOR = 14.0, 14.0, 37.0
-RECALL, PRECISION = 0.33, 0.5
+RECALL, PRECISION_2PX = 0.3, 0.6
+
+
+# Opaque strokes and specks (what a fill replaces); folds' shading and emulsion flakes are scored
+# per kind by benchmarks/scratch_detection.py and scratch_quality.py.
+STROKES = Damage(kinds=("scratches", "cracks", "dust"))
 
 
 def _damaged(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,7 +49,7 @@ def _damaged(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from oldphoto.training import degrade as dg
 
     clean = np.asarray(Image.open(CLEAN / "crop.png").convert("RGB"))
-    photo, mask, _ = dg.degrade_photo(clean, seed, recipe=replace(dg.PUBLISHED, p_each=0.0), damage=dg.Damage(), grey=False)
+    photo, mask, _ = dg.degrade_photo(clean, seed, recipe=replace(dg.PUBLISHED, p_each=0.0), damage=STROKES, grey=False)
     return clean, photo, mask
 
 
@@ -64,8 +70,14 @@ def test_the_scratch_models_ship_small_with_cards_that_verify() -> None:
         assert card["bundled"]["sha256"] == hashlib.sha256((folder / f"{name}.safetensors").read_bytes()).hexdigest()
         training = card["training"]
         assert training["command"].startswith(f"oldphoto train {'mapping-scratch' if name == 'scratch' else 'detector'}")
-        assert f"--steps {training['step']}" in training["command"] and training["wall_seconds"] > 0
+        planned = training.get("steps_planned", training["step"])  # a run stopped early says how far it got
+        assert f"--steps {planned}" in training["command"] and training["step"] <= planned and training["wall_seconds"] > 0
         assert all("kodak24" not in p for p in training["data"]["clean"])
+    detector = json.loads((folder / "detector.json").read_text())
+    # Trained without live1's Kodak pictures, which leak the held-out kodak24 (shared/datasets/README.md).
+    assert "weights/data/live1-without-kodak.txt" in detector["training"]["data"]["clean"]
+    assert not any(p.rstrip("/").endswith("live1") for p in detector["training"]["data"]["clean"])
+    assert set(detector["scores"]["by kind"]) >= {"scratches", "cracks", "folds", "emulsion", "dust", "mixed"}
     scratch = json.loads((folder / "scratch.json").read_text())
     assert scratch["pipeline"]["residual"] is True and scratch["pipeline"]["uses_mask"] is True
     assert scratch["networks"]["encoder"]["config"]["n_downsample"] == 2  # the attention runs on a 1/4 latent
@@ -94,11 +106,14 @@ def test_scratch_mode_fills_the_damage_that_quality_mode_leaves(seed: int) -> No
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_lite_detector_finds_the_damage(seed: int) -> None:
     _, photo, mask = _damaged(seed)
+    from oldphoto.pipeline import dilate
+
     found = np.asarray(_restorer().detect(Image.fromarray(photo))) > 0
     truth = mask > 0
+    near = dilate(torch.from_numpy(truth).float()[None, None], 2)[0, 0].numpy() > 0
     recall = (found & truth).sum() / truth.sum()
-    precision = (found & truth).sum() / max(found.sum(), 1)
-    assert recall >= RECALL and precision >= PRECISION, (recall, precision)
+    precision = (found & near).sum() / max(found.sum(), 1)
+    assert recall >= RECALL and precision >= PRECISION_2PX, (recall, precision)
 
 
 def test_lite_scratch_tiles_exactly() -> None:

@@ -3,7 +3,8 @@
 Step 5 of "Training the lite model" in ``weights/README.md``. Reads the run's checkpoint and
 card (a ``--residual`` mapping run for ``quality`` and ``scratch``, a detector run), the VAE
 runs it started from and its benchmark scores (``benchmarks/quality.py --json`` for quality,
-``benchmarks/scratch_quality.py --json`` for scratch and the detector), and writes the bundled
+``benchmarks/scratch_quality.py --json`` for scratch and the detector, and for the detector
+also ``benchmarks/scratch_detection.py --json``, per damage kind), and writes the bundled
 copy with a card recording the data, every stage's exact command, steps and wall time, the
 scores, and the sha256 that ``oldphoto`` checks before it loads the file::
 
@@ -97,6 +98,15 @@ def scratch_summary(report: dict[str, Any], name: str) -> dict[str, Any]:
     return out
 
 
+def kinds_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """scratch_detection.py's scores at the card's cut: per damage kind, precision and recall (2 px tolerance)."""
+    cut = f"{report['card']['threshold']:g}/{report['card']['dilation']}"
+    table = {s: {k: round(v, 4) for k, v in cuts[cut].items()} for s, cuts in report["scores"].items()}
+    return {**table, "photos": len(report["files"]), "seed": report["seed"], "cut": report["card"],
+            "benchmark": "benchmarks/scratch_detection.py" + (" --old" if report["old"] else "")
+                         + f" on kodak24 (held out from training), one damage kind per set, {report['tolerance_px']} px tolerance, fp32"}
+
+
 def recipe(training: dict[str, Any], name: str) -> list[dict[str, Any]]:
     """Every stage that led to this checkpoint: the VAE runs, each run it was fine-tuned from
     (following ``--init-from`` back; a bundled card's own recipe ends the walk), itself."""
@@ -160,6 +170,8 @@ def main() -> None:
                     help="store the float tensors as float16 (half the size; loaded into the fp32 networks, which still "
                          "compute in fp32); for the detector, whose 2.4 M parameters would not fit the 10 MB bundle in fp32")
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
+    ap.add_argument("--threshold", type=float, default=None, help="detector: the lite card's probability threshold (default: the run's)")
+    ap.add_argument("--dilation", type=int, default=None, help="detector: grow the lite card's masks by this many pixels (default: none)")
     args = ap.parse_args()
 
     name = args.name
@@ -191,6 +203,10 @@ def main() -> None:
     wiring = "e = encoder(input); restored = input + decoder(e + mapping(e))" if skip else "restored = input + decoder(mapping(encoder(input)))"
     meta["description"] = DESCRIPTIONS[name].format(wiring=wiring)
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
+    if name == "detector":  # lite-only detection settings, chosen on a seed the card's scores do not use
+        for key, value in (("threshold", args.threshold), ("dilation", args.dilation)):
+            if value is not None:
+                meta["pipeline"][key] = value
     if name == "scratch":  # fill the damage only, then restore the whole photo in quality mode (measured: docs/TRAINING.md)
         meta["pipeline"].update({"keep_undamaged": True, "fill_margin": 0, "then": "quality"})
     measured = "benchmarks/precision.py --weights oldphoto/weights/lite " + (
@@ -209,6 +225,13 @@ def main() -> None:
         model_key = next(k for k in report["mean"][next(iter(report["mean"]))] if k.startswith("model "))
         meta["scores"] = summarise(report, model_key)
         meta["scores"]["benchmark"] = "benchmarks/quality.py on kodak24 (held out from training), fp32"
+    elif name == "detector":
+        meta["scores"] = {}
+        for report in reports:  # scratch_quality.py's detector scores and scratch_detection.py's per kind (clean, --old)
+            if "tolerance_px" in report:
+                meta["scores"]["by kind, old" if report["old"] else "by kind"] = kinds_summary(report)
+            else:
+                meta["scores"].update(scratch_summary(report, name))
     else:
         meta["scores"] = scratch_summary(reports[0], name)
     if args.speed is not None:

@@ -63,8 +63,8 @@ def degrade(
     src: Path = typer.Argument(..., metavar="IN", help="A clean photo, or a folder of them.", show_default=False),
     dest: Path = typer.Argument(..., metavar="OUT", help="Output file (format from its extension), or folder for a folder input.", show_default=False),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed: the same seed gives the same bytes."),
-    scratches: bool = typer.Option(False, "--scratches", help="Add structured damage (scratches, cracks, folds, dust) and write its mask."),
-    kinds: Optional[list[str]] = typer.Option(None, "--kind", metavar="<kind>", help="Damage kinds to draw (repeatable): scratches, cracks, folds, dust. Default: all."),
+    scratches: bool = typer.Option(False, "--scratches", help="Add structured damage (thin scratches, wide cracks, folds, emulsion loss, dust) and write its mask."),
+    kinds: Optional[list[str]] = typer.Option(None, "--kind", metavar="<kind>", help="Damage kinds to draw (repeatable): scratches, cracks, folds, emulsion, dust. Default: all."),
     mask_out: Optional[Path] = typer.Option(
         None, "--mask-out", help="Mask file (white = damaged); for a folder, a folder of masks. Default: NAME_mask.png beside the output."
     ),

@@ -27,18 +27,44 @@ from oldphoto.pipeline import paint_damage
 from oldphoto.training.degrade import PUBLISHED, Damage, Recipe, add_damage, degrade, to_grey
 
 
+DETECTION_SHORT_SIDE = 256  # the short side every photo is resized to for detection (oldphoto.detection)
+
+
 def list_photos(folder: Path) -> list[Path]:
-    """Photo files under ``folder`` (recursive, sorted); one-line error when missing or empty."""
+    """Photo files under ``folder`` (recursive, sorted); one-line error when missing or empty.
+
+    ``folder`` may also be a ``.txt`` list: one photo path a line, relative to the list's own
+    folder, blank lines and ``#`` comments ignored. That is how a recipe trains on part of a
+    folder (``weights/data/live1-without-kodak.txt`` leaves out the Kodak pictures of
+    ``live1/`` that leak the held-out ``kodak24``).
+    """
     from oldphoto.imageio import READABLE_EXTENSIONS
 
     folder = Path(folder)
     if not folder.exists():
         raise UsageError(f"{folder}: no such data folder")
+    if folder.is_file() and folder.suffix.lower() == ".txt":
+        return _listed_photos(folder)
     if not folder.is_dir():
-        raise UsageError(f"{folder}: not a folder")
+        raise UsageError(f"{folder}: not a folder (nor a .txt list of photos)")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READABLE_EXTENSIONS)
     if not files:
         raise UsageError(f"{folder}: no photos in this data folder")
+    return files
+
+
+def _listed_photos(listing: Path) -> list[Path]:
+    files = []
+    for n, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        path = listing.parent / entry
+        if not path.is_file():
+            raise UsageError(f"{listing}:{n}: {entry}: no such photo")
+        files.append(path)
+    if not files:
+        raise UsageError(f"{listing}: lists no photos")
     return files
 
 
@@ -171,7 +197,9 @@ class Sampler:
         and shrinks photo and mask to the crop size the way detection shrinks a photo to its
         working size (bilinear, no antialiasing), so the detector learns the softened damage
         it meets at inference, not only pixel-sharp strokes; the mask keeps what shrinks to
-        at least 0.3. At 1 the masks are exact.
+        at least 0.3. At 1 the masks are exact. Damage that scales with the photo (cracks,
+        folds, emulsion loss) is sized for a photo whose short side, at the crop's final
+        scale, is detection's working 256 px: the crop is a part of such a photo.
         """
         xs, masks = [], []
         damage = self.damage or Damage()
@@ -179,8 +207,9 @@ class Sampler:
             big = self.crop if rescale >= 1 else int(round(self.crop / self.rng.uniform(rescale, 1.0)))
             x = self._degrade(random_crop(self._pick(self.clean), big, self.rng))
             m = np.zeros(x.shape[:2], dtype=np.uint8)
-            if self.rng.random() < p_damage:
-                x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage)
+            if self.rng.random() < p_damage:  # sized for the photo the crop is part of: its short side at detection's 256
+                ref = DETECTION_SHORT_SIDE * big / self.crop
+                x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage, ref=ref)
             if big != self.crop:
                 x, m = shrink(x, m, self.crop)
             xs.append(x)

@@ -14,21 +14,21 @@ Two things here are NOT in the published code and are off in :data:`PUBLISHED`:
 
 * fading (contrast loss, a warm colour cast, a lifted black level), which the real prints in
   ``shared/photos`` show and the published recipe never synthesises;
-* structured damage. The paper blends 62 scratch and 55 paper textures that were never
-  released, and the published training paints externally supplied binary masks white. We
-  draw scratches, cracks, folds and dust procedurally instead, and return the mask of exactly
-  the pixels changed.
+* structured damage (:mod:`oldphoto.training.damage`): the paper blends 62 scratch and 55
+  paper textures that were never released; we draw scratches, wide cracks, folds, emulsion
+  loss and dust procedurally instead, and return the mask of exactly the pixels changed.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from oldphoto.training.damage import DAMAGE_KINDS, Damage, add_damage, draw_damage, parse_kinds  # noqa: F401 - re-exported
 
 # ---------------------------------------------------------------------------------------
 # The unstructured operations (parameters given, randomness only where the op is random)
@@ -223,127 +223,6 @@ def degrade(img: np.ndarray, rng: np.random.Generator, recipe: Recipe = PUBLISHE
     return img, ops
 
 
-# ---------------------------------------------------------------------------------------
-# Structured damage: procedural scratches, cracks, folds, dust, with their exact mask
-
-DAMAGE_KINDS = ("scratches", "cracks", "folds", "dust")
-
-
-@dataclass(frozen=True)
-class Damage:
-    """How much structured damage to draw; each kind appears with its probability."""
-
-    kinds: tuple[str, ...] = DAMAGE_KINDS
-    p_kind: dict[str, float] = field(
-        default_factory=lambda: {"scratches": 0.8, "cracks": 0.4, "folds": 0.3, "dust": 0.6}
-    )
-    opacity: tuple[float, float] = (0.6, 1.0)
-
-
-def _scale(h: int, w: int) -> float:
-    return max(1.0, min(h, w) / 384.0)
-
-
-def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int) -> list[tuple[float, float]]:
-    t = np.linspace(0, 1, n)[:, None]
-    pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
-    return [(float(x), float(y)) for x, y in pts]
-
-
-def _strokes_scratches(rng: np.random.Generator, h: int, w: int) -> list[tuple[list, int]]:
-    s, diag = _scale(h, w), float(np.hypot(h, w))
-    out = []
-    for _ in range(int(rng.integers(1, 7))):
-        start = rng.uniform([0, 0], [w, h])
-        angle = rng.uniform(0, np.pi)
-        length = rng.uniform(0.2, 0.9) * diag
-        end = start + length * np.array([np.cos(angle), np.sin(angle)])
-        bend = rng.normal(0, 0.08 * length, 2)
-        mid = (start + end) / 2 + bend
-        out.append((_bezier(start, mid, end, 32), max(1, int(round(rng.uniform(1, 3) * s)))))
-    return out
-
-
-def _strokes_cracks(rng: np.random.Generator, h: int, w: int) -> list[tuple[list, int]]:
-    s = _scale(h, w)
-    out = []
-    seeds = [(rng.uniform([0, 0], [w, h]), rng.uniform(0, 2 * np.pi)) for _ in range(int(rng.integers(1, 4)))]
-    budget = 12
-    while seeds and budget:
-        budget -= 1
-        pos, heading = seeds.pop()
-        pts = [(float(pos[0]), float(pos[1]))]
-        for _ in range(int(rng.integers(10, 60))):
-            heading += rng.normal(0, 0.5)
-            step = rng.uniform(3, 10) * s
-            pos = pos + step * np.array([np.cos(heading), np.sin(heading)])
-            pts.append((float(pos[0]), float(pos[1])))
-            if rng.random() < 0.04:
-                seeds.append((pos.copy(), heading + rng.choice([-1, 1]) * rng.uniform(0.4, 1.2)))
-        out.append((pts, max(1, int(round(rng.uniform(1, 2) * s)))))
-    return out
-
-
-def _strokes_folds(rng: np.random.Generator, h: int, w: int) -> list[tuple[list, int]]:
-    s = _scale(h, w)
-    out = []
-    for _ in range(int(rng.integers(1, 3))):
-        if rng.random() < 0.5:  # roughly vertical or roughly horizontal, edge to edge
-            x0, x1 = rng.uniform(0.1, 0.9, 2) * w
-            pts = [(float(x0), -5.0), (float(x1), h + 5.0)]
-        else:
-            y0, y1 = rng.uniform(0.1, 0.9, 2) * h
-            pts = [(-5.0, float(y0)), (w + 5.0, float(y1))]
-        out.append((pts, max(2, int(round(rng.uniform(2, 6) * s)))))
-    return out
-
-
-def _draw_dust(rng: np.random.Generator, h: int, w: int, draw: ImageDraw.ImageDraw) -> None:
-    s = _scale(h, w)
-    for _ in range(int(rng.integers(20, 200))):
-        cx, cy = rng.uniform([0, 0], [w, h])
-        rx, ry = rng.uniform(0.5, 2.5, 2) * s
-        draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=255)
-
-
-def add_damage(img: np.ndarray, rng: np.random.Generator, damage: Damage = Damage()) -> tuple[np.ndarray, np.ndarray]:
-    """Draw structured damage over ``img``; return the damaged photo and its H×W mask (255 = damaged).
-
-    The mask marks exactly the pixels that changed: each damaged pixel is blended towards a
-    light (mostly) or dark colour at a random opacity, and a pixel the blend would leave
-    unchanged is pushed by 64 levels so it still counts as damaged. At least one kind is drawn.
-    """
-    h, w = img.shape[:2]
-    chosen = [k for k in damage.kinds if rng.random() < damage.p_kind.get(k, 0.5)]
-    if not chosen:
-        chosen = [damage.kinds[int(rng.integers(len(damage.kinds)))]]
-    out = img.astype(np.float64)
-    mask = np.zeros((h, w), dtype=bool)
-    for kind in chosen:
-        layer = Image.new("L", (w, h), 0)
-        draw = ImageDraw.Draw(layer)
-        if kind == "dust":
-            _draw_dust(rng, h, w, draw)
-        else:
-            strokes = {"scratches": _strokes_scratches, "cracks": _strokes_cracks, "folds": _strokes_folds}[kind](rng, h, w)
-            for pts, width in strokes:
-                draw.line(pts, fill=255, width=width, joint="curve")
-        m = np.asarray(layer) > 0
-        light = rng.random() < (0.9 if kind == "folds" else 0.75)
-        colour = rng.uniform(215, 255, 3) if light else rng.uniform(0, 50, 3)
-        if kind != "folds":
-            colour = np.full(3, colour.mean())  # scratches and dust are neutral; folds may be tinted
-        alpha = rng.uniform(*damage.opacity) * (0.7 if kind == "folds" else 1.0)
-        out[m] = out[m] * (1 - alpha) + colour * alpha
-        mask |= m
-    result = _to_uint8(out)
-    same = mask & np.all(result == img, axis=2)
-    if same.any():
-        pushed = np.where(img[same] > 127, img[same].astype(int) - 64, img[same].astype(int) + 64)
-        result[same] = pushed.astype(np.uint8)
-    return result, mask.astype(np.uint8) * 255
-
-
 def degrade_photo(
     img: np.ndarray,
     seed: int,
@@ -370,15 +249,3 @@ def degrade_photo(
         out, mask = add_damage(out, rng, damage)
         ops.append({"op": "damage", "pixels": int((mask > 0).sum())})
     return out, mask, ops
-
-
-def parse_kinds(kinds: Sequence[str] | None) -> tuple[str, ...]:
-    """Validate a list of damage kinds (None or empty: all of them)."""
-    from oldphoto.errors import UsageError
-
-    if not kinds:
-        return DAMAGE_KINDS
-    bad = [k for k in kinds if k not in DAMAGE_KINDS]
-    if bad:
-        raise UsageError(f"unknown damage kind {bad[0]!r} (choose from {', '.join(DAMAGE_KINDS)})")
-    return tuple(dict.fromkeys(kinds))
