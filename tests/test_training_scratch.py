@@ -77,8 +77,8 @@ def _fixed_batch_bce(folder: Path | None, data: Path) -> float:
 def test_detector_lowers_its_loss_and_detects_through_weights(data: Path, tmp_path: Path, photos: Path) -> None:
     result = run(_cfg("detector", tmp_path, data, wf=3, lr=1e-3, val_size=64), progress=False)
     before, after = _fixed_batch_bce(None, data), _fixed_batch_bce(tmp_path, data)
-    # Measured (seed 0, one thread): 0.690 -> 0.605.
-    assert (before, after) == pytest.approx((0.690, 0.605), abs=0.03)
+    # Measured (seed 0, one thread, AMD EPYC): 0.690 -> 0.605 with the thin damage before issue 25,
+    # 0.691 -> 0.535 with its wide cracks, folds and emulsion loss; reference only (issue 24).
     assert after < 0.9 * before, (before, after)
     assert result.val is not None and set(result.val) == {"precision", "recall", "f1", "iou"}
     from oldphoto.api import Restorer
@@ -109,9 +109,9 @@ def test_the_hole_loss_is_the_scratch_mappings_and_trains_the_holes(vaes: dict, 
     holes = [step["hole_l1"] for step in result.losses if "hole_l1" in step]
     assert len(holes) >= 15  # half the samples carry damage: a batch of 4 almost always has some
     first, last = float(np.mean(holes[:5])), float(np.mean(holes[-5:]))
-    # Measured (seed 0, one thread): 0.792 -> 0.344 over 18 damaged batches.
-    assert (first, last) == pytest.approx((0.792, 0.344), abs=0.05)
-    assert last < 0.6 * first, (first, last)
+    # Measured (seed 0, one thread, AMD EPYC): 0.792 -> 0.344 with the thin damage before issue 25,
+    # 0.722 -> 0.473 with its wide cracks, folds and emulsion loss (more to fill); reference only.
+    assert last < 0.8 * first, (first, last)
 
 
 def test_detector_samples_shrink_as_detection_shrinks_a_photo(data: Path) -> None:
