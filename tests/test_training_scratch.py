@@ -112,9 +112,11 @@ def test_the_hole_loss_is_the_scratch_mappings_and_trains_the_holes(vaes: dict, 
     holes = [step["hole_l1"] for step in result.losses if "hole_l1" in step]
     assert len(holes) >= 15  # half the samples carry damage: a batch of 4 almost always has some
     first, last = float(np.mean(holes[:5])), float(np.mean(holes[-5:]))
-    # One thread, first and last five damaged batches: on an AMD EPYC Zen 4 (AVX-512, no AMX)
-    # 0.779 -> 0.335 for seed 0 (ratio 0.43; seeds 0-5: 0.37-0.53); the bar is a 35 % fall.
-    assert last < 0.65 * first, (first, last)
+    # One thread, first and last five damaged batches, AMD EPYC Zen 4 (AVX-512, no AMX), seed 0:
+    # 0.779 -> 0.335 (ratio 0.43; seeds 0-5: 0.37-0.53) with the thin damage before issue 25;
+    # 0.722 -> 0.473 (0.66) with its wide cracks, folds and emulsion loss (more to fill). The bar
+    # is a 20 % fall.
+    assert last < 0.8 * first, (first, last)
 
 
 def test_detector_samples_shrink_as_detection_shrinks_a_photo(data: Path) -> None:
