@@ -26,26 +26,12 @@ from oldphoto.training import degrade as dg
 from oldphoto.training.loop import run
 from oldphoto.training.stages import TrainConfig
 from oldphoto.weights.checkpoint import load_checkpoint
+from tests.test_residual import _photo, one_thread  # noqa: F401  (shared photo maker, one-thread fixture)
 
 LITE = dict(batch=2, crop=32, ngf=8, vae_blocks=1, vae_downsample=0, width=8, base=4, blocks=0, lr=1e-3,
             val_every=0, val_count=1, val_size=48, save_every=0, log_every=1, seed=0,
             weights={"gan": 0.0, "fm": 0.0, "vgg": 0.0}, residual=True, train_encoder=True, mapping_skip=True,
             norm="none", stem="s2", precision="fp32")  # auto picks bf16 for mapping on native-bf16 CPUs
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 127 // (w + h)], axis=-1)
-    return Image.fromarray(np.clip(base + rng.integers(-40, 40, (h, w, 3)), 0, 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
