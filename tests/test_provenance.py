@@ -157,3 +157,18 @@ def test_a_jpeg_whose_xmp_fills_its_segment_still_gets_the_provenance(tiny_weigh
     assert code == 0, output
     record = parse(read_xmp(out))
     assert record is not None and record["original_sha256"] == sha256_file(src)
+
+
+def test_a_jpeg_comparison_gets_the_provenance_when_the_originals_xmp_is_large(tiny_weights: Path, tmp_path: Path) -> None:
+    from oldphoto.imageio import save_image
+
+    src = tmp_path / "scan.png"
+    big = ORIGINAL_XMP.replace(b"Grandma, 1950", b"x" * 70_000)  # fits a PNG, not one JPEG segment
+    save_image(Image.new("RGB", (40, 32), (90, 80, 70)), src, xmp=big)
+    out, pair = tmp_path / "out.png", tmp_path / "pair.jpg"
+    code, output = _run("restore", str(src), str(out), "--comparison", str(pair), "--weights", str(tiny_weights),
+                        "--device", "cpu", "--mode", "quality", "--no-faces")
+    assert code == 0, output
+    assert b"x" * 70_000 in read_xmp(out)  # the PNG keeps the original's packet whole
+    record = parse(read_xmp(pair))
+    assert record is not None and record["original_sha256"] == sha256_file(src)

@@ -185,9 +185,12 @@ def _writer(job: Job, photo: Photo, result: Any, settings: Settings) -> Callable
         if job.save_mask is not None and result.detected_mask is not None:
             save_image(result.detected_mask, job.save_mask)
         if job.comparison is not None:
-            deep = output_format(job.comparison) in DEEP_FORMATS
+            fmt = output_format(job.comparison)
+            deep = fmt in DEEP_FORMATS
             pair = side_by_side(photo if deep else photo.image, result if deep else result.image)
-            save_image(pair, job.comparison, icc_profile=photo.icc_profile, xmp=xmp)
+            # A JPEG comparison beside a PNG or TIFF output needs its own packet: one APP1 segment may not hold the output's.
+            pair_xmp = provenance_xmp(result, photo, job.mask, fmt) if provenance and fmt != job.format else xmp
+            save_image(pair, job.comparison, icc_profile=photo.icc_profile, xmp=pair_xmp)
         write_restored(result, photo, job.output, job.format, provenance=provenance, xmp=xmp)
         if settings.review is not None:
             from oldphoto.fsutil import sha256_file
