@@ -73,6 +73,25 @@ def test_p_each_sets_how_often_each_family_applies(photo: np.ndarray) -> None:
     assert 20 < counts.count(0) < 60  # 0.6^4 = 13 % of 300 left undegraded
 
 
+def test_p_clean_keeps_that_share_nearly_clean(photo: np.ndarray) -> None:
+    """``--p-clean 0.3``: ~30 % of inputs get at most a JPEG at quality 85–100; 0 draws exactly as before."""
+    small = photo[:32, :32]
+    base, clean = d.Recipe(p_each=1.0), d.Recipe(p_each=1.0, p_clean=0.3)
+    light = 0
+    for seed in range(300):
+        out, ops = d.degrade(small, np.random.default_rng(seed), clean)
+        if len(ops) <= 1:
+            light += 1
+            assert all(op["op"] == "jpeg" and 85 <= op["quality"] <= 100 for op in ops)
+            assert np.abs(out.astype(int) - small.astype(int)).mean() < 8
+        else:
+            assert len(ops) == 4
+    assert 60 < light < 120  # 0.3 of 300
+    for seed in range(5):  # p_clean 0 takes no draw: the published recipe's bytes are unchanged
+        assert np.array_equal(d.degrade(small, np.random.default_rng(seed), base)[0],
+                              d.degrade(small, np.random.default_rng(seed), d.Recipe(p_each=1.0, p_clean=0.0))[0])
+
+
 def test_mask_marks_exactly_the_damaged_pixels(photo: np.ndarray) -> None:
     for seed in range(5):
         clean = d.degrade_photo(photo, seed)[0]  # the same draws up to the damage

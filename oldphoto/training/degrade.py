@@ -160,6 +160,10 @@ class Recipe:
     sp_salt: tuple[float, float] = (0.3, 0.8)
     jpeg_quality: tuple[int, int] = (40, 100)  # inclusive
     p_fade: float = 0.0  # not published
+    #: Not published: the share of inputs kept nearly clean (half of them JPEG-compressed at quality
+    #: 85–100, nothing else), so a residual network learns to leave a good photo alone.
+    p_clean: float = 0.0
+    clean_jpeg: tuple[int, int] = (85, 100)  # inclusive
     fade_contrast: tuple[float, float] = (0.45, 0.9)
     fade_lift: tuple[float, float] = (0.0, 0.2)
     fade_warmth: tuple[float, float] = (0.0, 0.7)
@@ -176,11 +180,18 @@ FAMILIES = ("blur", "noise", "resample", "jpeg")
 def degrade(img: np.ndarray, rng: np.random.Generator, recipe: Recipe = PUBLISHED) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Degrade an H×W×3 uint8 photo; return it and the operations applied with their parameters.
 
-    Draw order (fixed, so a seed pins the result): fading first when enabled (a print fades
+    Draw order (fixed, so a seed pins the result): whether the photo stays nearly clean when
+    ``p_clean`` is set (then at most a light JPEG and nothing else), fading when enabled (a print fades
     before it is scanned), then a permutation of the four published families and, for each,
     whether it applies and its parameters. Grey conversion is left to the caller.
     """
     ops: list[dict[str, Any]] = []
+    if recipe.p_clean > 0 and rng.random() < recipe.p_clean:
+        if rng.random() < 0.5:
+            quality = int(rng.integers(recipe.clean_jpeg[0], recipe.clean_jpeg[1] + 1))
+            img = jpeg(img, quality)
+            ops.append({"op": "jpeg", "quality": quality})
+        return img, ops
     if recipe.p_fade > 0 and rng.random() < recipe.p_fade:
         params = {
             "contrast": float(rng.uniform(*recipe.fade_contrast)),
