@@ -3,7 +3,10 @@
 Every photo goes through the real :class:`oldphoto.Restorer` (``model="lite"``, fp32), the
 path ``oldphoto restore --model lite`` takes: quality mode, or for the folders given with
 ``--scratched`` scratch mode with lite's own detector (``--detect-scratches``). Each row shows
-the photo as read and its restoration at the same height, labelled. Run from the repository root::
+the photo as read and its restoration at the same height, labelled, then the same detail of
+both at twice its pixel size: the square of the photo where the restoration changed it most,
+since grain and fine damage vanish when a whole photo is shrunk to a row. Run from the
+repository root::
 
     python docs/make_lite_sheet.py ../shared/photos/old --scratched ../shared/photos/scratched --out docs/images/lite-sheet.jpg
 """
@@ -15,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,9 +27,24 @@ from oldphoto import Restorer  # noqa: E402
 from oldphoto.imageio import READABLE_EXTENSIONS  # noqa: E402
 from oldphoto.inputs import load_photo  # noqa: E402
 
-ROW = 300
+ROW = 260
+ZOOM = 2
 GAP = 8
 LABEL = 22
+
+
+def most_changed(before: Image.Image, after: Image.Image, side: int) -> tuple[int, int, int, int]:
+    """The ``side``-pixel square (on a half-side grid) where ``after`` differs most from ``before``."""
+    diff = np.abs(np.asarray(before, np.float32) - np.asarray(after.resize(before.size), np.float32)).sum(axis=2)
+    side = min(side, before.width, before.height)
+    step = max(1, side // 2)
+    best, at = -1.0, (0, 0)
+    for y in range(0, before.height - side + 1, step):
+        for x in range(0, before.width - side + 1, step):
+            score = float(diff[y : y + side, x : x + side].mean())
+            if score > best:
+                best, at = score, (x, y)
+    return (at[0], at[1], at[0] + side, at[1] + side)
 
 
 def main() -> None:
@@ -33,9 +52,13 @@ def main() -> None:
     ap.add_argument("folders", nargs="*", type=Path, help="photos restored in quality mode")
     ap.add_argument("--scratched", nargs="*", type=Path, default=[], help="photos restored in scratch mode with detected masks")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--columns", type=int, default=2, help="before/after pairs per row of the sheet")
+    ap.add_argument("--columns", type=int, default=1, help="before/after pairs per row of the sheet")
+    ap.add_argument("--weights", type=Path, default=None, help="a lite folder to draw instead of the bundled one (a candidate)")
     args = ap.parse_args()
-    restorer = Restorer(model="lite", device="cpu", precision="fp32")
+    if args.weights is not None:
+        restorer = Restorer(args.weights, device="cpu", precision="fp32")
+    else:
+        restorer = Restorer(model="lite", device="cpu", precision="fp32")
     pairs = []
     for folder, scratched in [*((f, False) for f in args.folders), *((f, True) for f in args.scratched)]:
         for f in sorted(p for p in folder.iterdir() if p.suffix.lower() in READABLE_EXTENSIONS):
@@ -48,12 +71,17 @@ def main() -> None:
     tiles = []
     for name, before, after, label in pairs:
         w = round(before.width * ROW / before.height)
-        tile = Image.new("RGB", (2 * w + GAP, ROW + LABEL), "white")
+        box = most_changed(before, after, ROW // ZOOM)
+        tile = Image.new("RGB", (2 * w + 2 * ROW + 3 * GAP, ROW + LABEL), "white")
         tile.paste(before.resize((w, ROW), Image.LANCZOS), (0, LABEL))
         tile.paste(after.resize((w, ROW), Image.LANCZOS), (w + GAP, LABEL))
+        for k, img in enumerate((before, after)):
+            tile.paste(img.crop(box).resize((ROW, ROW), Image.LANCZOS), (2 * w + 2 * GAP + k * (ROW + GAP), LABEL))
         draw = ImageDraw.Draw(tile)
         draw.text((2, 4), f"{name}: before", fill="black")
         draw.text((w + GAP + 2, 4), label, fill="black")
+        draw.text((2 * w + 2 * GAP + 2, 4), f"detail at {ZOOM}x: before", fill="black")
+        draw.text((2 * w + 3 * GAP + ROW + 2, 4), "after", fill="black")
         tiles.append(tile)
     rows = [tiles[i : i + args.columns] for i in range(0, len(tiles), args.columns)]
     width = max(sum(t.width for t in r) + GAP * (len(r) - 1) for r in rows)
