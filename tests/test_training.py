@@ -203,6 +203,14 @@ def test_init_from_imported_published_weights(tiny_weights: Path, data: Path, tm
     assert moved < 0.01  # one Adam step at lr 1e-3
 
 
+def test_a_first_resume_still_starts_from_init_from(tiny_weights: Path, data: Path, tmp_path: Path) -> None:
+    """A run file that always says ``resume = true`` starts its first run from ``init_from`` (then resumes its own state)."""
+    result = run(_cfg("vae-a", tmp_path, data, steps=1, val=None, init_from=tiny_weights, resume=True), progress=False)
+    assert any("quality.encoder" in n for n in result.notes) and any("nothing to resume" in n for n in result.notes)
+    again = run(_cfg("vae-a", tmp_path, data, steps=2, val=None, init_from=tiny_weights, resume=True), progress=False)
+    assert any("resumed at step 1" in n for n in again.notes) and not any("quality.encoder" in n for n in again.notes)
+
+
 def test_vgg_loss_runs_with_given_weights(data: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

@@ -114,15 +114,16 @@ def run(
         restore_rng(saved["rng"], np_rng)
         step, elapsed_before = int(saved["step"]), float(saved["seconds"])
         notes.append(f"resumed at step {step}")
-    elif cfg.resume:
-        notes.append(f"nothing to resume in {state_dir}; starting afresh")
     elif has_state(state_dir):
         raise UsageError(f"{out}: already holds a training run; pass --resume to continue it or choose another --out")
-    elif cfg.init_from is not None:
-        got = stage.init_from(cfg.init_from)  # type: ignore[attr-defined]
-        if not got:
-            raise UsageError(f"{cfg.init_from}: no checkpoint with networks for stage {cfg.stage}")
-        notes.append(f"initialised from {cfg.init_from}: {', '.join(got)}")
+    else:
+        if cfg.resume:
+            notes.append(f"nothing to resume in {state_dir}; starting afresh")
+        if cfg.init_from is not None:
+            got = stage.init_from(cfg.init_from)  # type: ignore[attr-defined]
+            if not got:
+                raise UsageError(f"{cfg.init_from}: no checkpoint with networks for stage {cfg.stage}")
+            notes.append(f"initialised from {cfg.init_from}: {', '.join(got)}")
     for n in notes:
         say(n)
 
