@@ -59,3 +59,9 @@ def test_a_run_started_from_the_file_it_would_replace_is_refused(tmp_path: Path)
                              "--name", "detector", "--dest", str(dest)], capture_output=True, text=True)
     assert result.returncode != 0
     assert "the very file this would replace; point --init-from at a copy" in result.stderr
+
+
+def test_a_chain_trained_from_scratch_is_its_own_recipe(tmp_path: Path) -> None:
+    # --stem s2 --norm none: the chain trains end to end without VAE runs (vae_a, vae_b None).
+    run = _run(tmp_path / "lite2", "quality", "mapping", 17000, init_from=None, vae_a=None, vae_b=None)
+    assert [(s["stage"], s["step"]) for s in recipe(run, "quality")] == [("mapping", 17000)]

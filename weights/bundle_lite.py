@@ -126,6 +126,8 @@ def recipe(training: dict[str, Any], name: str) -> list[dict[str, Any]]:
         start = parent["config"].get("init_from")
     vaes: list[dict[str, Any]] = []
     for key in ("vae_a", "vae_b") if name != "detector" else ():
+        if not training["config"].get(key):  # a chain trained from scratch (--stem s2 --norm none) has no VAE runs
+            continue
         folder = Path(training["config"][key])
         if (folder / f"{key}.json").is_file():
             vaes.append(entry(json.loads((folder / f"{key}.json").read_text())["training"]))
@@ -136,8 +138,8 @@ def recipe(training: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 
 DESCRIPTIONS = {
-    "quality": "The bundled lite model (quality mode): the published networks at lite widths, full resolution "
-               "(no downsampling), trained on this project's CPU with oldphoto's training stages; {wiring}. See weights/README.md.",
+    "quality": "The bundled lite model (quality mode): the published networks at lite widths, {resolution}, "
+               "trained on this project's CPU with oldphoto's training stages; {wiring}.{levels} See weights/README.md.",
     "scratch": "The bundled lite model (scratch mode): the published networks at lite widths (latent at 1/4 resolution, "
                "partial non-local block), trained on this project's CPU with procedural damage; damaged pixels are first filled "
                "from their surroundings (pipeline.hole_fill), then {wiring} on the damaged pixels only "
@@ -169,6 +171,8 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true",
                     help="store the float tensors as float16 (half the size; loaded into the fp32 networks, which still "
                          "compute in fp32); for the detector, whose 2.4 M parameters would not fit the 10 MB bundle in fp32")
+    ap.add_argument("--levels", action="store_true",
+                    help="quality: run the gated levels step before the networks (pipeline.levels; undoes fading, see oldphoto/tone.py)")
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     ap.add_argument("--threshold", type=float, default=None, help="detector: the lite card's probability threshold (default: the run's)")
     ap.add_argument("--dilation", type=int, default=None, help="detector: grow the lite card's masks by this many pixels (default: none)")
@@ -201,7 +205,13 @@ def main() -> None:
     meta["model"] = "lite"
     skip = bool(meta.get("networks", {}).get("mapping", {}).get("config", {}).get("skip"))
     wiring = "e = encoder(input); restored = input + decoder(e + mapping(e))" if skip else "restored = input + decoder(mapping(encoder(input)))"
-    meta["description"] = DESCRIPTIONS[name].format(wiring=wiring)
+    encoder = meta.get("networks", {}).get("encoder", {}).get("config", {})
+    resolution = ("at half resolution (a learnt 2x2 stride-2 stem and tail in place of the 7x7 convs, as FFDNet's "
+                  "pixel-unshuffle; no instance norms)" if encoder.get("stem") == "s2" else "full resolution (no downsampling)")
+    if args.levels:
+        meta["pipeline"]["levels"] = True
+    levels = " A gated levels step undoes fading first (pipeline.levels, oldphoto/tone.py)." if meta["pipeline"].get("levels") else ""
+    meta["description"] = DESCRIPTIONS[name].format(wiring=wiring, resolution=resolution, levels=levels)
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
     if name == "detector":  # lite-only detection settings, chosen on a seed the card's scores do not use
         for key, value in (("threshold", args.threshold), ("dilation", args.dilation)):
