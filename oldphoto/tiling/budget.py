@@ -271,6 +271,10 @@ def plan(
             smallest = tile_bytes(prof, AUTO_TILES[-1], height, width) / share
             if device.type == "cpu" and explicit is not None:
                 smallest = (smallest + reserved) * _TILED_SLACK  # in the user's terms
+                # A network with a global step (lite's scratch attention) can need less untiled than tiled.
+                smallest = min(smallest, (untiled + reserved) * heap_factor())
+            else:
+                smallest = min(smallest, untiled)
             raise UsageError(
                 f"--max-memory {human_bytes(explicit if explicit is not None else budget)} is too small for this photo "
                 f"({height}×{width}); it needs at least {human_bytes(smallest)}"
