@@ -7,6 +7,7 @@ after a warm-up, with the file size and the load average (a loaded machine reads
 
     python benchmarks/lite_speed.py                       # ngf 16 and 32, 2 blocks; mapping 64/2
     python benchmarks/lite_speed.py --widths 32:2:64:2 24:2:64:2 32:2:32:2:1:32
+    python benchmarks/lite_speed.py --widths 64:1:64:0:0:32:s2 96:2:96:1:0:48:s2   # half resolution (stem s2)
     python benchmarks/lite_speed.py --weights oldphoto/weights/lite   # a trained checkpoint as it is
     python benchmarks/lite_speed.py --weights oldphoto/weights/lite --mode scratch   # + detector
 
@@ -37,11 +38,16 @@ from oldphoto.weights.checkpoint import read_meta, save_checkpoint  # noqa: E402
 PIPELINE = {"multiple": 4, "resample": "bilinear", "uses_mask": False, "mask_dilation": 0, "residual": True}
 
 
-def networks(ngf: int, vae_blocks: int, width: int, blocks: int, n_down: int = 2, base: int = 64) -> dict:
-    vae = {"ngf": ngf, "n_downsample": n_down, "n_blocks": vae_blocks}
+def networks(ngf: int, vae_blocks: int, width: int, blocks: int, n_down: int = 2, base: int = 64, stem: str = "") -> dict:
+    """A quality chain's ``networks``; ``stem`` "s2" is lite's half-resolution wiring (2×2 stem, no norms, latent skip)."""
+    vae: dict = {"ngf": ngf, "n_downsample": n_down, "n_blocks": vae_blocks}
+    mapping: dict = {"in_channels": ngf, "base": base, "width": width, "n_blocks": blocks}
+    if stem:
+        vae.update(norm="none", stem=stem)
+        mapping.update(norm="none", skip=True)
     return {
         "encoder": {"arch": "vae_encoder", "config": {"in_channels": 3, **vae}},
-        "mapping": {"arch": "mapping_quality", "config": {"in_channels": ngf, "base": base, "width": width, "n_blocks": blocks}},
+        "mapping": {"arch": "mapping_quality", "config": mapping},
         "decoder": {"arch": "vae_decoder", "config": {"out_channels": 3, **vae}},
     }
 
@@ -51,13 +57,14 @@ def describe(nets: dict) -> str:
     vae, mapping = nets["encoder"]["config"], nets["mapping"]["config"]
     skip = " + skip" if mapping.get("skip") else ""
     skip += f", non-local {mapping['nl_blocks']}" if "nl_blocks" in mapping else ""
-    return (f"VAE {vae['ngf']}/{vae['n_blocks']} ({vae['n_downsample']}× down), "
+    stem = f", stem {vae['stem']}" if vae.get("stem") else ""
+    return (f"VAE {vae['ngf']}/{vae['n_blocks']} ({vae['n_downsample']}× down{stem}), "
             f"mapping {mapping['width']}/{mapping['n_blocks']}{skip} (base {mapping['base']})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--widths", nargs="+", default=["16:2:64:2", "32:2:64:2"], help="NGF:VAE_BLOCKS:WIDTH:BLOCKS[:N_DOWNSAMPLE[:BASE]] (defaults 2 and 64)")
+    ap.add_argument("--widths", nargs="+", default=["16:2:64:2", "32:2:64:2"], help="NGF:VAE_BLOCKS:WIDTH:BLOCKS[:N_DOWNSAMPLE[:BASE[:s2]]] (defaults 2 and 64; s2: half resolution)")
     ap.add_argument("--weights", type=Path, nargs="*", default=[], help="time these trained checkpoint folders instead of random widths")
     ap.add_argument("--mode", choices=("quality", "scratch"), default="quality", help="which of their models to time (scratch: with --weights)")
     ap.add_argument("--threads", type=int, default=2)
@@ -76,8 +83,10 @@ def main() -> None:
         mask = Image.fromarray(add_damage(np.asarray(photo), np.random.default_rng(0), Damage())[1])
     folders = []
     for spec in [] if args.weights else args.widths:
-        ngf, vb, width, blocks, *rest = (int(v) for v in spec.split(":"))
-        nets = networks(ngf, vb, width, blocks, *rest)
+        fields = spec.split(":")
+        stem = fields.pop() if fields[-1] == "s2" else ""
+        ngf, vb, width, blocks, *rest = (int(v) for v in fields)
+        nets = networks(ngf, vb, width, blocks, *rest, stem=stem)
         folder = Path(tempfile.mkdtemp(prefix="lite-speed-"))
         torch.manual_seed(0)
         save_checkpoint(folder, "quality", build_bundle(nets).state_dict(), {"networks": nets, "pipeline": PIPELINE})
