@@ -146,3 +146,24 @@ def test_detector_damage_share_follows_p_damage(data: Path) -> None:
     # A drawn damage can miss a 32² crop now and then, so "damaged" is at most p, and near it.
     assert 0.15 <= damaged_share(0.3) <= 0.45
     assert damaged_share(1.0) >= 0.85
+
+
+def test_rescanned_detector_samples_fade_their_damage_with_the_print(data: Path) -> None:
+    from oldphoto.training.data import Sampler, load_photos
+    from oldphoto.training.degrade import Recipe
+    from oldphoto.training.damage import Damage
+
+    clean = load_photos([data / "clean"])[0]
+    # Fading alone, always, to at most 60 % contrast: a print whose damage came first fades
+    # with it, so no damaged pixel keeps paper-white; damage drawn after the fading does.
+    recipe = Recipe(p_each=0.0, p_fade=1.0, fade_contrast=(0.5, 0.6), p_grey=0.0)
+    damage = Damage(kinds=("cracks",), p_kind={"cracks": 1.0})
+
+    def brightest_damage(p_rescan: float) -> float:
+        s = Sampler(clean, crop=64, recipe=recipe, damage=damage, rng=np.random.default_rng(3))
+        batch = s.detection(16, p_damage=1.0, p_rescan=p_rescan)
+        grey = (batch.x + 1) * 127.5
+        return float(grey[batch.mask > 0].max())
+
+    assert brightest_damage(0.0) >= 235
+    assert brightest_damage(1.0) <= 215

@@ -189,7 +189,7 @@ class Sampler:
         mask = torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None]
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
-    def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8) -> Batch:
+    def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
         [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
@@ -197,7 +197,9 @@ class Sampler:
         and shrinks photo and mask to the crop size the way detection shrinks a photo to its
         working size (bilinear, no antialiasing), so the detector learns the softened damage
         it meets at inference, not only pixel-sharp strokes; the mask keeps what shrinks to
-        at least 0.3. At 1 the masks are exact. Damage that scales with the photo (cracks,
+        at least 0.3. At 1 the masks are exact. A share ``p_rescan`` of the crops is damaged
+        first and degraded after (the print cracked, then faded and was scanned), so their
+        damage is as soft and faint as on a real old print; the mask still marks it all. Damage that scales with the photo (cracks,
         folds, emulsion loss) is sized for a photo whose short side, at the crop's final
         scale, is detection's working 256 px: the crop is a part of such a photo.
         """
@@ -205,11 +207,15 @@ class Sampler:
         damage = self.damage or Damage()
         for _ in range(n):
             big = self.crop if rescale >= 1 else int(round(self.crop / self.rng.uniform(rescale, 1.0)))
-            x = self._degrade(random_crop(self._pick(self.clean), big, self.rng))
+            crop = random_crop(self._pick(self.clean), big, self.rng)
+            rescan = p_rescan > 0 and self.rng.random() < p_rescan
+            x = crop if rescan else self._degrade(crop)
             m = np.zeros(x.shape[:2], dtype=np.uint8)
             if self.rng.random() < p_damage:  # sized for the photo the crop is part of: its short side at detection's 256
                 ref = DETECTION_SHORT_SIDE * big / self.crop
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage, ref=ref)
+            if rescan:
+                x = self._degrade(x)
             if big != self.crop:
                 x, m = shrink(x, m, self.crop)
             xs.append(x)

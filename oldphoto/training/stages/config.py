@@ -82,6 +82,9 @@ class TrainConfig:
     hole_fill: str = "white"
     #: detector: probability that a training crop is damaged (the rest teach it what is not damage).
     p_damage: float = 0.8
+    #: detector: share of crops damaged before they are degraded (a print cracks, then ages and is
+    #: scanned: soft, faded, noisy cracks) instead of after (crisp damage on an aged photo).
+    p_rescan: float = 0.0
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
@@ -197,6 +200,7 @@ OPTIONS: dict[str, Option] = {
     "rescale": Option("detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks).", min=0.1, max=1.0),
     "hole_fill": Option("mapping-scratch: paint damaged input pixels 'white' (published) or fill them 'smooth'ly from their surroundings; recorded in the card."),
     "p_damage": Option("detector: probability that a training crop is damaged; the rest teach it what is not damage.", min=0.0, max=1.0),
+    "p_rescan": Option("detector: share of training crops damaged before the degradation (and fading) instead of after, so cracks are as soft and faint as on a scanned old print.", min=0.0, max=1.0),
     "seed": Option("Random seed (data, initialisation).", min=0),
     "val_every": Option("Validate every N steps (0: never).", min=0),
     "val_count": Option("Validation photos used.", min=1),

@@ -1,0 +1,46 @@
+"""Issue 25's named cracks on the real ``scratched/b`` are in the bundled lite detector's mask.
+
+``benchmarks/named_cracks.py`` holds the cracks' centre lines, traced by hand, and scores how
+much of each a mask covers (a point counts when a mask pixel lies within 2 px).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from named_cracks import CRACKS, coverage, detector_masks  # noqa: E402
+
+# Measured with the bundled detector (issue 25's, threshold 0.4 + 1 px), fp32, 2 threads, AMD EPYC
+# Zen 4 (4 Dec 2026): forehead crack 58 %, vertical crack's upper half 76 % (its faint lower half 22 %,
+# not asserted: no detector so far finds it), right temple crack 95 %; mask 2.49 % of the photo.
+# Another CPU's float32 moves the probability by a few 1e-6 (tests/test_lite_scratch.py), so a
+# centre-line point only where a mask pixel sits at the threshold: far less than the room left here.
+FLOORS = {"forehead crack": 0.5, "vertical crack, upper half": 0.65, "right temple crack": 0.85}
+AREA_CEILING = 0.035
+
+
+def test_coverage_counts_centre_line_points_within_two_pixels() -> None:
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[20, 10:50] = True  # a horizontal stroke
+    assert coverage(mask, [(10, 20), (49, 20)]) == 1.0
+    assert coverage(mask, [(10, 22), (49, 22)]) == 1.0  # 2 px off: still within tolerance
+    assert coverage(mask, [(10, 23), (49, 23)]) == 0.0
+    assert 0.5 <= coverage(mask, [(30, 20), (69, 20)]) <= 0.6  # about half of it runs past the stroke
+
+
+def test_the_bundled_detector_finds_the_named_cracks_of_scratched_b(photos: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    (tmp_path / "b.png").symlink_to(photos / "scratched_b.png")
+    masks = detector_masks(None, tmp_path, None, names=["b.png"])
+    (mask,) = masks["b.png"].values()
+    covered = {crack: coverage(mask, line) for crack, line in CRACKS["b.png"].items()}
+    for crack, floor in FLOORS.items():
+        assert covered[crack] >= floor, (crack, covered)
+    assert mask.mean() <= AREA_CEILING  # not by marking everything

@@ -1,0 +1,47 @@
+"""``weights/widen_lite.py`` grows the lite quality chain without changing what it computes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from oldphoto.models import build_network
+from oldphoto.weights.checkpoint import load_checkpoint
+from oldphoto.weights.choice import lite_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _chain(folder: Path) -> tuple[dict, list[torch.nn.Module]]:
+    meta, tensors = load_checkpoint(folder, "quality")
+    nets = []
+    for name in ("encoder", "mapping", "decoder"):
+        spec = meta["networks"][name]
+        net = build_network(spec["arch"], spec["config"])
+        net.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}, strict=True)
+        nets.append(net.eval())
+    return meta, nets
+
+
+def test_a_widened_chain_computes_what_the_narrow_one_did(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(ROOT / "weights" / "widen_lite.py"), str(lite_folder()), str(tmp_path), "--ngf", "96"],
+                   check=True, capture_output=True)
+    narrow_meta, narrow = _chain(lite_folder())
+    wide_meta, wide = _chain(tmp_path)
+    assert narrow_meta["networks"]["encoder"]["config"]["ngf"] == 64
+    assert wide_meta["networks"]["encoder"]["config"]["ngf"] == wide_meta["networks"]["mapping"]["config"]["width"] == 96
+    assert sum(p.numel() for n in wide for p in n.parameters()) > 2 * sum(p.numel() for n in narrow for p in n.parameters())
+    x = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        a, b = x, x
+        for n, w in zip(narrow, wide):
+            a, b = n(a), w(b)
+    # The new channels feed nothing, so only the order of float32 sums may differ.
+    assert (a - b).abs().max().item() <= 1e-5
+    # ...and they are live: the mapping's new channels carry a signal the next step can use.
+    with torch.no_grad():
+        latent = wide[1](wide[0](x))
+    assert latent[:, 64:].abs().mean().item() > 1e-3
