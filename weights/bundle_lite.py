@@ -102,7 +102,8 @@ def kinds_summary(report: dict[str, Any]) -> dict[str, Any]:
     """scratch_detection.py's scores at the card's cut: per damage kind, precision and recall (2 px tolerance)."""
     cut = f"{report['card']['threshold']:g}/{report['card']['dilation']}"
     table = {s: {k: round(v, 4) for k, v in cuts[cut].items()} for s, cuts in report["scores"].items()}
-    return {**table, "photos": len(report["files"]), "seed": report["seed"], "cut": report["card"],
+    undamaged = {"undamaged, share marked": round(report["undamaged_marked"][cut], 5)} if "undamaged_marked" in report else {}
+    return {**table, **undamaged, "photos": len(report["files"]), "seed": report["seed"], "cut": report["card"],
             "benchmark": "benchmarks/scratch_detection.py" + (" --old" if report["old"] else "")
                          + f" on kodak24 (held out from training), one damage kind per set, {report['tolerance_px']} px tolerance, fp32"}
 
