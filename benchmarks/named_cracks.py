@@ -26,6 +26,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch_detection import detector_arguments, load_detector, masks_at  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "photos" / "scratched"
 TOLERANCE = 2
@@ -72,29 +75,15 @@ def coverage(mask: np.ndarray, line: list[tuple[int, int]], tolerance: int = TOL
 def detector_masks(weights: Path | None, folder: Path, cuts: list[tuple[float, int]] | None,
                    names: list[str] | None = None) -> dict[str, dict[tuple[float, int], np.ndarray]]:
     """Each named photo's (or ``names``') detection mask at each (threshold, dilation); default: the card's cut."""
-    from oldphoto import Restorer
-    from oldphoto.detection import detect_probability, detection_input, mask_from_probability
-
-    r = Restorer(weights, device="cpu", precision="fp32", model="auto" if weights else "lite")
-    meta, bundle = r.model("detector")
+    meta, bundle = load_detector(weights)
     cuts = cuts or [(float(meta["pipeline"].get("threshold", 0.4)), int(meta["pipeline"].get("dilation", 0)))]
-    out: dict[str, dict[tuple[float, int], np.ndarray]] = {}
-    for name in names or list(CRACKS):
-        x, size = detection_input(Image.open(folder / name).convert("RGB"), meta["pipeline"], "default")
-        with torch.inference_mode():
-            prob = detect_probability(bundle["unet"], x, size)
-        out[name] = {(t, g): np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0 for t, g in cuts}
-    return out
+    return {name: masks_at(np.asarray(Image.open(folder / name).convert("RGB")), meta, bundle, cuts) for name in names or list(CRACKS)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--folder", type=Path, default=PHOTOS, help="the scratched photos (default: shared/photos/scratched)")
-    ap.add_argument("--weights", type=Path, default=None, help="folder with detector.* (default: the bundled lite detector)")
-    ap.add_argument("--thresholds", type=float, nargs="+", default=None, help="cut the probability here (default: the card's)")
-    ap.add_argument("--dilations", type=int, nargs="+", default=None, help="grow the mask by this many pixels (default: the card's)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None, help="also write every score here")
+    detector_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cuts = None

@@ -77,6 +77,32 @@ def rates(c: np.ndarray) -> dict[str, float]:
             "f1": float(2 * p * r / (p + r)) if p + r else 0.0, "damaged_fraction": 0.0}
 
 
+def detector_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every detector benchmark takes: which detector, where to cut it, threads, JSON out."""
+    ap.add_argument("--weights", type=Path, default=None, help="folder with detector.* (default: the bundled lite detector)")
+    ap.add_argument("--thresholds", type=float, nargs="+", default=None, help="cut the probability here (default: the card's)")
+    ap.add_argument("--dilations", type=int, nargs="+", default=None, help="grow the mask by this many pixels (default: the card's)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="also write every score here")
+
+
+def load_detector(weights: Path | None) -> tuple[dict, dict]:
+    """The detector's card and networks, fp32 on the CPU: ``weights``' or the bundled lite one."""
+    from oldphoto import Restorer
+
+    return Restorer(weights, device="cpu", precision="fp32", model="auto" if weights else "lite").model("detector")
+
+
+def masks_at(photo: np.ndarray, meta: dict, bundle: dict, cuts: list[tuple[float, int]]) -> dict[tuple[float, int], np.ndarray]:
+    """Detect once, as ``restore --detect-scratches`` does; the H×W bool mask at each (threshold, dilation)."""
+    from oldphoto.detection import detect_probability, detection_input, mask_from_probability
+
+    x, size = detection_input(Image.fromarray(photo), meta["pipeline"], "default")
+    with torch.inference_mode():
+        prob = detect_probability(bundle["unet"], x, size)
+    return {(t, g): np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0 for t, g in cuts}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--folder", type=Path, default=KODAK, help="clean photos (default: shared kodak24)")
@@ -84,18 +110,10 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--old", action="store_true", help="degrade each photo with the published recipe before the damage")
-    ap.add_argument("--weights", type=Path, default=None, help="folder with detector.* (default: the bundled lite detector)")
-    ap.add_argument("--thresholds", type=float, nargs="+", default=None, help="cut the probability here (default: the card's)")
-    ap.add_argument("--dilations", type=int, nargs="+", default=None, help="grow the mask by this many pixels (default: the card's)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None, help="also write every score here")
+    detector_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from oldphoto import Restorer
-    from oldphoto.detection import detect_probability, detection_input, mask_from_probability
-
-    r = Restorer(args.weights, device="cpu", precision="fp32", model="auto" if args.weights else "lite")
-    meta, bundle = r.model("detector")
+    meta, bundle = load_detector(args.weights)
     card_threshold, card_dilation = float(meta["pipeline"].get("threshold", 0.4)), int(meta["pipeline"].get("dilation", 0))
     cuts = [(t, g) for t in (args.thresholds or [card_threshold]) for g in (args.dilations or [card_dilation])]
     files = clean_photos(args.folder, args.limit)
@@ -108,23 +126,16 @@ def main() -> None:
             photo, mask = damaged_photo(clean, set_name, seed, args.old)
             truth = mask > 0
             area[set_name].append(float(truth.mean()))
-            x, size = detection_input(Image.fromarray(photo), meta["pipeline"], "default")
-            with torch.inference_mode():
-                prob = detect_probability(bundle["unet"], x, size)
-            for t, g in cuts:
-                found = np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0
-                totals[set_name][(t, g)] += counts(found, truth)
+            for cut, found in masks_at(photo, meta, bundle, cuts).items():
+                totals[set_name][cut] += counts(found, truth)
         print(f"  {set_name}: done", file=sys.stderr)
     marked = {c: [] for c in cuts}  # what it marks on the undamaged photo (old: degraded alone): every pixel is a false hit
     for f in files:
         clean = np.asarray(Image.open(f).convert("RGB"))
         if args.old:
             clean = dg.degrade(clean, np.random.default_rng(zlib.crc32(f"{args.seed}:undamaged:{f.name}".encode())))[0]
-        x, size = detection_input(Image.fromarray(clean), meta["pipeline"], "default")
-        with torch.inference_mode():
-            prob = detect_probability(bundle["unet"], x, size)
-        for t, g in cuts:
-            marked[(t, g)].append(float((np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0).mean()))
+        for cut, found in masks_at(clean, meta, bundle, cuts).items():
+            marked[cut].append(float(found.mean()))
     scores = {s: {c: {**rates(totals[s][c]), "damaged_fraction": float(np.mean(area[s]))} for c in cuts} for s in args.sets}
     where = Path(args.weights) if args.weights else "bundled lite"
     print(f"detector {where} (card: threshold {card_threshold:g}, dilation {card_dilation}); {len(files)} photos from {args.folder}, seed {args.seed}, "
