@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--ngf", type=int, required=True, help="the new width (the old one's multiple or not)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    t0 = time.perf_counter()
     torch.manual_seed(args.seed)
     meta, tensors = load_checkpoint(args.run, "quality")
     networks = widened_config(meta["networks"], args.ngf)
@@ -80,7 +82,11 @@ def main() -> None:
         out.update({f"{net}.{k}": v for k, v in wide.state_dict().items()})
     keep = {k: meta[k] for k in ("pipeline", "sources") if k in meta}
     note = f"widened from {args.run} (ngf {meta['networks']['encoder']['config']['ngf']} -> {args.ngf}) by weights/widen_lite.py, seed {args.seed}"
-    save_checkpoint(args.out, "quality", out, {"networks": networks, **keep, "description": note})
+    command = f"python weights/widen_lite.py {args.run} {args.out} --ngf {args.ngf} --seed {args.seed}"
+    # a recipe step of its own: weights/bundle_lite.py follows init_from back through it to the narrow chain's card
+    training = {"stage": "widen", "command": command, "step": 0, "wall_seconds": round(time.perf_counter() - t0, 1),
+                "config": {"init_from": str(args.run)}}
+    save_checkpoint(args.out, "quality", out, {"networks": networks, **keep, "description": note, "training": training})
     print(f"{args.out}/quality.safetensors: {sum(v.numel() for v in out.values())} parameters ({note})")
 
 
