@@ -11,8 +11,10 @@ folds, emulsion loss, dust, drawn with their exact mask), seeded from ``--seed``
 
 Methods, all through the real :class:`oldphoto.Restorer` (fp32) where a model is involved:
 ``input`` (the damaged photo), ``telea`` (OpenCV's Telea inpainting with the true mask, radius
-3: the classical baseline that is given the answer to "where"), ``smooth`` (the pull-push fill
-lite's scratch model starts from, :func:`oldphoto.pipeline.fill_holes`, true mask, no network), ``quality`` (the model's
+3: the classical baseline that is given the answer to "where"), ``smooth`` (the pull-push fill,
+:func:`oldphoto.holefill.fill_holes`, true mask, no network), ``harmonic`` (that fill relaxed to
+Laplace's equation, :func:`oldphoto.holefill.fill_harmonic`; the card's ``hole_fill`` says which
+one lite's scratch model starts from), ``quality``  (the model's
 quality mode: no scratch branch, no mask), ``scratch+mask`` (scratch mode with the true mask)
 and ``scratch+detect`` (scratch mode with the model's own detector). Scores are PSNR (dB) on
 RGB in [0, 1] over the whole photo, over the damaged pixels only (mask > 0) and over the clear
@@ -41,12 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from oldphoto.pipeline import fill_holes  # noqa: E402
+from oldphoto.holefill import fill_harmonic, fill_holes  # noqa: E402
 from oldphoto.training import degrade as dg  # noqa: E402
 from quality import clean_photos, photo_arguments  # noqa: E402  (the same held-out photos, listed the same way)
 
 SETS = ("damage", "damage+old")
-METHODS = ("input", "telea", "smooth", "quality", "scratch+mask", "scratch+detect")
+METHODS = ("input", "telea", "smooth", "harmonic", "quality", "scratch+mask", "scratch+detect")
 
 
 def damaged_photo(clean: np.ndarray, set_name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +122,8 @@ def main() -> None:
             return telea(photo, mask), None
         if method == "smooth":
             return fill_holes(photo, mask), None
+        if method == "harmonic":
+            return fill_harmonic(photo, mask), None
         if method == "quality":
             return np.asarray(r.restore(img, mode="quality").convert("RGB")), None
         if method == "scratch+mask":

@@ -43,6 +43,7 @@ from PIL import Image
 from torch import nn
 
 from oldphoto.errors import ImageError, UsageError
+from oldphoto.holefill import HOLE_FILLS, fill_harmonic, fill_holes
 from oldphoto.inputs import fit_mask
 from oldphoto.models import RESTORATION_ORDER
 from oldphoto.tone import undo_fading
@@ -105,50 +106,12 @@ def paint_holes(pixels: np.ndarray, mask: np.ndarray, rows: int = 256) -> np.nda
     return out
 
 
-def _pull_push(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Every pixel's estimate from weighted colours ``x`` (already multiplied by ``w``) and weights ``w``.
-
-    A pixel with any weight keeps its weighted mean; one with none takes the bilinear upsample
-    of the next coarser level's estimate (2×2 sums), so holes of any size fill from their rims.
-    """
-    est = x / w.clamp_min(1e-12)
-    h, wd = x.shape[-2:]
-    if bool((w > 0).all()):
-        return est
-    if h == 1 and wd == 1:
-        return torch.full_like(est, 128.0)  # nothing known at all: mid-grey
-    coarse = _pull_push(F.avg_pool2d(x, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True))
-    return torch.where(w > 0, est, F.interpolate(coarse, size=(h, wd), mode="bilinear", align_corners=False))
-
-
-def fill_holes(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Fill damaged pixels (``mask`` ≥ 128) smoothly from the undamaged ones around them; keep the rest.
-
-    The bundled lite scratch model's input (its card's ``pipeline.hole_fill: "smooth"``, not
-    published): a small network that starts from a plausible fill only has to sharpen it,
-    where from white paint it must learn to undo the paint, and undoes too little.
-    """
-    if pixels.dtype == np.uint16:  # the fill works on the 0..255 scale (its mid-grey), in float64 to keep every level
-        x = torch.from_numpy(pixels / 257.0).permute(2, 0, 1)[None]
-    else:
-        x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a writable copy
-    w = torch.from_numpy(np.asarray(mask) < 128)[None, None].to(x.dtype)
-    filled = _pull_push(x * w, w)[0].permute(1, 2, 0)  # an undamaged pixel keeps x·1/1, exactly x
-    if pixels.dtype == np.uint16:
-        return (filled * 257.0).round_().clamp_(0, 65535).numpy().astype(np.uint16)
-    return filled.round_().clamp_(0, 255).to(torch.uint8).numpy()
-
-
-#: How damaged pixels are painted before the scratch networks: ``white`` as published, or
-#: ``smooth`` (:func:`fill_holes`), as a card's ``pipeline.hole_fill`` says.
-HOLE_FILLS = ("white", "smooth")
-
-
 def paint_damage(pixels: np.ndarray, mask: np.ndarray, how: str = "white") -> np.ndarray:
     """Damaged pixels (uint8 ``mask``, 255 = damaged) painted for the scratch networks, ``how`` in :data:`HOLE_FILLS`."""
     if how not in HOLE_FILLS:
         raise UsageError(f"unknown hole fill {how!r} (use {', '.join(HOLE_FILLS)})")
-    return paint_holes(pixels, mask) if how == "white" else fill_holes(pixels, mask)
+    fill = {"white": paint_holes, "smooth": fill_holes, "harmonic": fill_harmonic}[how]
+    return fill(pixels, mask)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

@@ -192,13 +192,15 @@ PHOTO_BYTES = 32
 #: What a damage mask adds: the mask image, its float copy (dilated once at a time) and the
 #: painted photo.
 MASK_BYTES = 12
-#: What the smooth hole fill (:func:`oldphoto.pipeline.fill_holes`) holds at its peak.
+#: What a hole fill (:mod:`oldphoto.holefill`) holds at its peak: the pull-push pyramid; the harmonic
+#: relaxation after it, once the pyramid is freed, 10 bytes a pixel and 150 per damaged pixel
+#: (inside this while under a third of the photo is damaged).
 FILL_BYTES = 64
 
 
 def photo_bytes(height: int, width: int, *, masked: bool = False, fill: str = "white") -> int:
     """Host bytes the photo's own buffers take while it is restored (counted in a CPU budget)."""
-    per_pixel = PHOTO_BYTES + (MASK_BYTES if masked else 0) + (FILL_BYTES if masked and fill == "smooth" else 0)
+    per_pixel = PHOTO_BYTES + (MASK_BYTES if masked else 0) + (FILL_BYTES if masked and fill != "white" else 0)
     return per_pixel * height * width
 
 

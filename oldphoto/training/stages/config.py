@@ -135,8 +135,10 @@ class TrainConfig:
             raise UsageError("--train-encoder needs --residual (the published mapping keeps VAE_A's encoder frozen)")
         if self.mapping_skip and self.stage != "mapping":
             raise UsageError("--mapping-skip is for the quality mapping stage (mapping) only")
-        if self.hole_fill not in ("white", "smooth") or (self.hole_fill != "white" and self.stage != "mapping-scratch"):
-            raise UsageError(f"--hole-fill {self.hole_fill}: use white or smooth, for the scratch mapping stage (mapping-scratch) only")
+        from oldphoto.holefill import HOLE_FILLS
+
+        if self.hole_fill not in HOLE_FILLS or (self.hole_fill != "white" and self.stage != "mapping-scratch"):
+            raise UsageError(f"--hole-fill {self.hole_fill}: use {', '.join(HOLE_FILLS)}, for the scratch mapping stage (mapping-scratch) only")
         if self.norm not in ("instance", "none"):
             raise UsageError(f"--norm {self.norm}: use instance or none")
         if self.stem not in ("conv7", "s2"):
@@ -198,7 +200,7 @@ OPTIONS: dict[str, Option] = {
     "p_each": Option("Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7).", min=0.0, max=1.0),
     "p_clean": Option("Share of training inputs kept nearly clean (half of them JPEG at quality 85-100, nothing else), so a good photo is left alone (not published).", min=0.0, max=1.0),
     "rescale": Option("detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks).", min=0.1, max=1.0),
-    "hole_fill": Option("mapping-scratch: paint damaged input pixels 'white' (published) or fill them 'smooth'ly from their surroundings; recorded in the card."),
+    "hole_fill": Option("mapping-scratch: paint damaged input pixels 'white' (published) or fill them from their surroundings, 'smooth' (pull-push) or 'harmonic'; recorded in the card."),
     "p_damage": Option("detector: probability that a training crop is damaged; the rest teach it what is not damage.", min=0.0, max=1.0),
     "p_rescan": Option("detector: share of training crops damaged before the degradation (and fading) instead of after, so cracks are as soft and faint as on a scanned old print.", min=0.0, max=1.0),
     "seed": Option("Random seed (data, initialisation).", min=0),
