@@ -13,8 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: How damaged pixels are painted before the scratch networks, as a card's ``pipeline.hole_fill`` says.
-HOLE_FILLS = ("white", "smooth", "harmonic")
 #: Red-black over-relaxation sweeps of :func:`fill_harmonic` and their factor: on issue 25's
 #: damage (kodak24, hole widths 1-40 px from a pull-push start) 60 sweeps at 1.9 land within
 #: 0.01 dB of a converged solve (benchmarks/scratch_quality.py, ``harmonic``).

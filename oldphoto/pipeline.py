@@ -43,7 +43,7 @@ from PIL import Image
 from torch import nn
 
 from oldphoto.errors import ImageError, UsageError
-from oldphoto.holefill import HOLE_FILLS, fill_harmonic, fill_holes
+from oldphoto.holefill import fill_harmonic, fill_holes
 from oldphoto.inputs import fit_mask
 from oldphoto.models import RESTORATION_ORDER
 from oldphoto.tone import undo_fading
@@ -106,12 +106,17 @@ def paint_holes(pixels: np.ndarray, mask: np.ndarray, rows: int = 256) -> np.nda
     return out
 
 
+#: How damaged pixels are painted before the scratch networks, as a card's ``pipeline.hole_fill`` says:
+#: ``white`` as published, ``smooth`` or ``harmonic`` (:mod:`oldphoto.holefill`).
+_FILLS = {"white": paint_holes, "smooth": fill_holes, "harmonic": fill_harmonic}
+HOLE_FILLS = tuple(_FILLS)
+
+
 def paint_damage(pixels: np.ndarray, mask: np.ndarray, how: str = "white") -> np.ndarray:
     """Damaged pixels (uint8 ``mask``, 255 = damaged) painted for the scratch networks, ``how`` in :data:`HOLE_FILLS`."""
-    if how not in HOLE_FILLS:
+    if how not in _FILLS:
         raise UsageError(f"unknown hole fill {how!r} (use {', '.join(HOLE_FILLS)})")
-    fill = {"white": paint_holes, "smooth": fill_holes, "harmonic": fill_harmonic}[how]
-    return fill(pixels, mask)
+    return _FILLS[how](pixels, mask)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

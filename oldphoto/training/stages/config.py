@@ -135,7 +135,7 @@ class TrainConfig:
             raise UsageError("--train-encoder needs --residual (the published mapping keeps VAE_A's encoder frozen)")
         if self.mapping_skip and self.stage != "mapping":
             raise UsageError("--mapping-skip is for the quality mapping stage (mapping) only")
-        from oldphoto.holefill import HOLE_FILLS
+        from oldphoto.pipeline import HOLE_FILLS
 
         if self.hole_fill not in HOLE_FILLS or (self.hole_fill != "white" and self.stage != "mapping-scratch"):
             raise UsageError(f"--hole-fill {self.hole_fill}: use {', '.join(HOLE_FILLS)}, for the scratch mapping stage (mapping-scratch) only")
