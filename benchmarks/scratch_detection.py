@@ -95,11 +95,10 @@ def load_detector(weights: Path | None) -> tuple[dict, dict]:
 
 def masks_at(photo: np.ndarray, meta: dict, bundle: dict, cuts: list[tuple[float, int]]) -> dict[tuple[float, int], np.ndarray]:
     """Detect once, as ``restore --detect-scratches`` does; the H×W bool mask at each (threshold, dilation)."""
-    from oldphoto.detection import detect_probability, detection_input, mask_from_probability
+    from oldphoto.detection import damage_probability, mask_from_probability
 
-    x, size = detection_input(Image.fromarray(photo), meta["pipeline"], "default")
     with torch.inference_mode():
-        prob = detect_probability(bundle["unet"], x, size)
+        prob = damage_probability(bundle["unet"], Image.fromarray(photo), meta["pipeline"], "default")
     return {(t, g): np.asarray(mask_from_probability(prob, {"threshold": t, "dilation": g})) > 0 for t, g in cuts}
 
 

@@ -180,13 +180,12 @@ class Restorer:
     def _detect(self, image: Image.Image, postprocess: str) -> Image.Image:
         import torch
 
-        from oldphoto.detection import detect_probability, detection_input, mask_from_probability
+        from oldphoto.detection import damage_probability, mask_from_probability
         from oldphoto.devices import autocast
 
         meta, bundle = self.model("detector")
-        x, size = detection_input(image, meta["pipeline"], postprocess)
         with torch.inference_mode(), autocast(self.device, self._precisions.get("detector", self.precision)):
-            prob = detect_probability(bundle["unet"], x.to(self.device), size)
+            prob = damage_probability(bundle["unet"], image, meta["pipeline"], postprocess, self.device)
         return mask_from_probability(prob, meta["pipeline"])
 
     def restore(

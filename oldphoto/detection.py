@@ -6,8 +6,10 @@ bicubic; grey with PIL's "L"; ``(p/255 − 0.5)/0.5``; bilinear resize so the sh
 nearest resize back; damaged where probability ≥ the card's threshold (0.4). In ``default``
 mode the probability is resized back to the photo's own size instead of the rounded one.
 Not published: a card may grow the mask by ``dilation`` pixels (3×3 steps, after the resize
-back), which the lite detector's card uses to cover the edges of wide cracks; the published
-card has none, so its masks stay the published ones.
+back), which the lite detector's card uses to cover the edges of wide cracks, and may give
+``short_side`` as a list of working scales whose probabilities are averaged (the lite card's
+256 and 384: the finer scale tells clean edges from strokes, the coarser one keeps the widest
+cracks); the published card has neither, so its masks stay the published ones.
 """
 
 from __future__ import annotations
@@ -50,6 +52,20 @@ def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int]) 
     """Run the UNet, sigmoid, and nearest-resize the probability to ``size`` (width, height)."""
     prob = torch.sigmoid(unet(x).float())
     return F.interpolate(prob, size=(size[1], size[0]), mode="nearest")
+
+
+def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[str, Any], postprocess: str,
+                       device: torch.device | str = "cpu") -> torch.Tensor:
+    """The card's damage probability (1×1×H×W at the photo's size): the UNet at each working
+    scale of ``short_side`` (one number, or a list), each resized back, averaged."""
+    scales = pipeline.get("short_side", 256)
+    scales = [int(s) for s in scales] if isinstance(scales, (list, tuple)) else [int(scales)]
+    total = None
+    for short in scales:
+        x, size = detection_input(image, {**pipeline, "short_side": short}, postprocess)
+        prob = detect_probability(unet, x.to(device), size)
+        total = prob if total is None else total.add_(prob)
+    return total if len(scales) == 1 else total.div_(len(scales))
 
 
 def probability_to_mask(prob: torch.Tensor, threshold: float) -> Image.Image:

@@ -67,14 +67,13 @@ def _half_damaged_weights(tiny_weights: Path, photo: Path, dest: Path) -> Path:
     import torch
 
     from oldphoto.api import Restorer
-    from oldphoto.detection import detect_probability, detection_input
+    from oldphoto.detection import damage_probability
     from oldphoto.inputs import load_photo
 
     shutil.copytree(tiny_weights, dest)
     meta, bundle = Restorer(dest, device="cpu").model("detector")
-    x, size = detection_input(load_photo(photo).image.convert("RGB"), meta["pipeline"], "default")
     with torch.inference_mode():
-        prob = detect_probability(bundle["unet"], x, size)
+        prob = damage_probability(bundle["unet"], load_photo(photo).image.convert("RGB"), meta["pipeline"], "default")
     card = json.loads((dest / "detector.json").read_text())
     card["pipeline"]["threshold"] = float(np.median(prob.numpy()))
     (dest / "detector.json").write_text(json.dumps(card))
