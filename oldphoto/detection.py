@@ -48,22 +48,26 @@ def detection_input(image: Image.Image, pipeline: Mapping[str, Any], postprocess
     return x, image.size
 
 
-def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Run the UNet, sigmoid, and nearest-resize the probability to ``size`` (width, height)."""
+def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int], resize: str = "nearest") -> torch.Tensor:
+    """Run the UNet, sigmoid, and resize the probability to ``size`` (width, height): nearest, as
+    published, or ``"bilinear"``."""
     prob = torch.sigmoid(unet(x).float())
+    if resize == "bilinear":
+        return F.interpolate(prob, size=(size[1], size[0]), mode="bilinear", align_corners=False)
     return F.interpolate(prob, size=(size[1], size[0]), mode="nearest")
 
 
 def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[str, Any], postprocess: str,
                        device: torch.device | str = "cpu") -> torch.Tensor:
     """The card's damage probability (1×1×H×W at the photo's size): the UNet at each working
-    scale of ``short_side`` (one number, or a list), each resized back, averaged."""
+    scale of ``short_side`` (one number, or a list), each resized back (the card's
+    ``resize_back``: nearest, as published, or bilinear), averaged."""
     scales = pipeline.get("short_side", 256)
     scales = [int(s) for s in scales] if isinstance(scales, (list, tuple)) else [int(scales)]
     total = None
     for short in scales:
         x, size = detection_input(image, {**pipeline, "short_side": short}, postprocess)
-        prob = detect_probability(unet, x.to(device), size)
+        prob = detect_probability(unet, x.to(device), size, str(pipeline.get("resize_back", "nearest")))
         total = prob if total is None else total.add_(prob)
     return total if len(scales) == 1 else total.div_(len(scales))
 

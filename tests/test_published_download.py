@@ -65,8 +65,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: dict[str, Any]
     def load_card(name: str) -> dict[str, Any]:
         return copy.deepcopy(cards[name])
 
-    monkeypatch.setattr("oldphoto.weights.cards.load_card", load_card)
+    # The importer first: it binds cards.load_card when it is imported, so importing it while that
+    # is patched would keep the tiny cards in it after this test (and break the parity tests after).
     monkeypatch.setattr("oldphoto.weights.importer.load_card", load_card)
+    monkeypatch.setattr("oldphoto.weights.cards.load_card", load_card)
     return tmp_path / "hf"
 
 
