@@ -65,3 +65,29 @@ def test_a_chain_trained_from_scratch_is_its_own_recipe(tmp_path: Path) -> None:
     # --stem s2 --norm none: the chain trains end to end without VAE runs (vae_a, vae_b None).
     run = _run(tmp_path / "lite2", "quality", "mapping", 17000, init_from=None, vae_a=None, vae_b=None)
     assert [(s["stage"], s["step"]) for s in recipe(run, "quality")] == [("mapping", 17000)]
+
+
+def test_the_detector_cards_working_scales_are_written_as_given(tmp_path: Path) -> None:
+    import shutil
+
+    from oldphoto import Restorer
+    from oldphoto.weights.choice import lite_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(lite_folder() / f"detector{suffix}", run)
+    for extra, expected in ((["--short-side", "256", "384", "--resize-back", "bilinear"], ([256, 384], "bilinear")),
+                            (["--short-side", "320"], (320, None))):
+        dest = tmp_path / f"dest{len(extra)}"
+        dest.mkdir()
+        done = subprocess.run([sys.executable, str(ROOT / "weights" / "bundle_lite.py"), str(run), "--name", "detector",
+                               "--fp16", "--dest", str(dest), *extra], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        pipeline = json.loads((dest / "detector.json").read_text())["pipeline"]
+        if expected[1] is None:  # the run's own card (the bundled one) already says bilinear; only the scale changes
+            assert pipeline["short_side"] == expected[0]
+        else:
+            assert (pipeline["short_side"], pipeline["resize_back"]) == expected
+        meta, _ = Restorer(dest, device="cpu", precision="fp32").model("detector")  # the card still verifies and loads
+        assert meta["pipeline"] == pipeline

@@ -177,6 +177,10 @@ def main() -> None:
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     ap.add_argument("--threshold", type=float, default=None, help="detector: the lite card's probability threshold (default: the run's)")
     ap.add_argument("--dilation", type=int, default=None, help="detector: grow the lite card's masks by this many pixels (default: none)")
+    ap.add_argument("--short-side", type=int, nargs="+", default=None,
+                    help="detector: the working scale(s), pixels on the short side; several are averaged (default: the run's, 256)")
+    ap.add_argument("--resize-back", choices=("nearest", "bilinear"), default=None,
+                    help="detector: how each scale's probability is resized to the photo (default: nearest, as published)")
     args = ap.parse_args()
 
     name = args.name
@@ -215,7 +219,9 @@ def main() -> None:
     meta["description"] = DESCRIPTIONS[name].format(wiring=wiring, resolution=resolution, levels=levels)
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
     if name == "detector":  # lite-only detection settings, chosen on a seed the card's scores do not use
-        for key, value in (("threshold", args.threshold), ("dilation", args.dilation)):
+        scales = args.short_side[0] if args.short_side and len(args.short_side) == 1 else args.short_side
+        for key, value in (("threshold", args.threshold), ("dilation", args.dilation), ("short_side", scales),
+                           ("resize_back", args.resize_back)):
             if value is not None:
                 meta["pipeline"][key] = value
     if name == "scratch":  # fill the damage only, then restore the whole photo in quality mode (measured: docs/TRAINING.md)
