@@ -36,6 +36,12 @@ def working_size(width: int, height: int, short: int = 256, multiple: int = 16) 
 
 def detection_input(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str) -> tuple[torch.Tensor, tuple[int, int]]:
     """Return the UNet input (1×1×h×w) and the (width, height) the probability is resized back to."""
+    grey, size = _grey(image, pipeline, postprocess)
+    return _at_scale(grey, size, int(pipeline.get("short_side", 256))), size
+
+
+def _grey(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The photo in grey as the UNet reads it (1×1×H×W in [−1, 1]) and its (width, height), before any working scale."""
     check_photo_size(image.size)
     image = image.convert("RGB")
     if postprocess == "published":
@@ -43,10 +49,13 @@ def detection_input(image: Image.Image, pipeline: Mapping[str, Any], postprocess
         if size != image.size:
             image = image.resize(size, Image.Resampling.BICUBIC)
     grey = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32))[None, None]
-    grey = grey.div_(255.0).sub_(0.5).div_(0.5)
-    w, h = working_size(*image.size, int(pipeline.get("short_side", 256)), 16)
-    x = F.interpolate(grey, size=(h, w), mode="bilinear", align_corners=False)
-    return x, image.size
+    return grey.div_(255.0).sub_(0.5).div_(0.5), image.size
+
+
+def _at_scale(grey: torch.Tensor, size: tuple[int, int], short: int) -> torch.Tensor:
+    """``grey`` resized bilinearly to the working size whose short side is ``short``."""
+    w, h = working_size(*size, short, 16)
+    return F.interpolate(grey, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int], resize: str = "nearest") -> torch.Tensor:
@@ -65,12 +74,12 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     ``resize_back``: nearest, as published, or bilinear), averaged."""
     scales = pipeline.get("short_side", 256)
     scales = [int(s) for s in scales] if isinstance(scales, (list, tuple)) else [int(scales)]
-    total = None
-    for short in scales:
-        x, size = detection_input(image, {**pipeline, "short_side": short}, postprocess)
-        prob = detect_probability(unet, x.to(device), size, str(pipeline.get("resize_back", "nearest")))
-        total = prob if total is None else total.add_(prob)
-    return total if len(scales) == 1 else total.div_(len(scales))
+    grey, size = _grey(image, pipeline, postprocess)  # once: only the resize differs per scale
+    resize = str(pipeline.get("resize_back", "nearest"))
+    total = detect_probability(unet, _at_scale(grey, size, scales[0]).to(device), size, resize)
+    for short in scales[1:]:
+        total.add_(detect_probability(unet, _at_scale(grey, size, short).to(device), size, resize))
+    return total.div_(len(scales))
 
 
 def probability_to_mask(prob: torch.Tensor, threshold: float) -> Image.Image:
