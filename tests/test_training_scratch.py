@@ -167,3 +167,20 @@ def test_rescanned_detector_samples_fade_their_damage_with_the_print(data: Path)
 
     assert brightest_damage(0.0) >= 235
     assert brightest_damage(1.0) <= 215
+
+
+def test_detector_damage_zoom_draws_wider_cracks_and_changes_nothing_at_one(data: Path) -> None:
+    from oldphoto.training.data import Sampler, load_photos
+    from oldphoto.training.damage import Damage
+
+    clean = load_photos([data / "clean"])[0]
+    damage = Damage(kinds=("cracks",), p_kind={"cracks": 1.0})
+
+    def batch(**zoom: float):
+        return Sampler(clean, crop=64, damage=damage, rng=np.random.default_rng(11)).detection(24, p_damage=1.0, **zoom)
+
+    plain, one = batch(), batch(damage_zoom=1.0)
+    assert torch.equal(plain.x, one.x) and torch.equal(plain.mask, one.mask)  # 1 is off: the same draws as before
+    # Cracks sized for a working size up to 3x larger: far more of each crop is crack, as a card's
+    # larger working sizes see the same damage wider.
+    assert float(batch(damage_zoom=3.0).mask.mean()) >= 1.5 * float(plain.mask.mean())

@@ -189,7 +189,8 @@ class Sampler:
         mask = torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None]
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
-    def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0) -> Batch:
+    def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0,
+                  damage_zoom: float = 1.0) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
         [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
@@ -201,7 +202,10 @@ class Sampler:
         first and degraded after (the print cracked, then faded and was scanned), so their
         damage is as soft and faint as on a real old print; the mask still marks it all. Damage that scales with the photo (cracks,
         folds, emulsion loss) is sized for a photo whose short side, at the crop's final
-        scale, is detection's working 256 px: the crop is a part of such a photo.
+        scale, is detection's working 256 px: the crop is a part of such a photo; with
+        ``damage_zoom`` Z > 1 that working size is 256·z, z uniform in [1, Z], as a card that
+        also runs the UNet at larger sizes shows the same damage wider (at 1 nothing more is
+        drawn from the generator, so the samples stay exactly as before).
         """
         xs, masks = [], []
         damage = self.damage or Damage()
@@ -213,6 +217,8 @@ class Sampler:
             m = np.zeros(x.shape[:2], dtype=np.uint8)
             if self.rng.random() < p_damage:  # sized for the photo the crop is part of: its short side at detection's 256
                 ref = DETECTION_SHORT_SIDE * big / self.crop
+                if damage_zoom > 1:
+                    ref *= self.rng.uniform(1.0, damage_zoom)
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage, ref=ref)
             if rescan:
                 x = self._degrade(x)

@@ -41,7 +41,8 @@ class DetectorStage(Stage):
         return [got] if got else []
 
     def batch(self, sampler: Sampler) -> Batch:
-        return sampler.detection(self.cfg.batch, rescale=self.cfg.rescale, p_damage=self.cfg.p_damage, p_rescan=self.cfg.p_rescan)
+        return sampler.detection(self.cfg.batch, rescale=self.cfg.rescale, p_damage=self.cfg.p_damage, p_rescan=self.cfg.p_rescan,
+                                 damage_zoom=self.cfg.damage_zoom)
 
     def step(self, b: Batch) -> dict[str, float]:
         x, m = b.x.to(self.device), b.mask.to(self.device)  # type: ignore[union-attr]
