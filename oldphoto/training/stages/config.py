@@ -206,8 +206,8 @@ OPTIONS: dict[str, Option] = {
     "hole_fill": Option("mapping-scratch: paint damaged input pixels 'white' (published) or fill them from their surroundings, 'smooth' (pull-push) or 'harmonic'; recorded in the card."),
     "p_damage": Option("detector: probability that a training crop is damaged; the rest teach it what is not damage.", min=0.0, max=1.0),
     "p_rescan": Option("detector: share of training crops damaged before the degradation (and fading) instead of after, so cracks are as soft and faint as on a scanned old print.", min=0.0, max=1.0),
-    "damage_zoom": Option("detector: size each crop's damage for a working size Z times detection's 256 px, Z uniform in [1, ZOOM], "
-                          "as a card that also runs the UNet at larger sizes (384, 448) shows it: wider (1 = 256 only).", min=1.0, max=4.0),
+    "damage_zoom": Option("detector: size each crop's damage for a working size of 256·z px, z uniform from 1 to this, as a "
+                          "card that also runs the UNet at larger sizes (384, 448) shows it: wider (1 = sized for 256 alone).", min=1.0, max=4.0),
     "seed": Option("Random seed (data, initialisation).", min=0),
     "val_every": Option("Validate every N steps (0: never).", min=0),
     "val_count": Option("Validation photos used.", min=1),
