@@ -91,9 +91,8 @@ def _noisy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 # Measured on this crop (a training set's photo), fp32, on an AMD EPYC Zen 4 (AVX-512, no AMX), with
 # the half-resolution lite widened to 96 channels (wide96 at step 26000, stored as float16; 4 Dec
 # 2026): blurred 24.33 -> 25.60 dB, noisy 20.53 -> 28.77 dB (step 21000: 25.57 and 28.70; step 16000:
-# 25.57 and 28.68; step 11000: 25.49 and 28.63; at
-# step 6000: 25.39 and 28.53; the 64-channel chain at step 45000: 25.43 and 28.40; the full-resolution
-# lite before them: 25.24 and 24.21). What another CPU's float32 rounding can move, derived against
+# 25.57 and 28.68; step 11000: 25.49 and 28.63; step 6000: 25.39 and 28.53; the 64-channel chain at
+# step 45000: 25.43 and 28.40; the full-resolution lite before them: 25.24 and 24.21). What another CPU's float32 rounding can move, derived against
 # the same networks in float64 (as tests/data/parity/README.md does; measured with the step-11000
 # weights, the same layers): the raw output is at most 8.4e-7 from float64 and at most one 8-bit
 # pixel of the 110 592 is a level off; far below 0.01 dB, against bars 0.47 and 1.04 dB below the gains.
