@@ -5,6 +5,7 @@ and trained by ``oldphoto train mapping --residual``."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,18 @@ def test_lite_recipe_options_full_resolution_encoder_training_and_decay(data: Pa
         _decay_lr(Stage, sched, step)  # type: ignore[arg-type]
         rates.append(Stage.optims["g"].param_groups[0]["lr"])
     assert rates == pytest.approx([1e-3] * 7 + [7.5e-4, 5e-4, 2.5e-4])
+
+    # a later chunk restarts at the run file's rate, with the saved run's Adam moments
+    from oldphoto.training.stages import make_stage
+    from oldphoto.training.state import load_state
+
+    saved = load_state(tmp_path / "lite" / "state")["stage_state"]
+    chunk = make_stage(replace(cfg, lr=2.5e-4, steps=8, resume=True), torch.device("cpu"))
+    chunk.load_state(saved)
+    group = chunk.optims["mapping"].param_groups[0]
+    assert group["lr"] == group["initial_lr"] == 1.25e-4  # the mapping as published: TTUR, lr/2
+    moments = chunk.optims["mapping"].state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(moments, saved["optims"]["mapping"]["state"][0]["exp_avg"]) and moments.abs().sum() > 0
     with pytest.raises(UsageError, match="--train-encoder needs --residual"):
         TrainConfig(stage="mapping", out=tmp_path, train_encoder=True).loss_weights()
     with pytest.raises(UsageError, match="--mapping-skip"):

@@ -196,8 +196,8 @@ def _lay_out(stage: Stage, device: torch.device) -> None:
 def _decay_lr(stage: Stage, cfg: TrainConfig, step: int) -> None:
     """Set every optimiser's rate for ``step``: its initial rate, falling linearly to zero over the last ``cfg.decay`` steps.
 
-    The initial rate is kept in the optimiser's own state (``initial_lr``), so a resumed run
-    continues the same schedule.
+    The initial rate (``initial_lr``) is the run file's, set again on resume (``Stage.load_state``):
+    a resumed run continues the same schedule, and a later chunk may restart at a lower rate.
     """
     factor = min(1.0, (cfg.steps - step) / cfg.decay)
     for optim in stage.optims.values():

@@ -174,7 +174,10 @@ class Stage:
             for k, n in self.nets.items():
                 n.load_state_dict(state["nets"][k], strict=True)
             for k, o in self.optims.items():
+                rates = [g["lr"] for g in o.param_groups]  # this run file's rates, not the saved run's
                 o.load_state_dict(state["optims"][k])
+                for group, lr in zip(o.param_groups, rates):
+                    group["lr"] = group["initial_lr"] = lr
         except (KeyError, RuntimeError, ValueError) as exc:
             raise UsageError(
                 f"{self.cfg.out}/state: does not match this run's networks (were the widths changed?): {str(exc).splitlines()[0]}"
