@@ -122,12 +122,7 @@ def main() -> None:
         old = build_network(meta["networks"][net]["arch"], meta["networks"][net]["config"])
         old.load_state_dict({k[len(net) + 1:]: v for k, v in tensors.items() if k.startswith(net + ".")}, strict=True)
         new = build_network(networks[net]["arch"], networks[net]["config"])
-        if args.ngf is not None:
-            grow(old, new)
-        elif networks[net] == meta["networks"][net]:
-            new.load_state_dict(old.state_dict(), strict=True)
-        else:
-            deepen(old, new)
+        (grow if args.ngf is not None else deepen)(old, new)  # deepen copies an unchanged network as it is
         out.update({f"{net}.{k}": v for k, v in new.state_dict().items()})
     keep = {k: meta[k] for k in ("pipeline", "sources") if k in meta}
     note = f"{change} by weights/widen_lite.py, seed {args.seed}"
