@@ -87,9 +87,17 @@ def load_photos(folders: Sequence[Path], *, min_side: int = 8) -> tuple[list[np.
     return images, names
 
 
-def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, flip: bool = True, zoom: float = 1.0) -> np.ndarray:
     """A uniform ``size``² crop with a horizontal flip (p = ½); short sides below ``size`` are
-    first resized bicubically to ``size`` (the published rule for small photos)."""
+    first resized bicubically to ``size`` (the published rule for small photos).
+
+    With ``zoom`` Z > 1 the crop is cut from the photo enlarged bicubically by z, uniform in
+    [1, Z] (a smaller window, enlarged to ``size``): a softer photo, as a film scan is.
+    """
+    if zoom > 1:
+        window = max(1, round(size / rng.uniform(1.0, zoom)))
+        crop = random_crop(img, window, rng, flip)
+        return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BICUBIC))
     h, w = img.shape[:2]
     if min(h, w) < size:
         s = size / min(h, w)
@@ -132,9 +140,11 @@ class Sampler:
         recipe: Recipe = PUBLISHED,
         damage: Damage | None = None,
         rng: np.random.Generator,
+        zoom: float = 1.0,
     ) -> None:
         self.clean, self.old = clean, old or []
         self.crop, self.recipe, self.damage, self.rng = crop, recipe, damage, rng
+        self.zoom = zoom
 
     def _pick(self, pool: list[np.ndarray]) -> np.ndarray:
         return pool[int(self.rng.integers(len(pool)))]
@@ -175,7 +185,7 @@ class Sampler:
         """
         xs, ys, masks = [], [], []
         for _ in range(n):
-            y = random_crop(self._pick(self.clean), self.crop, self.rng)
+            y = random_crop(self._pick(self.clean), self.crop, self.rng, zoom=self.zoom)
             x = self._degrade(y)
             x, y = self._grey(x, y)
             m = np.zeros(x.shape[:2], dtype=np.uint8)

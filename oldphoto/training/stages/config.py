@@ -75,6 +75,9 @@ class TrainConfig:
     p_each: float = 0.7
     #: Share of training inputs kept nearly clean (at most a light JPEG); not published.
     p_clean: float = 0.0
+    #: mapping stages: cut each (degraded, clean) pair from the clean photo enlarged by z, uniform
+    #: in [1, zoom] (1 = off), so soft photos such as film scans are among the clean targets.
+    zoom: float = 1.0
     #: detector: smallest shrink of its training samples (1 = drawn at crop size, exact masks).
     rescale: float = 1.0
     #: mapping-scratch: how damaged input pixels are painted (``white`` as published, or ``smooth``;
@@ -202,6 +205,8 @@ OPTIONS: dict[str, Option] = {
     "fade": Option("Probability of synthetic fading (not in the published recipe).", min=0.0, max=1.0),
     "p_each": Option("Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7).", min=0.0, max=1.0),
     "p_clean": Option("Share of training inputs kept nearly clean (half of them JPEG at quality 85-100, nothing else), so a good photo is left alone (not published).", min=0.0, max=1.0),
+    "zoom": Option("mapping stages: cut training pairs from the clean photo enlarged by a factor uniform from 1 to this (bicubic), "
+                   "so soft photos (film scans) are among the clean targets and a soft but clean photo is left alone (1 = off).", min=1.0, max=4.0),
     "rescale": Option("detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks).", min=0.1, max=1.0),
     "hole_fill": Option("mapping-scratch: paint damaged input pixels 'white' (published) or fill them from their surroundings, 'smooth' (pull-push) or 'harmonic'; recorded in the card."),
     "p_damage": Option("detector: probability that a training crop is damaged; the rest teach it what is not damage.", min=0.0, max=1.0),
