@@ -399,7 +399,7 @@ class Restorer:
     ) -> np.ndarray:
         """Run mode ``mode``'s networks on the photo; then what its card's pipeline adds (lite scratch:
         keep the undamaged pixels, then restore the result in its ``then`` mode)."""
-        from oldphoto.pipeline import keep_undamaged, prepare
+        from oldphoto.pipeline import keep_undamaged, levels_after, prepare
         from oldphoto.tiling import photo_bytes, plan, restore_pixels
 
         meta, bundle = self.model(mode)
@@ -422,6 +422,7 @@ class Restorer:
             progress=progress,
             reserved=held,
         )
+        pixels = levels_after(pixels, pipeline)
         if mask is not None and pipeline.get("keep_undamaged"):
             pixels = keep_undamaged(pixels, image, mask, int(pipeline.get("fill_margin", 0)))
         then = pipeline.get("then")

@@ -25,9 +25,12 @@ pointwise step differs, so :func:`finish` and the tiled ``finish_map`` apply it 
 by tile (see :func:`to_unit`). Why: instance norms discard each channel's absolute level, so
 a decoder alone cannot say how bright the photo is (the published code restores the range by
 the stretch); the residual carries the level through from the input. A card's
-``pipeline.levels`` (lite) first undoes fading and colour casts with one gated affine map per
+``pipeline.levels`` (lite) undoes fading and colour casts with one gated affine map per
 channel (:mod:`oldphoto.tone`): the residual wiring keeps the input's levels, so without it
-a faded print would stay faded.
+a faded print would stay faded. ``true`` (or ``"before"``) runs it on the input,
+``"after"`` on the restored photo (:func:`levels_after`): blur and resampling lift a photo's
+darkest percentile and shorten its span, so measured before the networks a blurred but
+correctly exposed photo can look faded, and its colours are then "corrected" away.
 """
 
 from __future__ import annotations
@@ -154,7 +157,7 @@ def prepare(
             mask = fit_mask(mask, size)
     elif mask is not None:
         mask = fit_mask(mask, (pixels.shape[1], pixels.shape[0]))
-    if pipeline.get("levels"):
+    if pipeline.get("levels") in (True, "before"):
         pixels = undo_fading(pixels)  # a card's explicit fading step (lite), see oldphoto.tone
     m = None
     if uses_mask and mask is not None:
@@ -171,6 +174,11 @@ def prepare(
             x = reflect_pad(x, pad)
             m = reflect_pad(m, pad) if m is not None else None
     return Prepared(x=x, mask=m, size=(h, w), pad=pad, residual=is_residual(pipeline), top=white_of(pixels))
+
+
+def levels_after(pixels: np.ndarray, pipeline: Mapping[str, Any]) -> np.ndarray:
+    """The restored photo with fading undone when the card runs its levels step last (``"after"``)."""
+    return undo_fading(pixels) if pipeline.get("levels") == "after" else pixels
 
 
 def keep_undamaged(restored: np.ndarray, image: Image.Image | np.ndarray, mask: Image.Image, margin: int) -> np.ndarray:

@@ -134,3 +134,24 @@ def test_levels_act_alike_on_16_bit_photos() -> None:
     assert out16.dtype == np.uint16
     assert int(np.abs(out16.astype(np.int64) - out8.astype(np.int64) * 257).max()) <= 257  # within one 8-bit level
     assert undo_fading(_kodak_like(0).astype(np.uint16) * 257) is not None and fade_levels(_kodak_like(0).astype(np.uint16) * 257) is None
+
+
+def test_levels_after_stretch_the_restored_photo_not_the_input(data: Path, tmp_path: Path) -> None:
+    """``pipeline.levels = "after"``: the networks see the photo as it is, the gated step then acts on their output."""
+    import json
+
+    run(TrainConfig(stage="mapping", out=tmp_path / "lite", clean=[data], steps=3, **LITE), progress=False)
+    card_file = tmp_path / "lite" / "quality.json"
+    card = json.loads(card_file.read_text())
+    faded = Image.fromarray(dg.fade_print(_kodak_like(2), np.random.default_rng(2)))
+    plain = np.asarray(Restorer(tmp_path / "lite", device="cpu", precision="fp32").restore(faded, mode="quality"))
+    assert fade_levels(plain) is not None  # the residual chain keeps the fading
+    card["pipeline"]["levels"] = "after"
+    card_file.write_text(json.dumps(card))
+    assert torch.equal(prepare(faded, None, card["pipeline"]).x, prepare(faded, None, {"residual": True}).x)
+    after = np.asarray(Restorer(tmp_path / "lite", device="cpu", precision="fp32").restore(faded, mode="quality"))
+    assert np.array_equal(after, undo_fading(plain))
+    card["pipeline"]["levels"] = True
+    card_file.write_text(json.dumps(card))
+    before = np.asarray(Restorer(tmp_path / "lite", device="cpu", precision="fp32").restore(faded, mode="quality"))
+    assert not np.array_equal(before, after)  # a different order, so a different photo

@@ -172,8 +172,9 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true",
                     help="store the float tensors as float16 (half the size; loaded into the fp32 networks, which still "
                          "compute in fp32); for the detector, whose 2.4 M parameters would not fit the 10 MB bundle in fp32")
-    ap.add_argument("--levels", action="store_true",
-                    help="quality: run the gated levels step before the networks (pipeline.levels; undoes fading, see oldphoto/tone.py)")
+    ap.add_argument("--levels", nargs="?", const="before", choices=("before", "after"), default=None,
+                    help="quality: run the gated levels step (pipeline.levels; undoes fading, see oldphoto/tone.py) before the "
+                         "networks (the bare flag) or on the restored photo ('after')")
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     ap.add_argument("--threshold", type=float, default=None, help="detector: the lite card's probability threshold (default: the run's)")
     ap.add_argument("--dilation", type=int, default=None, help="detector: grow the lite card's masks by this many pixels (default: none)")
@@ -214,8 +215,9 @@ def main() -> None:
     resolution = ("at half resolution (a learnt 2x2 stride-2 stem and tail in place of the 7x7 convs, as FFDNet's "
                   "pixel-unshuffle; no instance norms)" if encoder.get("stem") == "s2" else "full resolution (no downsampling)")
     if args.levels:
-        meta["pipeline"]["levels"] = True
-    levels = " A gated levels step undoes fading first (pipeline.levels, oldphoto/tone.py)." if meta["pipeline"].get("levels") else ""
+        meta["pipeline"]["levels"] = True if args.levels == "before" else "after"
+    when = {True: "first", "before": "first", "after": "on the restored photo"}.get(meta["pipeline"].get("levels"))
+    levels = f" A gated levels step undoes fading {when} (pipeline.levels, oldphoto/tone.py)." if when else ""
     meta["description"] = DESCRIPTIONS[name].format(wiring=wiring, resolution=resolution, levels=levels)
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
     if name == "detector":  # lite-only detection settings, chosen on a seed the card's scores do not use
