@@ -4,7 +4,9 @@ Old prints fade toward their paper: the blacks lift, the whites dull, and each d
 own rate, which tints the photo (sepia, green, magenta). A small convolutional network sees a
 few dozen pixels at a time and cannot tell a faded print from a pale scene; the photo's
 histogram can. So the bundled ``lite`` model (its card's ``pipeline.levels``) runs this step
-on the whole photo first, and the networks then restore a photo of normal range.
+on the whole photo: on the restored one (``"after"``), because blur and resampling lift a
+photo's darkest percentile and shorten its span, so that measured on the input a blurred but
+well exposed photo can pass for a faded one (``oldphoto/pipeline.py``).
 
 The step is gated so that a correctly exposed photo is left exactly as it is. A faded print
 has both marks of fading at once: no channel reaches near black (the darkest channel's 0.5th
