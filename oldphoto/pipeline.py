@@ -157,7 +157,7 @@ def prepare(
             mask = fit_mask(mask, size)
     elif mask is not None:
         mask = fit_mask(mask, (pixels.shape[1], pixels.shape[0]))
-    if pipeline.get("levels") in (True, "before"):
+    if levels_order(pipeline) == "before":
         pixels = undo_fading(pixels)  # a card's explicit fading step (lite), see oldphoto.tone
     m = None
     if uses_mask and mask is not None:
@@ -176,9 +176,15 @@ def prepare(
     return Prepared(x=x, mask=m, size=(h, w), pad=pad, residual=is_residual(pipeline), top=white_of(pixels))
 
 
+def levels_order(pipeline: Mapping[str, Any]) -> str | None:
+    """When a card runs its levels step: ``"before"`` the networks (``true`` in older cards), ``"after"``, or None."""
+    value = pipeline.get("levels")
+    return "before" if value in (True, "before") else "after" if value == "after" else None
+
+
 def levels_after(pixels: np.ndarray, pipeline: Mapping[str, Any]) -> np.ndarray:
     """The restored photo with fading undone when the card runs its levels step last (``"after"``)."""
-    return undo_fading(pixels) if pipeline.get("levels") == "after" else pixels
+    return undo_fading(pixels) if levels_order(pipeline) == "after" else pixels
 
 
 def keep_undamaged(restored: np.ndarray, image: Image.Image | np.ndarray, mask: Image.Image, margin: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from oldphoto.cli import app
 from oldphoto.training import degrade as d
+from oldphoto.training.data import random_crop
 
 
 
@@ -163,8 +164,6 @@ def test_cli_errors_are_one_line(tmp_path: Path, case: str) -> None:
 
 def test_zoom_cuts_softer_crops_of_the_same_size(photo: np.ndarray) -> None:
     """``zoom`` (the mapping stages' soft clean targets) keeps the crop size, and off it draws as before."""
-    from oldphoto.training.data import random_crop
-
     plain = [random_crop(photo, 32, np.random.default_rng(s)) for s in range(20)]
     assert all(random_crop(photo, 32, np.random.default_rng(s), zoom=1.0).tobytes() == p.tobytes() for s, p in enumerate(plain))
     zoomed = [random_crop(photo, 32, np.random.default_rng(s), zoom=2.0) for s in range(20)]

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from oldphoto.fsutil import sha256_file  # noqa: E402
+from oldphoto.pipeline import levels_order  # noqa: E402
 from quality import PROJECT_SETS, STANDARD_SETS, best_classical, overall  # noqa: E402  (the benchmark's own sets and table)
 
 
@@ -216,7 +217,7 @@ def main() -> None:
                   "pixel-unshuffle; no instance norms)" if encoder.get("stem") == "s2" else "full resolution (no downsampling)")
     if args.levels:
         meta["pipeline"]["levels"] = True if args.levels == "before" else "after"
-    when = {True: "first", "before": "first", "after": "on the restored photo"}.get(meta["pipeline"].get("levels"))
+    when = {"before": "first", "after": "on the restored photo"}.get(levels_order(meta["pipeline"]))
     levels = f" A gated levels step undoes fading {when} (pipeline.levels, oldphoto/tone.py)." if when else ""
     meta["description"] = DESCRIPTIONS[name].format(wiring=wiring, resolution=resolution, levels=levels)
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}

@@ -143,8 +143,7 @@ class Sampler:
         zoom: float = 1.0,
     ) -> None:
         self.clean, self.old = clean, old or []
-        self.crop, self.recipe, self.damage, self.rng = crop, recipe, damage, rng
-        self.zoom = zoom
+        self.crop, self.recipe, self.damage, self.rng, self.zoom = crop, recipe, damage, rng, zoom
 
     def _pick(self, pool: list[np.ndarray]) -> np.ndarray:
         return pool[int(self.rng.integers(len(pool)))]
