@@ -155,3 +155,20 @@ def test_levels_after_stretch_the_restored_photo_not_the_input(data: Path, tmp_p
     card_file.write_text(json.dumps(card))
     before = np.asarray(Restorer(tmp_path / "lite", device="cpu", precision="fp32").restore(faded, mode="quality"))
     assert not np.array_equal(before, after)  # a different order, so a different photo
+
+
+def test_the_squared_error_loss_is_the_mean_of_squares_of_the_same_error(data: Path, tmp_path: Path) -> None:
+    """``image_l2`` (not published): the restored photo's mean squared error, what PSNR measures."""
+    with pytest.raises(UsageError, match="unknown loss 'image_l2' for stage detector"):
+        TrainConfig(stage="detector", out=tmp_path, weights={"image_l2": 1.0}).loss_weights()
+    both = {**LITE["weights"], "image_l1": 1.0, "image_l2": 1.0}
+    # At rate 0 the chain is the identity (zeroed last convolutions), so both terms measure the
+    # same error e = degraded − clean of one batch: mean(e²) ≥ mean(|e|)² (Jensen), and < 2·mean(|e|) as |e| ≤ 2.
+    step = run(TrainConfig(stage="mapping", out=tmp_path / "both", clean=[data], steps=1, **{**LITE, "weights": both, "lr": 0.0}),
+               progress=False).losses[0]
+    assert step["image_l1"] ** 2 <= step["image_l2"] < 2 * step["image_l1"] and step["image_l2"] != step["image_l1"]
+    only = {**LITE["weights"], "image_l1": 0.0, "image_l2": 10.0}
+    result = run(TrainConfig(stage="mapping", out=tmp_path / "l2", clean=[data], steps=3, **{**LITE, "weights": only}), progress=False)
+    last = result.losses[-1]
+    assert "image_l1" not in last and last["total"] == pytest.approx(10 * last["image_l2"], rel=1e-5)
+    assert load_checkpoint(tmp_path / "l2", "quality")[0]["training"]["loss_weights"]["image_l2"] == 10

@@ -24,10 +24,13 @@ STAGES = ("vae-a", "vae-b", "mapping", "mapping-scratch", "detector")
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "vae-a": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "latent_gan": 1.0},
     "vae-b": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0},
-    "mapping": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0},
+    # image_l2 (not published, off by default): mean squared error on the restored image, the
+    # loss PSNR measures; L1's per-pixel median snaps an edge of uncertain sub-pixel position to a
+    # whole pixel, where the mean draws it anti-aliased.
+    "mapping": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0, "image_l2": 0.0},
     # hole_l1 (not published, off by default): image L1 over the damaged pixels alone, so a
     # short run learns to fill them although they are a few percent of each crop.
-    "mapping-scratch": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0, "hole_l1": 0.0},
+    "mapping-scratch": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0, "image_l2": 0.0, "hole_l1": 0.0},
     # The detector's training is unpublished: plain per-pixel BCE on the logits (the published
     # option defaults hint at a positive weight of 1), optionally soft Dice for thin masks.
     "detector": {"bce": 1.0, "dice": 0.0},
@@ -200,7 +203,7 @@ OPTIONS: dict[str, Option] = {
     "lr": Option("Learning rate (published 2e-4; the mapping uses lr/2 and 2·lr with TTUR)."),
     "ttur": Option("TTUR (betas 0, 0.9; lr/2 and 2·lr). Default as published: on for mapping, off for mapping-scratch."),
     "weights": Option("Loss weight NAME=W (repeatable; 0 switches it off). Names: kl l1 gan fm vgg latent_gan (VAEs); "
-                      "latent_l1 gan fm vgg image_l1 hole_l1 (mappings); bce dice (detector). In a run file: a weights "
+                      "latent_l1 gan fm vgg image_l1 image_l2 hole_l1 (mappings); bce dice (detector). In a run file: a weights "
                       "table.", ("--loss",)),
     "fade": Option("Probability of synthetic fading (not in the published recipe).", min=0.0, max=1.0),
     "p_each": Option("Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7).", min=0.0, max=1.0),
