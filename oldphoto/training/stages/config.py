@@ -25,8 +25,8 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "vae-a": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "latent_gan": 1.0},
     "vae-b": {"kl": 1.0, "l1": 10.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0},
     # image_l2 (not published, off by default): mean squared error on the restored image, the
-    # loss PSNR measures; L1's per-pixel median snaps an edge of uncertain sub-pixel position to a
-    # whole pixel, where the mean draws it anti-aliased.
+    # loss PSNR measures. L1's optimum is each pixel's median, which leaves an isolated pixel
+    # that may be noise or detail alone: L1-trained lite kept salt-and-pepper specks.
     "mapping": {"latent_l1": 60.0, "gan": 1.0, "fm": 10.0, "vgg": 10.0, "image_l1": 0.0, "image_l2": 0.0},
     # hole_l1 (not published, off by default): image L1 over the damaged pixels alone, so a
     # short run learns to fill them although they are a few percent of each crop.
