@@ -143,7 +143,7 @@ class MappingStage(Stage):
             losses["latent_l1"] = (zh.float() - zy.float()).abs().mean()
         if w["image_l1"]:
             losses["image_l1"] = (yh.float() - y).abs().mean()
-        if w.get("image_l2"):
+        if w["image_l2"]:
             losses["image_l2"] = (yh.float() - y).square().mean()
         if w.get("hole_l1") and mask is not None and float(mask.sum()) > 0:
             holes = (mask > 0).float()  # N×1×H×W; averaged over the damaged pixels and channels only
