@@ -197,6 +197,22 @@ def _upload(page: Any, *paths: Path) -> str:
     return _status(page, "Working on", "Problem", before=before)
 
 
+def _yellow_share(page: Any) -> float:
+    """The share of the editor's canvas drawn in the marks' yellow, as the screen shows it."""
+    from io import BytesIO
+
+    shot = np.asarray(Image.open(BytesIO(page.locator("#editor canvas").first.screenshot())).convert("RGB")).astype(int)
+    r, g, b = shot[..., 0], shot[..., 1], shot[..., 2]
+    return float(((r - b > 90) & (g - b > 90) & (abs(r - g) < 40)).mean())
+
+
+def _wait_for_yellow(page: Any, share: float, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while (seen := _yellow_share(page)) < share:
+        assert time.monotonic() < deadline, f"the editor shows {seen:.1%} yellow, not the detected marks"
+        page.wait_for_timeout(250)
+
+
 def _artefacts(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("OLDPHOTO_TEST_ARTEFACTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
@@ -209,14 +225,15 @@ def test_upload_detect_paint_restore_download(app: App, page: Any, photos: Path,
 
     src = rotated_jpeg(photos, tmp_path / "grandad.jpg")
     assert "1 photo added: grandad.jpg. Working on grandad.jpg." in _upload(page, src)
+    unmarked = _yellow_share(page)
     page.click("#detect")
     assert "Found scratches on" in _status(page, "Found scratches", "Problem")
     detected = np.asarray(Restorer(app.weights, device="cpu").detect(src)) > 0
     assert 0.2 < detected.mean() < 0.8
     # The editor draws the yellow marks after the status line changes (software WebGL is slow); a
-    # stroke painted before they are drawn replaced them in 2 of about 10 runs here, so wait as a
-    # user waits to see them.
-    page.wait_for_timeout(1500)
+    # stroke painted before they are drawn replaces them (a fixed 1.5 s wait was too short once
+    # in a loaded full run), so wait as a user waits: until the marks are on the screen.
+    _wait_for_yellow(page, unmarked + 0.05)
 
     # One stroke across the middle of the photo, in a few moves.
     box = page.locator("#editor canvas").first.bounding_box()
