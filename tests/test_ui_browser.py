@@ -231,8 +231,8 @@ def test_upload_detect_paint_restore_download(app: App, page: Any, photos: Path,
     detected = np.asarray(Restorer(app.weights, device="cpu").detect(src)) > 0
     assert 0.2 < detected.mean() < 0.8
     # The editor draws the yellow marks after the status line changes (software WebGL is slow); a
-    # stroke painted before they are drawn replaces them (a fixed 1.5 s wait was too short once
-    # in a loaded full run), so wait as a user waits: until the marks are on the screen.
+    # stroke painted before they are drawn replaces them (a fixed 1.5 s wait, most likely what
+    # failed once in a loaded full run), so wait as a user waits: until the marks are on screen.
     _wait_for_yellow(page, unmarked + 0.05)
 
     # One stroke across the middle of the photo, in a few moves.
