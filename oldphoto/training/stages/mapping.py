@@ -141,15 +141,14 @@ class MappingStage(Stage):
         losses: dict[str, torch.Tensor] = {}
         if zy is not None:
             losses["latent_l1"] = (zh.float() - zy.float()).abs().mean()
-        if w["image_l1"] or w["image_l2"]:
-            error = yh.float() - y
-            if w["image_l1"]:
-                losses["image_l1"] = error.abs().mean()
-            if w["image_l2"]:
-                losses["image_l2"] = error.square().mean()
+        error = yh.float() - y  # one subtraction shared by the pixel losses (unused when all are off)
+        if w["image_l1"]:
+            losses["image_l1"] = error.abs().mean()
+        if w["image_l2"]:
+            losses["image_l2"] = error.square().mean()
         if w.get("hole_l1") and mask is not None and float(mask.sum()) > 0:
             holes = (mask > 0).float()  # N×1×H×W; averaged over the damaged pixels and channels only
-            losses["hole_l1"] = ((yh.float() - y).abs() * holes).sum() / (holes.sum() * y.shape[1])
+            losses["hole_l1"] = (error.abs() * holes).sum() / (holes.sum() * y.shape[1])
         self._image_terms(losses, torch.cat([x, yh.to(x.dtype)], 1), torch.cat([x, y], 1), yh, y)
         out = self._minimise(losses, "mapping")
         if self.use_d:
