@@ -202,7 +202,34 @@ def place(bundle: nn.ModuleDict, device: torch.device, precision: str) -> nn.Mod
     use_fast_kernels(bundle, device, precision)
     if device.type == "cpu":
         keep_freed_memory()
+        settle_vector_math()
     return bundle
+
+
+#: The float ops PyTorch hands to MKL's vector math library (VML) on x86 builds with MKL
+#: (``ATen/cpu/vml.h``) that a restore can reach: the decoders' tanh, and exp, log and sqrt.
+_VML_OPS = (torch.tanh, torch.exp, torch.log, torch.sqrt)
+_vml_settled = False
+
+
+def settle_vector_math() -> None:
+    """Call each MKL vector-math op once on one thread, so every later call computes the same bits.
+
+    Seen on an Intel Xeon with AMX (torch 2.13, MKL 2024.2): the first ``torch.tanh`` of a
+    process, split by MKL over two threads, computed one thread's half on a less accurate path
+    (up to 5e-5 off: one level in the 8-bit output for up to 1 value in 600), on a thread chosen
+    by chance; every later call agreed. So the same photo restored in two processes (the CLI
+    and the web app) came out different. A first call too small for MKL to split settles it.
+    Process-wide and idempotent; on builds without MKL the calls are merely cheap.
+    """
+    global _vml_settled
+    if _vml_settled:
+        return
+    probe = torch.full((16,), 0.5)
+    for op in _VML_OPS:
+        op(probe)
+        op(probe.double())
+    _vml_settled = True
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
