@@ -211,6 +211,16 @@ def test_a_first_resume_still_starts_from_init_from(tiny_weights: Path, data: Pa
     assert any("resumed at step 1" in n for n in again.notes) and not any("quality.encoder" in n for n in again.notes)
 
 
+def test_a_finished_run_resumed_again_keeps_its_validation(tiny_weights: Path, data: Path, tmp_path: Path) -> None:
+    """Resuming a run that already reached ``steps`` trains nothing and rewrites its checkpoint:
+    the card keeps the last validation (it used to say null, so a card bundled from it lost it)."""
+    first = run(_cfg("vae-a", tmp_path, data, steps=2, val_every=2, init_from=tiny_weights, resume=True), progress=False)
+    again = run(_cfg("vae-a", tmp_path, data, steps=2, val_every=2, init_from=tiny_weights, resume=True), progress=False)
+    assert first.val is not None and again.val == first.val
+    meta = load_checkpoint(tmp_path, "vae_a")[0]
+    assert meta["training"]["step"] == 2 and meta["training"]["validation"] == first.val
+
+
 def test_vgg_loss_runs_with_given_weights(data: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

@@ -104,7 +104,7 @@ def run(
     sampler = Sampler(clean, old, crop=cfg.crop, recipe=replace(PUBLISHED, p_fade=cfg.fade, p_each=cfg.p_each, p_clean=cfg.p_clean), damage=stage.damage, rng=np_rng, zoom=cfg.zoom)
 
     state_dir = out / "state"
-    step, elapsed_before = 0, 0.0
+    step, elapsed_before, last_val = 0, 0.0, None
     notes = list(stage.notes)
     if cfg.resume and has_state(state_dir):
         saved = load_state(state_dir)
@@ -113,6 +113,7 @@ def run(
         stage.load_state(saved["stage_state"])
         restore_rng(saved["rng"], np_rng)
         step, elapsed_before = int(saved["step"]), float(saved["seconds"])
+        last_val = saved.get("val")  # the checkpoint card of a resumed run keeps its last validation
         notes.append(f"resumed at step {step}")
     elif has_state(state_dir):
         raise UsageError(f"{out}: already holds a training run; pass --resume to continue it or choose another --out")
@@ -130,7 +131,7 @@ def run(
     log = _Log(out / "log.jsonl")
     log.write({"event": "start", "step": step, "time": time.time(), "config": cfg.record(), "loss_weights": stage.w,
                "data": {"clean": len(clean), "old": len(old), "val": len(val)}, "notes": notes, "command": command})
-    result = RunResult(step=step, notes=notes)
+    result = RunResult(step=step, notes=notes, val=last_val)
     start = time.monotonic()
     data_info = {"clean": [str(p) for p in cfg.clean], "clean_images": len(clean_names),
                  "old": [str(p) for p in cfg.old] if old else [], "old_images": len(old_names),
@@ -145,7 +146,7 @@ def run(
         seconds = elapsed_before + time.monotonic() - start
         rng = {**rng_state(np_rng), "numpy": feeder.numpy_state()}  # not the state after a batch drawn ahead
         save_state(state_dir, {"stage": cfg.stage, "step": step, "seconds": seconds,
-                               "stage_state": stage.state(), "rng": rng})
+                               "stage_state": stage.state(), "rng": rng, "val": result.val})
         result.output = _export(stage, out, cfg, step, seconds, result.val, data_info, command)
         log.write({"event": "checkpoint", "step": step, "seconds": seconds, "final": final})
 
