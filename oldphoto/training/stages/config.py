@@ -225,8 +225,9 @@ OPTIONS: dict[str, Option] = {
     "max_minutes": Option("Stop cleanly with a checkpoint after this long.", min=0.0),
     "decay": Option("Decay the learning rate linearly to zero over the last N steps (published: half the run); 0: constant.", min=0),
     "device": Option("auto, cpu, cuda, cuda:N or mps."),
-    "precision": Option("auto (fp16 AMP on CUDA; on a CPU with native bf16, bf16 for the stages it measured faster for: "
-                        "mapping, detector, vae-b; else fp32), fp32, bf16 or fp16. The card records what ran (precision_used)."),
+    "precision": Option("auto (fp16 AMP on CUDA; on a CPU with native bf16, bf16 for the stages measured faster there: "
+                        "mapping, detector, vae-b, and mapping-scratch with AMX; else fp32), fp32, bf16 or fp16. "
+                        "The card records what ran (precision_used)."),
     "prefetch": Option("Draw the next batch on a background thread while a step runs. Default: on CUDA, where the GPU would wait for the CPU's sampler."),
     "resume": Option("Continue the run saved in --out."),
     "residual": Option("mapping stages: global residual wiring (restored = input + decoder(mapping(encoder(input))), no min-max "
