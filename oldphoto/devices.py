@@ -4,8 +4,9 @@ Precision policy: ``auto`` is fp32, except for a model whose card records a meas
 agreement with fp32 (``precision.auto_bf16``: the 8-bit output within 1 level, mean, on real
 photos with its own trained weights; for a detector, its masks differing on at most 0.1 % of
 the pixels), which runs in bf16 on a CPU with native bf16 (AMX or AVX512-BF16) — see
-:func:`model_precision`. So far only the bundled lite models qualify (quality mean 0.074, max 3
-levels; scratch 0.068, max 3; the detector's masks 0.04 % apart; ``benchmarks/README.md``). The published weights cannot be
+:func:`model_precision`. So far only the bundled lite quality and scratch models qualify (their
+cards' ``precision`` records the measurement; the lite detector's masks differ on 0.2 % of the
+pixels, so it stays fp32; ``benchmarks/README.md``). The published weights cannot be
 measured here (the stand-ins are chaotic, so they say nothing), so they stay fp32 under
 ``auto``; :data:`AUTO_BF16_ON_CPU` would make bf16 the ``auto`` choice for every model once
 that is measured. ``auto`` never picks a precision the device lacks.
