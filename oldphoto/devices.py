@@ -83,10 +83,11 @@ def cpu_has_fast_bf16() -> bool:
     """
     if not torch.backends.mkldnn.is_available():
         return False
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(torch.cpu, probe, None)
-        if check is not None and check():
-            return True
+    if cpu_has_amx():
+        return True
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if check is not None and check():
+        return True
     try:
         if torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):
             return True
@@ -98,9 +99,7 @@ def cpu_has_fast_bf16() -> bool:
 def cpu_has_amx() -> bool:
     """True when the CPU has AMX bf16 tiles (Intel Xeon since Sapphire Rapids), where oneDNN's bf16 is fastest."""
     check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    if check is not None and torch.backends.mkldnn.is_available():
-        return bool(check())
-    return "amx_bf16" in _cpuinfo_flags()
+    return bool(check()) if check is not None else "amx_bf16" in _cpuinfo_flags()
 
 
 def auto_bf16_training_stages() -> frozenset[str]:
