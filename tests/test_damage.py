@@ -103,6 +103,29 @@ def test_a_crack_is_as_wide_as_the_recipe_says() -> None:
     assert np.mean([m.mean() for m in wide]) > 1.5 * np.mean([m.mean() for m in thin])
 
 
+def test_short_cracks_when_the_recipe_asks_for_them() -> None:
+    """``crack_length`` bounds a crack's length as a share of the short side: stubby cracks like
+    scratched/a's big one (about 0.11) cover a fraction of the area the default 0.25-1 draws."""
+    def share(length: tuple[float, float]) -> float:
+        damage = Damage(kinds=("cracks",), p_kind={"cracks": 1.0}, crack_width=(0.01, 0.01), crack_length=length)
+        return float(np.mean([(add_damage(_photo(256, 256), np.random.default_rng(s), damage)[1] > 0).mean() for s in range(12)]))
+
+    default, short = share(Damage().crack_length), share((0.08, 0.12))
+    assert Damage().crack_length == (0.25, 1.0)  # what every run before 5 Dec 2026 drew
+    assert short < 0.35 * default, (short, default)  # mean length 0.1 against 0.625
+
+
+def test_the_detector_stage_trains_on_its_shortest_crack_and_validates_on_the_default() -> None:
+    import torch
+
+    from oldphoto.training.stages.config import TrainConfig
+    from oldphoto.training.stages.detector import DetectorStage
+
+    stage = DetectorStage(TrainConfig(stage="detector", out=Path("unused"), crack_min=0.08), torch.device("cpu"))
+    assert stage.train_damage.crack_length == (0.08, 1.0)
+    assert stage.damage == Damage()
+
+
 def test_detector_crops_are_damaged_at_the_working_scale() -> None:
     """A 64 px crop drawn for the detector is a quarter of a 256 px photo: its cracks are as wide
     as a 256 px photo's, not as a 64 px one's."""

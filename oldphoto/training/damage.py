@@ -17,8 +17,9 @@ Cracks, folds and emulsion loss are sized as fractions of ``ref``, the short sid
 photo the damage belongs to (the drawn image's own short side unless the caller says the
 image is a crop of a larger photo), so they keep the proportions of the real prints at any
 resolution: a crack is 0.5–2.5 % of the short side wide (``scratched/a``'s big crack is about
-1–1.5 %, ``scratched/b``'s forehead crack about 1 %). Scratches and dust keep the absolute
-widths of the earlier generator.
+1–1.5 %, ``scratched/b``'s forehead crack about 1 %) and 25–100 % of it long by default
+(``Damage.crack_length``; ``a``'s big crack is a short, stubby 11 %). Scratches and dust keep
+the absolute widths of the earlier generator.
 
 Every draw comes from the caller's ``numpy.random.Generator``: the same seed gives the same
 bytes, and the mask marks exactly the pixels that changed.
@@ -48,6 +49,7 @@ class Damage:
     )
     opacity: tuple[float, float] = (0.6, 1.0)  # scratches and dust
     crack_width: tuple[float, float] = (0.005, 0.025)
+    crack_length: tuple[float, float] = (0.25, 1.0)  # of the short side; scratched/a's big crack is about 0.11
     fold_width: tuple[float, float] = (0.012, 0.035)
     flake_size: tuple[float, float] = (0.015, 0.08)  # emulsion flakes' radius
 
@@ -116,7 +118,7 @@ def _cracks(rng: np.random.Generator, h: int, w: int, ref: float, damage: Damage
             heading = float(np.arctan2(h / 2 - start[1], w / 2 - start[0]) + rng.normal(0, 0.6))
         else:
             start, heading = rng.uniform([0, 0], [w, h]), float(rng.uniform(0, 2 * np.pi))
-        todo.append((start, heading, rng.uniform(0.25, 1.0) * ref, rng.uniform(*damage.crack_width) * ref))
+        todo.append((start, heading, rng.uniform(*damage.crack_length) * ref, rng.uniform(*damage.crack_width) * ref))
     budget = 10
     while todo and budget:
         budget -= 1

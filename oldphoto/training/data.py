@@ -199,7 +199,7 @@ class Sampler:
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
     def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0,
-                  damage_zoom: float = 1.0) -> Batch:
+                  damage_zoom: float = 1.0, damage: Damage | None = None) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
         [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
@@ -214,10 +214,11 @@ class Sampler:
         scale, is detection's working 256 px: the crop is a part of such a photo; with
         ``damage_zoom`` Z > 1 that working size is 256·z, z uniform in [1, Z], as a card that
         also runs the UNet at larger sizes shows the same damage wider (at 1 nothing more is
-        drawn from the generator, so the samples stay exactly as before).
+        drawn from the generator, so the samples stay exactly as before). ``damage`` overrides the
+        sampler's own (the detector stage's training damage).
         """
         xs, masks = [], []
-        damage = self.damage or Damage()
+        damage = damage or self.damage or Damage()
         for _ in range(n):
             big = self.crop if rescale >= 1 else int(round(self.crop / self.rng.uniform(rescale, 1.0)))
             crop = random_crop(self._pick(self.clean), big, self.rng)

@@ -94,6 +94,9 @@ class TrainConfig:
     #: detector: damage sized for a working size up to this many times detection's 256 px (a card
     #: that also runs the UNet at larger sizes shows it wider); 1 sizes it for 256 alone.
     damage_zoom: float = 1.0
+    #: detector: the shortest crack drawn, as a share of the photo's short side (0.25 before 5 Dec
+    #: 2026; short, stubby cracks like scratched/a's big one are about 0.1).
+    crack_min: float = 0.25
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
@@ -216,6 +219,8 @@ OPTIONS: dict[str, Option] = {
     "p_rescan": Option("detector: share of training crops damaged before the degradation (and fading) instead of after, so cracks are as soft and faint as on a scanned old print.", min=0.0, max=1.0),
     "damage_zoom": Option("detector: size each crop's damage for a working size of 256·z px, z uniform from 1 to this, as a "
                           "card that also runs the UNet at larger sizes (384, 448) shows it: wider (1 = sized for 256 alone).", min=1.0, max=4.0),
+    "crack_min": Option("detector: the shortest crack drawn for training, as a share of the photo's short side (cracks run "
+                        "from this to the whole side; 0.25 draws what earlier runs drew).", min=0.02, max=1.0),
     "seed": Option("Random seed (data, initialisation).", min=0),
     "val_every": Option("Validate every N steps (0: never).", min=0),
     "val_count": Option("Validation photos used.", min=1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ class DetectorStage(Stage):
 
     name = "detector"
     output_name = "detector"
-    damage = Damage()
+    damage = Damage()  # what validation draws, the same for every run so that runs compare
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
@@ -35,13 +36,14 @@ class DetectorStage(Stage):
         self.unet = init_weights(build_network("scratch_unet", {"in_channels": 1, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
         self.nets = {"unet": self.unet}
         self.optims = {"unet": adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
+        self.train_damage = replace(Damage(), crack_length=(cfg.crack_min, 1.0))
 
     def init_from(self, folder: Path) -> list[str]:
         got = load_net(folder, [("detector", "unet")], self.unet, "detector")
         return [got] if got else []
 
     def batch(self, sampler: Sampler) -> Batch:
-        return sampler.detection(self.cfg.batch, rescale=self.cfg.rescale, p_damage=self.cfg.p_damage, p_rescan=self.cfg.p_rescan,
+        return sampler.detection(self.cfg.batch, damage=self.train_damage, rescale=self.cfg.rescale, p_damage=self.cfg.p_damage, p_rescan=self.cfg.p_rescan,
                                  damage_zoom=self.cfg.damage_zoom)
 
     def step(self, b: Batch) -> dict[str, float]:
