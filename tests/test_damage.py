@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from oldphoto.errors import UsageError
 from oldphoto.training.damage import DAMAGE_KINDS, Damage, add_damage, draw_damage
@@ -124,6 +125,28 @@ def test_the_detector_stage_trains_on_its_shortest_crack_and_validates_on_the_de
     stage = DetectorStage(TrainConfig(stage="detector", out=Path("unused"), crack_min=0.08), torch.device("cpu"))
     assert stage.train_damage.crack_length == (0.08, 1.0)
     assert stage.damage == Damage()
+
+
+def test_decoys_are_white_objects_left_out_of_the_mask() -> None:
+    """White shapes painted into the scene (collars, bows) change the photo but never the mask,
+    and a sampler without them draws exactly what it drew before."""
+    from oldphoto.training.damage import draw_decoys
+    from oldphoto.training.data import Sampler
+
+    photo = _photo(96, 96)
+    out = draw_decoys(photo, np.random.default_rng(0))
+    changed = np.any(out != photo, axis=2)
+    assert out.dtype == np.uint8 and 0.003 < changed.mean() < 0.5
+    assert out[changed].mean() > photo[changed].mean() + 40  # bright objects
+    clean = [_photo(160, 160, s) for s in range(3)]
+
+    def batch(**kw: float):
+        return Sampler(clean, crop=64, damage=_only("emulsion"), rng=np.random.default_rng(5)).detection(8, **kw)
+
+    plain, off = batch(p_damage=0.0), batch(p_damage=0.0, p_decoy=0.0)
+    assert torch.equal(plain.x, off.x)  # 0 is off: the same draws as before
+    decoyed = batch(p_damage=0.0, p_decoy=1.0)
+    assert not torch.equal(plain.x, decoyed.x) and float(decoyed.mask.sum()) == 0.0
 
 
 def test_detector_crops_are_damaged_at_the_working_scale() -> None:

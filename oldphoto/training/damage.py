@@ -259,6 +259,38 @@ def add_damage(img: np.ndarray, rng: np.random.Generator, damage: Damage = Damag
     return result, mask.astype(np.uint8) * 255
 
 
+def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = None) -> np.ndarray:
+    """Paint 1-3 white objects that are *not* damage (a collar, a bow, a white flower) into the scene.
+
+    Emulsion loss shows flat, grainy paper with ragged edges; white clothing is smooth-edged and
+    shaded. Drawn on the clean photo before any degradation or damage, with no mask, they teach a
+    detector that a bright patch is not damage by its brightness alone: the lite detector marked
+    ``scratched/b``'s collar tips and ``c``'s hair bow, and the fill smeared them. Sized as flakes
+    are (fractions of ``ref``, default the image's short side); edges antialiased (drawn at 4x).
+    """
+    h, w = img.shape[:2]
+    ref = float(min(h, w) if ref is None else ref)
+    out = img.astype(np.float64)
+    for _ in range(int(rng.integers(1, 4))):
+        c = rng.uniform([0, 0], [w, h])
+        r = rng.uniform(0.03, 0.12) * ref
+        k = int(rng.integers(3, 8))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+        rad = r * rng.uniform(0.5, 1.0, k)
+        big = Image.new("L", (4 * w, 4 * h), 0)
+        ImageDraw.Draw(big).polygon([(float(4 * (c[0] + a * np.cos(b))), float(4 * (c[1] + a * np.sin(b)))) for a, b in zip(rad, ang)], fill=255)
+        cover = np.asarray(big.resize((w, h), Image.Resampling.BOX), dtype=np.float64)[..., None] / 255.0
+        if not cover.any():
+            continue
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        d = rng.uniform(0, 2 * np.pi)
+        along = ((xx - c[0]) * np.cos(d) + (yy - c[1]) * np.sin(d)) / max(r, 1.0)
+        shade = rng.uniform(190, 245) - rng.uniform(5, 35) * along + rng.uniform(0, 25) * np.cos(along * rng.uniform(2, 6))  # light falls off; a soft fold
+        tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.6 else np.array([1.0, 0.97, 0.9])
+        out = out * (1 - cover) + np.clip(shade[..., None] * tint, 0, 255) * cover
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def parse_kinds(kinds: Sequence[str] | None) -> tuple[str, ...]:
     """Validate a list of damage kinds (None or empty: all of them)."""
     from oldphoto.errors import UsageError

@@ -24,6 +24,7 @@ from PIL import Image
 
 from oldphoto.errors import ImageError, UsageError
 from oldphoto.pipeline import paint_damage
+from oldphoto.training.damage import draw_decoys
 from oldphoto.training.degrade import PUBLISHED, Damage, Recipe, add_damage, degrade, to_grey
 
 
@@ -199,7 +200,7 @@ class Sampler:
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
     def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0,
-                  damage_zoom: float = 1.0, damage: Damage | None = None) -> Batch:
+                  damage_zoom: float = 1.0, damage: Damage | None = None, p_decoy: float = 0.0) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
         [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
@@ -215,13 +216,17 @@ class Sampler:
         ``damage_zoom`` Z > 1 that working size is 256·z, z uniform in [1, Z], as a card that
         also runs the UNet at larger sizes shows the same damage wider (at 1 nothing more is
         drawn from the generator, so the samples stay exactly as before). ``damage`` overrides the
-        sampler's own (the detector stage's training damage).
+        sampler's own (the detector stage's training damage). A share ``p_decoy`` of the crops get
+        white objects that are not damage painted into the scene first (``damage.draw_decoys``; at 0
+        nothing more is drawn from the generator).
         """
         xs, masks = [], []
         damage = damage or self.damage or Damage()
         for _ in range(n):
             big = self.crop if rescale >= 1 else int(round(self.crop / self.rng.uniform(rescale, 1.0)))
             crop = random_crop(self._pick(self.clean), big, self.rng)
+            if p_decoy > 0 and self.rng.random() < p_decoy:
+                crop = draw_decoys(crop, np.random.default_rng(int(self.rng.integers(2**63))), ref=DETECTION_SHORT_SIDE * big / self.crop)
             rescan = p_rescan > 0 and self.rng.random() < p_rescan
             x = crop if rescan else self._degrade(crop)
             m = np.zeros(x.shape[:2], dtype=np.uint8)

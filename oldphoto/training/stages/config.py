@@ -97,6 +97,8 @@ class TrainConfig:
     #: detector: the shortest crack drawn, as a share of the photo's short side (0.25 before 5 Dec
     #: 2026; short, stubby cracks like scratched/a's big one are about 0.1).
     crack_min: float = 0.25
+    #: detector: share of crops with white objects that are not damage painted in (collars, bows).
+    p_decoy: float = 0.0
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
@@ -221,6 +223,8 @@ OPTIONS: dict[str, Option] = {
                           "card that also runs the UNet at larger sizes (384, 448) shows it: wider (1 = sized for 256 alone).", min=1.0, max=4.0),
     "crack_min": Option("detector: the shortest crack drawn for training, as a share of the photo's short side (cracks run "
                         "from this to the whole side; 0.25 draws what earlier runs drew).", min=0.02, max=1.0),
+    "p_decoy": Option("detector: share of training crops with smooth, shaded white objects painted into the scene and left out "
+                      "of the mask (collars, bows, white flowers are not damage; 0 draws what earlier runs drew).", min=0.0, max=1.0),
     "seed": Option("Random seed (data, initialisation).", min=0),
     "val_every": Option("Validate every N steps (0: never).", min=0),
     "val_count": Option("Validation photos used.", min=1),
