@@ -8,8 +8,8 @@ mode the probability is resized back to the photo's own size instead of the roun
 Not published: a card may grow the mask by ``dilation`` pixels (3×3 steps, after the resize
 back), which the lite detector's card uses to cover the edges of wide cracks, and may give
 ``short_side`` as a list of working scales whose probabilities are averaged (the lite card's
-256 and 384: the finer scale tells clean edges from strokes, the coarser one keeps the widest
-cracks), each resized back bilinearly when it says ``"resize_back": "bilinear"``; the
+192 and 384: the larger scale tells clean edges from strokes, the smaller one keeps short, wide
+cracks whole), each resized back bilinearly when it says ``"resize_back": "bilinear"``; the
 published card has none of these, so its masks stay the published ones.
 """
 
