@@ -1,4 +1,5 @@
-"""Issue 25's named cracks on the real ``scratched/a`` and ``b`` are in the bundled lite detector's mask.
+"""Issue 25's named cracks on the real ``scratched/a`` and ``b`` are in the bundled lite detector's
+mask, and the white clothing of ``b`` and ``c`` is not.
 
 ``benchmarks/named_cracks.py`` holds the cracks' centre lines, traced by hand, and scores how
 much of each a mask covers (a point counts when a mask pixel lies within 2 px).
@@ -18,22 +19,26 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from named_cracks import CRACKS, coverage, detector_masks  # noqa: E402
 
-# Measured with the bundled detector (det31, threshold 0.4 + 1 px, the probabilities at 192 and 384
+# Measured with the bundled detector (det33, threshold 0.35 + 1 px, the probabilities at 192 and 384
 # px resized back bilinearly and averaged, weights stored as float16), fp32, 2 threads, Intel Xeon
-# with AMX (5 Dec 2026): on b the forehead crack 100 %, the vertical crack's upper half 100 %, its
-# faint lower half 29 %, the right temple crack 92 %, mask 6.76 % of the photo (partly b's white
-# collar); on a the big crack 100 %, the lower curved crack 82 %, mask 0.38 %. The detector bundled
-# before (det28 at 256 + 384 px) covered 81 / 84 / 51 / 98 % of b's (mask 5.23 %) and 92 / 92 % of
-# a's; det31 itself at det28's 256 + 384 px covers none of a's big crack, which fails the floor
-# below. Another CPU's float32 moves the probability by a few 1e-6 (tests/test_lite_scratch.py),
-# which flips a centre-line point only where a mask pixel sits that close to the threshold;
-# storing the weights as float16 (1e-3) moved an earlier detector's coverage by 7 points at
-# most, so the room left here is far more than a CPU takes.
+# with AMX (5 Dec 2026): on b the forehead crack 90 %, the vertical crack's upper half 100 %, its
+# faint lower half 29 %, the right temple crack 92 %, mask 4.80 % of the photo; on a the big crack
+# 100 %, the lower curved crack 84 %, mask 0.47 %. The detector bundled before det31 (det28 at
+# 256 + 384 px) covered 81 / 84 / 51 / 98 % of b's (mask 5.23 %) and 92 / 92 % of a's; det31 (the
+# same scales and cut as det33 but 0.4) covered all of b's forehead and upper vertical crack too,
+# but also marked 16 % of b's white collar and 17 % of c's white hair bow (det28: 2 % and 16 %;
+# det33: 0.4 % and none), which the fill smeared. Another CPU's float32 moves the probability by a
+# few 1e-6 (tests/test_lite_scratch.py), which flips a centre-line point only where a mask pixel
+# sits that close to the threshold; storing the weights as float16 (1e-3) moved an earlier
+# detector's coverage by 7 points at most, so the room left here is far more than a CPU takes.
 FLOORS = {
-    "b.png": {"forehead crack": 0.9, "vertical crack, upper half": 0.9, "vertical crack, lower half": 0.2, "right temple crack": 0.85},
-    "a.png": {"big crack, right": 0.9, "lower curved crack": 0.7},
+    "b.png": {"forehead crack": 0.8, "vertical crack, upper half": 0.9, "vertical crack, lower half": 0.2, "right temple crack": 0.85},
+    "a.png": {"big crack, right": 0.9, "lower curved crack": 0.75},
 }
-AREA_CEILING = {"b.png": 0.075, "a.png": 0.01}
+AREA_CEILING = {"b.png": 0.06, "a.png": 0.01}
+# White clothing that is not damage (rows, columns of the photo): b's collar tips, c's hair bow.
+NOT_DAMAGE = {"b.png": ((160, 200), (64, 176)), "c.png": ((96, 128), (80, 112))}
+CLOTHING_CEILING = 0.05
 
 
 def test_coverage_counts_centre_line_points_within_two_pixels() -> None:
@@ -55,6 +60,16 @@ def test_the_bundled_detector_finds_the_named_cracks(name: str, photos: Path, tm
     for crack, floor in FLOORS[name].items():
         assert covered[crack] >= floor, (crack, covered)
     assert mask.mean() <= AREA_CEILING[name]  # not by marking everything
+
+
+def test_the_bundled_detector_leaves_white_clothing_alone(photos: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    for name in NOT_DAMAGE:
+        (tmp_path / name).symlink_to(photos / f"scratched_{name}")
+    masks = detector_masks(None, tmp_path, None, names=list(NOT_DAMAGE))
+    for name, ((top, bottom), (left, right)) in NOT_DAMAGE.items():
+        (mask,) = masks[name].values()
+        assert mask[top:bottom, left:right].mean() <= CLOTHING_CEILING, name
 
 
 def test_the_bundled_card_averages_two_working_scales(photos: Path) -> None:
