@@ -271,6 +271,7 @@ def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = N
     h, w = img.shape[:2]
     ref = float(min(h, w) if ref is None else ref)
     out = img.astype(np.float64)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     for _ in range(int(rng.integers(1, 4))):
         c = rng.uniform([0, 0], [w, h])
         r = rng.uniform(0.03, 0.12) * ref
@@ -282,7 +283,6 @@ def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = N
         cover = np.asarray(big.resize((w, h), Image.Resampling.BOX), dtype=np.float64)[..., None] / 255.0
         if not cover.any():
             continue
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
         d = rng.uniform(0, 2 * np.pi)
         along = ((xx - c[0]) * np.cos(d) + (yy - c[1]) * np.sin(d)) / max(r, 1.0)
         shade = rng.uniform(190, 245) - rng.uniform(5, 35) * along + rng.uniform(0, 25) * np.cos(along * rng.uniform(2, 6))  # light falls off; a soft fold

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ class DetectorStage(Stage):
         self.unet = init_weights(build_network("scratch_unet", {"in_channels": 1, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
         self.nets = {"unet": self.unet}
         self.optims = {"unet": adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
-        self.train_damage = replace(Damage(), crack_length=(cfg.crack_min, 1.0))
+        self.train_damage = Damage(crack_length=(cfg.crack_min, 1.0))
 
     def init_from(self, folder: Path) -> list[str]:
         got = load_net(folder, [("detector", "unet")], self.unet, "detector")
