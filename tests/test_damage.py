@@ -127,6 +127,38 @@ def test_the_detector_stage_trains_on_its_shortest_crack_and_validates_on_the_de
     assert stage.damage == Damage()
 
 
+def test_dark_strokes_when_the_recipe_asks_for_them() -> None:
+    """``stroke_light`` is the chance that a photo's scratches (and its dust) are light: the default
+    draws exactly what every run before 6 Dec 2026 drew, and the detector stage's ``dark_strokes``
+    turns it around, which the benchmark (the default ``Damage``) does not see."""
+    import torch
+
+    from oldphoto.training.stages.config import TrainConfig
+    from oldphoto.training.stages.detector import DetectorStage
+
+    def dark_share(damage: Damage) -> float:
+        dark = 0
+        for s in range(40):
+            photo = np.full((64, 64, 3), 128, np.uint8)
+            out, mask = add_damage(photo, np.random.default_rng(s), damage)
+            dark += int(out[mask > 0].mean() < 128)
+        return dark / 40
+
+    thin = {"kinds": ("scratches",), "p_kind": {"scratches": 1.0}}
+    default = Damage(**thin)
+    assert default.stroke_light == 0.75
+    for s in range(5):  # the same bytes as an explicit 0.75
+        a = add_damage(_photo(96, 96), np.random.default_rng(s), default)
+        b = add_damage(_photo(96, 96), np.random.default_rng(s), Damage(**thin, stroke_light=0.75))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert 0.1 <= dark_share(default) <= 0.4
+    assert dark_share(Damage(**thin, stroke_light=0.0)) == 1.0
+    assert dark_share(Damage(**thin, stroke_light=1.0)) == 0.0
+    stage = DetectorStage(TrainConfig(stage="detector", out=Path("unused"), dark_strokes=0.5), torch.device("cpu"))
+    assert stage.train_damage.stroke_light == 0.5 and stage.damage == Damage()
+    assert DetectorStage(TrainConfig(stage="detector", out=Path("unused")), torch.device("cpu")).train_damage.stroke_light == 0.75
+
+
 def test_decoys_are_white_objects_left_out_of_the_mask() -> None:
     """White shapes painted into the scene (collars, bows) change the photo but never the mask,
     and a sampler without them draws exactly what it drew before."""

@@ -99,6 +99,9 @@ class TrainConfig:
     crack_min: float = 0.25
     #: detector: share of crops with white objects that are not damage painted in (collars, bows).
     p_decoy: float = 0.0
+    #: detector: share of thin scratches and dust drawn dark instead of light (0.25 before 6 Dec 2026;
+    #: the detector trained on that missed most dark strokes).
+    dark_strokes: float = 0.25
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
@@ -225,6 +228,8 @@ OPTIONS: dict[str, Option] = {
                         "from this to the whole side; 0.25 draws what earlier runs drew).", min=0.02, max=1.0),
     "p_decoy": Option("detector: share of training crops with smooth, shaded white objects painted into the scene and left out "
                       "of the mask (collars, bows, white flowers are not damage; 0 draws what earlier runs drew).", min=0.0, max=1.0),
+    "dark_strokes": Option("detector: share of thin scratches and dust drawn dark (black lines and specks, as a scratched negative "
+                           "prints them) instead of light; 0.25 draws what earlier runs drew.", min=0.0, max=1.0),
     "seed": Option("Random seed (data, initialisation).", min=0),
     "val_every": Option("Validate every N steps (0: never).", min=0),
     "val_count": Option("Validation photos used.", min=1),

@@ -35,7 +35,7 @@ class DetectorStage(Stage):
         self.unet = init_weights(build_network("scratch_unet", {"in_channels": 1, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
         self.nets = {"unet": self.unet}
         self.optims = {"unet": adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
-        self.train_damage = Damage(crack_length=(cfg.crack_min, 1.0))
+        self.train_damage = Damage(crack_length=(cfg.crack_min, 1.0), stroke_light=1.0 - cfg.dark_strokes)
 
     def init_from(self, folder: Path) -> list[str]:
         got = load_net(folder, [("detector", "unet")], self.unet, "detector")
