@@ -159,6 +159,27 @@ def test_dark_strokes_when_the_recipe_asks_for_them() -> None:
     assert DetectorStage(TrainConfig(stage="detector", out=Path("unused")), torch.device("cpu")).train_damage.stroke_light == 0.75
 
 
+def test_the_detector_mask_can_leave_out_invisible_damage() -> None:
+    """``min_change`` drops damaged pixels whose grey level moved less than that, once the crop is
+    degraded (a dark stroke over a black area); at 0 the sampler draws exactly what it drew before."""
+    from oldphoto.training.data import Sampler
+
+    dark = Damage(kinds=("scratches",), p_kind={"scratches": 1.0}, stroke_light=0.0)
+    half = np.concatenate([np.zeros((160, 80, 3), np.uint8), np.full((160, 80, 3), 200, np.uint8)], axis=1)
+
+    def batch(**kw: float):
+        return Sampler([half], crop=64, damage=dark, rng=np.random.default_rng(3)).detection(16, p_damage=1.0, p_rescan=0.5, **kw)
+
+    plain, off, visible = batch(), batch(min_change=0.0), batch(min_change=12.0)
+    assert torch.equal(plain.x, off.x) and torch.equal(plain.mask, off.mask)
+    assert torch.equal(plain.x, visible.x)  # the same crops; only the mask differs
+    assert bool((visible.mask <= plain.mask).all()) and float(visible.mask.sum()) < float(plain.mask.sum())
+    x = (plain.x + 1) * 127.5  # grey levels
+    kept, dropped = visible.mask > 0, (plain.mask > 0) & (visible.mask == 0)
+    assert float(x[dropped].mean()) < 40 < float(x[kept].mean())  # what goes is the dark stroke over black
+    assert float(batch(min_change=255.0).mask.sum()) == 0.0
+
+
 def test_decoys_are_white_objects_left_out_of_the_mask() -> None:
     """White shapes painted into the scene (collars, bows) change the photo but never the mask,
     and a sampler without them draws exactly what it drew before."""

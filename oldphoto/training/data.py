@@ -200,7 +200,8 @@ class Sampler:
         return Batch(x=to_batch(xs), y=to_batch(ys), mask=mask if self.damage is not None else None)
 
     def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0,
-                  damage_zoom: float = 1.0, damage: Damage | None = None, p_decoy: float = 0.0) -> Batch:
+                  damage_zoom: float = 1.0, damage: Damage | None = None, p_decoy: float = 0.0,
+                  min_change: float = 0.0) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
         [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
@@ -218,7 +219,10 @@ class Sampler:
         drawn from the generator, so the samples stay exactly as before). ``damage`` overrides the
         sampler's own (the detector stage's training damage). A share ``p_decoy`` of the crops get
         white objects that are not damage painted into the scene first (``damage.draw_decoys``; at 0
-        nothing more is drawn from the generator).
+        nothing more is drawn from the generator). With ``min_change`` > 0 the mask leaves out
+        damaged pixels whose grey level moved by less than that many levels once the crop is
+        degraded (a dark stroke over black hair, a thin scratch blurred away in a rescanned
+        crop): nobody can see them, so the detector is not taught to guess them.
         """
         xs, masks = [], []
         damage = damage or self.damage or Damage()
@@ -234,14 +238,25 @@ class Sampler:
                 ref = DETECTION_SHORT_SIDE * big / self.crop
                 if damage_zoom > 1:
                     ref *= self.rng.uniform(1.0, damage_zoom)
+                before = x
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage, ref=ref)
             if rescan:
-                x = self._degrade(x)
+                seed = int(self.rng.integers(2**63))  # as _degrade draws it
+                x = degrade(x, np.random.default_rng(seed), self.recipe)[0]
+                if min_change > 0 and m.any():  # the same degradation of the undamaged crop
+                    before = degrade(before, np.random.default_rng(seed), self.recipe)[0]
+            if min_change > 0 and m.any():
+                m = np.where(np.abs(_luma(x) - _luma(before)) >= min_change, m, 0).astype(np.uint8)
             if big != self.crop:
                 x, m = shrink(x, m, self.crop)
             xs.append(x)
             masks.append(m)
         return Batch(x=grey_batch(xs), mask=torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None])
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """Grey level as Pillow's "L" weighs the channels (ITU-R 601), in float."""
+    return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def shrink(photo: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -102,6 +102,9 @@ class TrainConfig:
     #: detector: share of thin scratches and dust drawn dark instead of light (0.25 before 6 Dec 2026;
     #: the detector trained on that missed most dark strokes).
     dark_strokes: float = 0.25
+    #: detector: leave out of the training mask damaged pixels whose grey level moved by less than
+    #: this (invisible strokes); 0 keeps every changed pixel, as every run before 6 Dec 2026 did.
+    mask_min_change: float = 0.0
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
@@ -230,6 +233,9 @@ OPTIONS: dict[str, Option] = {
                       "of the mask (collars, bows, white flowers are not damage; 0 draws what earlier runs drew).", min=0.0, max=1.0),
     "dark_strokes": Option("detector: share of thin scratches and dust drawn dark (black lines and specks, as a scratched negative "
                            "prints them) instead of light; 0.25 draws what earlier runs drew.", min=0.0, max=1.0),
+    "mask_min_change": Option("detector: leave out of the training mask damaged pixels whose grey level moved by fewer levels than this "
+                              "(a dark scratch over black hair is invisible, so the detector should not be taught to guess it); 0 keeps them all.",
+                              min=0.0, max=255.0),
     "seed": Option("Random seed (data, initialisation).", min=0),
     "val_every": Option("Validate every N steps (0: never).", min=0),
     "val_count": Option("Validation photos used.", min=1),
