@@ -202,6 +202,29 @@ def test_decoys_are_white_objects_left_out_of_the_mask() -> None:
     assert not torch.equal(plain.x, decoyed.x) and float(decoyed.mask.sum()) == 0.0
 
 
+def test_dark_decoys_are_black_garments_left_out_of_the_mask() -> None:
+    """Black, knitted shapes (a black top) darken the scene but never enter the mask, and a sampler
+    without them draws exactly what it drew before."""
+    from oldphoto.training.damage import draw_decoys
+    from oldphoto.training.data import Sampler
+
+    photo = np.full((96, 96, 3), 150, np.uint8)
+    out = draw_decoys(photo, np.random.default_rng(0), dark=True)
+    changed = np.any(out != photo, axis=2)
+    assert 0.003 < changed.mean() < 0.9
+    assert out[changed].mean() < 150 - 60  # dark objects
+    assert out[changed].astype(float).std() > 3  # textured, not flat
+    clean = [_photo(160, 160, s) for s in range(3)]
+
+    def batch(**kw: float):
+        return Sampler(clean, crop=64, damage=_only("emulsion"), rng=np.random.default_rng(5)).detection(8, **kw)
+
+    plain, off = batch(p_damage=0.0), batch(p_damage=0.0, p_dark_decoy=0.0)
+    assert torch.equal(plain.x, off.x)
+    decoyed = batch(p_damage=0.0, p_dark_decoy=1.0)
+    assert not torch.equal(plain.x, decoyed.x) and float(decoyed.mask.sum()) == 0.0
+
+
 def test_detector_crops_are_damaged_at_the_working_scale() -> None:
     """A 64 px crop drawn for the detector is a quarter of a 256 px photo: its cracks are as wide
     as a 256 px photo's, not as a 64 px one's."""

@@ -260,7 +260,7 @@ def add_damage(img: np.ndarray, rng: np.random.Generator, damage: Damage = Damag
     return result, mask.astype(np.uint8) * 255
 
 
-def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = None) -> np.ndarray:
+def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = None, dark: bool = False) -> np.ndarray:
     """Paint 1-3 white objects that are *not* damage (a collar, a bow, a white flower) into the scene.
 
     Emulsion loss shows flat, grainy paper with ragged edges; white clothing is smooth-edged and
@@ -268,6 +268,9 @@ def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = N
     detector that a bright patch is not damage by its brightness alone: the lite detector marked
     ``scratched/b``'s collar tips and ``c``'s hair bow, and the fill smeared them. Sized as flakes
     are (fractions of ``ref``, default the image's short side); edges antialiased (drawn at 4x).
+    With ``dark`` they are black garments instead: larger, 12-55 grey, shaded, with a fine knit
+    texture, as the black top on ``scratched/a`` that a detector trained on dark strokes marked
+    (dark paper in a crack is flat and ragged-edged).
     """
     h, w = img.shape[:2]
     ref = float(min(h, w) if ref is None else ref)
@@ -275,7 +278,7 @@ def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = N
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     for _ in range(int(rng.integers(1, 4))):
         c = rng.uniform([0, 0], [w, h])
-        r = rng.uniform(0.03, 0.12) * ref
+        r = rng.uniform(*((0.05, 0.25) if dark else (0.03, 0.12))) * ref
         k = int(rng.integers(3, 8))
         ang = np.sort(rng.uniform(0, 2 * np.pi, k))
         rad = r * rng.uniform(0.5, 1.0, k)
@@ -286,8 +289,15 @@ def draw_decoys(img: np.ndarray, rng: np.random.Generator, ref: float | None = N
             continue
         d = rng.uniform(0, 2 * np.pi)
         along = ((xx - c[0]) * np.cos(d) + (yy - c[1]) * np.sin(d)) / max(r, 1.0)
-        shade = rng.uniform(190, 245) - rng.uniform(5, 35) * along + rng.uniform(0, 25) * np.cos(along * rng.uniform(2, 6))  # light falls off; a soft fold
-        tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.6 else np.array([1.0, 0.97, 0.9])
+        if dark:
+            shade = rng.uniform(12, 55) - rng.uniform(0, 10) * along + rng.uniform(0, 8) * np.cos(along * rng.uniform(2, 6))
+            grain = rng.normal(0.0, 1.0, (h, w))
+            grain = (grain + np.roll(grain, 1, 0) + np.roll(grain, 1, 1) + np.roll(grain, (1, 1), (0, 1))) / 2  # a knit, not film grain
+            shade = shade + rng.uniform(3, 12) * grain
+            tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.9, 0.75])
+        else:
+            shade = rng.uniform(190, 245) - rng.uniform(5, 35) * along + rng.uniform(0, 25) * np.cos(along * rng.uniform(2, 6))  # light falls off; a soft fold
+            tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.6 else np.array([1.0, 0.97, 0.9])
         out = out * (1 - cover) + np.clip(shade[..., None] * tint, 0, 255) * cover
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 

@@ -201,7 +201,7 @@ class Sampler:
 
     def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0,
                   damage_zoom: float = 1.0, damage: Damage | None = None, p_decoy: float = 0.0,
-                  min_change: float = 0.0) -> Batch:
+                  min_change: float = 0.0, p_dark_decoy: float = 0.0) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
         [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
@@ -219,7 +219,7 @@ class Sampler:
         drawn from the generator, so the samples stay exactly as before). ``damage`` overrides the
         sampler's own (the detector stage's training damage). A share ``p_decoy`` of the crops get
         white objects that are not damage painted into the scene first (``damage.draw_decoys``; at 0
-        nothing more is drawn from the generator). With ``min_change`` > 0 the mask leaves out
+        nothing more is drawn from the generator), a share ``p_dark_decoy`` black garments. With ``min_change`` > 0 the mask leaves out
         damaged pixels whose grey level moved by less than that many levels once the crop is
         degraded (a dark stroke over black hair, a thin scratch blurred away in a rescanned
         crop): nobody can see them, so the detector is not taught to guess them.
@@ -231,6 +231,8 @@ class Sampler:
             crop = random_crop(self._pick(self.clean), big, self.rng)
             if p_decoy > 0 and self.rng.random() < p_decoy:
                 crop = draw_decoys(crop, np.random.default_rng(int(self.rng.integers(2**63))), ref=DETECTION_SHORT_SIDE * big / self.crop)
+            if p_dark_decoy > 0 and self.rng.random() < p_dark_decoy:
+                crop = draw_decoys(crop, np.random.default_rng(int(self.rng.integers(2**63))), ref=DETECTION_SHORT_SIDE * big / self.crop, dark=True)
             rescan = p_rescan > 0 and self.rng.random() < p_rescan
             x = crop if rescan else self._degrade(crop)
             m = np.zeros(x.shape[:2], dtype=np.uint8)

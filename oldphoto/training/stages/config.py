@@ -99,6 +99,8 @@ class TrainConfig:
     crack_min: float = 0.25
     #: detector: share of crops with white objects that are not damage painted in (collars, bows).
     p_decoy: float = 0.0
+    #: detector: share of crops with black garments painted in and left out of the mask.
+    p_dark_decoy: float = 0.0
     #: detector: share of thin scratches and dust drawn dark instead of light (0.25 before 6 Dec 2026;
     #: the detector trained on that missed most dark strokes).
     dark_strokes: float = 0.25
@@ -231,6 +233,8 @@ OPTIONS: dict[str, Option] = {
                         "from this to the whole side; 0.25 draws what earlier runs drew).", min=0.02, max=1.0),
     "p_decoy": Option("detector: share of training crops with smooth, shaded white objects painted into the scene and left out "
                       "of the mask (collars, bows, white flowers are not damage; 0 draws what earlier runs drew).", min=0.0, max=1.0),
+    "p_dark_decoy": Option("detector: share of training crops with black, knitted garments painted into the scene and left out of "
+                           "the mask (a black top is not dark paper in a crack; 0 draws what earlier runs drew).", min=0.0, max=1.0),
     "dark_strokes": Option("detector: share of thin scratches and dust drawn dark (black lines and specks, as a scratched negative "
                            "prints them) instead of light; 0.25 draws what earlier runs drew.", min=0.0, max=1.0),
     "mask_min_change": Option("detector: leave out of the training mask damaged pixels whose grey level moved by fewer levels than this "

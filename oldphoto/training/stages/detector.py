@@ -43,7 +43,7 @@ class DetectorStage(Stage):
 
     def batch(self, sampler: Sampler) -> Batch:
         return sampler.detection(self.cfg.batch, damage=self.train_damage, rescale=self.cfg.rescale, p_damage=self.cfg.p_damage, p_rescan=self.cfg.p_rescan,
-                                 p_decoy=self.cfg.p_decoy, min_change=self.cfg.mask_min_change,
+                                 p_decoy=self.cfg.p_decoy, min_change=self.cfg.mask_min_change, p_dark_decoy=self.cfg.p_dark_decoy,
                                  damage_zoom=self.cfg.damage_zoom)
 
     def step(self, b: Batch) -> dict[str, float]:
