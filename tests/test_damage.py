@@ -129,7 +129,7 @@ def test_the_detector_stage_trains_on_its_shortest_crack_and_validates_on_the_de
 
 def test_dark_strokes_when_the_recipe_asks_for_them() -> None:
     """``stroke_light`` is the chance that a photo's scratches (and its dust) are light: the default
-    draws exactly what every run before 6 Dec 2026 drew, and the detector stage's ``dark_strokes``
+    draws exactly what every run before 5 Dec 2026 drew, and the detector stage's ``dark_strokes``
     turns it around, which the benchmark (the default ``Damage``) does not see."""
     import torch
 

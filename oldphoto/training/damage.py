@@ -48,7 +48,7 @@ class Damage:
         default_factory=lambda: {"scratches": 0.6, "cracks": 0.5, "folds": 0.25, "emulsion": 0.3, "dust": 0.5}
     )
     opacity: tuple[float, float] = (0.6, 1.0)  # scratches and dust
-    stroke_light: float = 0.75  # probability that a photo's scratches (and, apart, its dust) are light, not dark
+    stroke_light: float = 0.75  # chance that a photo's scratches are light, not dark (drawn again for its dust)
     crack_width: tuple[float, float] = (0.005, 0.025)
     crack_length: tuple[float, float] = (0.25, 1.0)  # of the short side; scratched/a's big crack is about 0.11
     fold_width: tuple[float, float] = (0.012, 0.035)

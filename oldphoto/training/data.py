@@ -219,10 +219,11 @@ class Sampler:
         drawn from the generator, so the samples stay exactly as before). ``damage`` overrides the
         sampler's own (the detector stage's training damage). A share ``p_decoy`` of the crops get
         white objects that are not damage painted into the scene first (``damage.draw_decoys``; at 0
-        nothing more is drawn from the generator), a share ``p_dark_decoy`` black garments. With ``min_change`` > 0 the mask leaves out
-        damaged pixels whose grey level moved by less than that many levels once the crop is
-        degraded (a dark stroke over black hair, a thin scratch blurred away in a rescanned
-        crop): nobody can see them, so the detector is not taught to guess them.
+        nothing more is drawn from the generator), and a share ``p_dark_decoy`` black garments.
+        With ``min_change`` > 0 the mask leaves out damaged pixels whose grey level moved by less
+        than that many levels once the crop is degraded (a dark stroke over black hair, a thin
+        scratch blurred away in a rescanned crop): nobody can see them, so the detector is not
+        taught to guess them.
         """
         xs, masks = [], []
         damage = damage or self.damage or Damage()

@@ -101,11 +101,11 @@ class TrainConfig:
     p_decoy: float = 0.0
     #: detector: share of crops with black garments painted in and left out of the mask.
     p_dark_decoy: float = 0.0
-    #: detector: share of thin scratches and dust drawn dark instead of light (0.25 before 6 Dec 2026;
+    #: detector: share of thin scratches and dust drawn dark instead of light (0.25 before 5 Dec 2026;
     #: the detector trained on that missed most dark strokes).
     dark_strokes: float = 0.25
     #: detector: leave out of the training mask damaged pixels whose grey level moved by less than
-    #: this (invisible strokes); 0 keeps every changed pixel, as every run before 6 Dec 2026 did.
+    #: this (invisible strokes); 0 keeps every changed pixel, as every run before 5 Dec 2026 did.
     mask_min_change: float = 0.0
     seed: int = 0
     val_every: int = 500
