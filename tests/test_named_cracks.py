@@ -50,26 +50,29 @@ def test_coverage_counts_centre_line_points_within_two_pixels() -> None:
     assert 0.5 <= coverage(mask, [(30, 20), (69, 20)]) <= 0.6  # about half of it runs past the stroke
 
 
-@pytest.mark.parametrize("name", ["a.png", "b.png"])
-def test_the_bundled_detector_finds_the_named_cracks(name: str, photos: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def bundled_masks(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """The bundled detector's mask of each scratched print, detected once for every test here."""
     torch.set_num_threads(2)
-    (tmp_path / name).symlink_to(photos / f"scratched_{name}")
-    masks = detector_masks(None, tmp_path, None, names=[name])
-    (mask,) = masks[name].values()
+    folder = tmp_path_factory.mktemp("scratched")
+    names = ["a.png", "b.png", "c.png"]
+    for name in names:
+        (folder / name).symlink_to(photos / f"scratched_{name}")
+    return {name: next(iter(cuts.values())) for name, cuts in detector_masks(None, folder, None, names=names).items()}
+
+
+@pytest.mark.parametrize("name", ["a.png", "b.png"])
+def test_the_bundled_detector_finds_the_named_cracks(name: str, bundled_masks: dict[str, np.ndarray]) -> None:
+    mask = bundled_masks[name]
     covered = {crack: coverage(mask, line) for crack, line in CRACKS[name].items()}
     for crack, floor in FLOORS[name].items():
         assert covered[crack] >= floor, (crack, covered)
     assert mask.mean() <= AREA_CEILING[name]  # not by marking everything
 
 
-def test_the_bundled_detector_leaves_white_clothing_alone(photos: Path, tmp_path: Path) -> None:
-    torch.set_num_threads(2)
-    for name in NOT_DAMAGE:
-        (tmp_path / name).symlink_to(photos / f"scratched_{name}")
-    masks = detector_masks(None, tmp_path, None, names=list(NOT_DAMAGE))
+def test_the_bundled_detector_leaves_white_clothing_alone(bundled_masks: dict[str, np.ndarray]) -> None:
     for name, ((top, bottom), (left, right)) in NOT_DAMAGE.items():
-        (mask,) = masks[name].values()
-        assert mask[top:bottom, left:right].mean() <= CLOTHING_CEILING, name
+        assert bundled_masks[name][top:bottom, left:right].mean() <= CLOTHING_CEILING, name
 
 
 def test_the_bundled_card_averages_two_working_scales(photos: Path) -> None:

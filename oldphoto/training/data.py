@@ -154,8 +154,9 @@ class Sampler:
             return tuple(to_grey(i) for i in imgs)
         return imgs
 
-    def _degrade(self, crop: np.ndarray) -> np.ndarray:
-        seed = int(self.rng.integers(2**63))
+    def _degrade(self, crop: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """``crop`` through the recipe, from ``seed`` (default: the next one the generator draws)."""
+        seed = int(self.rng.integers(2**63)) if seed is None else seed
         return degrade(crop, np.random.default_rng(seed), self.recipe)[0]
 
     def domain_a(self, n: int) -> Batch:
@@ -230,10 +231,9 @@ class Sampler:
         for _ in range(n):
             big = self.crop if rescale >= 1 else int(round(self.crop / self.rng.uniform(rescale, 1.0)))
             crop = random_crop(self._pick(self.clean), big, self.rng)
-            if p_decoy > 0 and self.rng.random() < p_decoy:
-                crop = draw_decoys(crop, np.random.default_rng(int(self.rng.integers(2**63))), ref=DETECTION_SHORT_SIDE * big / self.crop)
-            if p_dark_decoy > 0 and self.rng.random() < p_dark_decoy:
-                crop = draw_decoys(crop, np.random.default_rng(int(self.rng.integers(2**63))), ref=DETECTION_SHORT_SIDE * big / self.crop, dark=True)
+            for share, dark in ((p_decoy, False), (p_dark_decoy, True)):
+                if share > 0 and self.rng.random() < share:
+                    crop = draw_decoys(crop, np.random.default_rng(int(self.rng.integers(2**63))), ref=DETECTION_SHORT_SIDE * big / self.crop, dark=dark)
             rescan = p_rescan > 0 and self.rng.random() < p_rescan
             x = crop if rescan else self._degrade(crop)
             m = np.zeros(x.shape[:2], dtype=np.uint8)
@@ -244,10 +244,10 @@ class Sampler:
                 before = x
                 x, m = add_damage(x, np.random.default_rng(int(self.rng.integers(2**63))), damage, ref=ref)
             if rescan:
-                seed = int(self.rng.integers(2**63))  # as _degrade draws it
-                x = degrade(x, np.random.default_rng(seed), self.recipe)[0]
+                seed = int(self.rng.integers(2**63))
+                x = self._degrade(x, seed)
                 if min_change > 0 and m.any():  # the same degradation of the undamaged crop
-                    before = degrade(before, np.random.default_rng(seed), self.recipe)[0]
+                    before = self._degrade(before, seed)
             if min_change > 0 and m.any():
                 m = np.where(np.abs(_luma(x) - _luma(before)) >= min_change, m, 0).astype(np.uint8)
             if big != self.crop:
