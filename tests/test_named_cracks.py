@@ -1,5 +1,5 @@
 """Issue 25's named cracks on the real ``scratched/a`` and ``b`` are in the bundled lite detector's
-mask, and the white clothing of ``b`` and ``c`` is not.
+mask, and the clothing of ``a``, ``b`` and ``c`` (black knit, white collar and bow) is not.
 
 ``benchmarks/named_cracks.py`` holds the cracks' centre lines, traced by hand, and scores how
 much of each a mask covers (a point counts when a mask pixel lies within 2 px).
@@ -19,15 +19,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from named_cracks import CRACKS, coverage, detector_masks  # noqa: E402
 
-# Measured with the bundled detector (det33, threshold 0.35 + 1 px, the probabilities at 192 and 384
+# Measured with the bundled detector (det42, threshold 0.37 + 1 px, the probabilities at 192 and 384
 # px resized back bilinearly and averaged, weights stored as float16), fp32, 2 threads, Intel Xeon
-# with AMX (5 Dec 2026): on b the forehead crack 90 %, the vertical crack's upper half 100 %, its
-# faint lower half 29 %, the right temple crack 92 %, mask 4.80 % of the photo; on a the big crack
-# 100 %, the lower curved crack 84 %, mask 0.47 %. The detector bundled before det31 (det28 at
+# with AMX (6 Dec 2026): on b the forehead crack 88 %, the vertical crack's upper half 100 %, its
+# faint lower half 42 %, the right temple crack 91 %, mask 4.69 % of the photo; on a the big crack
+# 100 %, the lower curved crack 84 % (74 % at a cut of 0.39, 61 % at 0.4), mask 0.44 %; a's black
+# top, b's collar and c's bow 0.0 / 0.7 / 0.0 % marked. det33 (0.35) covered 90 / 100 / 29 / 92 %
+# of b's and 100 / 84 % of a's (masks 4.80 and 0.47 %). The detector bundled before det31 (det28 at
 # 256 + 384 px) covered 81 / 84 / 51 / 98 % of b's (mask 5.23 %) and 92 / 92 % of a's; det31 (the
-# same scales and cut as det33 but 0.4) covered all of b's forehead and upper vertical crack too,
-# but also marked 16 % of b's white collar and 17 % of c's white hair bow (det28: 2 % and 16 %;
-# det33: 0.4 % and none), which the fill smeared. Another CPU's float32 moves the probability by a
+# same scales as det33, cut 0.4) also marked 16 % of b's white collar and 17 % of c's white hair
+# bow (det28: 2 % and 16 %), and det37 (trained on more dark strokes, not bundled) 30 % of a's
+# black top at 0.45, all of which the fill smeared. Another CPU's float32 moves the probability by a
 # few 1e-6 (tests/test_lite_scratch.py), which flips a centre-line point only where a mask pixel
 # sits that close to the threshold; storing the weights as float16 (1e-3) moved an earlier
 # detector's coverage by 7 points at most, so the room left here is far more than a CPU takes.
@@ -36,8 +38,9 @@ FLOORS = {
     "a.png": {"big crack, right": 0.9, "lower curved crack": 0.75},
 }
 AREA_CEILING = {"b.png": 0.06, "a.png": 0.01}
-# White clothing that is not damage (rows, columns of the photo): b's collar tips, c's hair bow.
-NOT_DAMAGE = {"b.png": ((160, 200), (64, 176)), "c.png": ((96, 128), (80, 112))}
+# Clothing that is not damage (rows, columns of the photo): a's black knitted top, b's white collar
+# tips, c's white hair bow.
+NOT_DAMAGE = {"a.png": ((455, 520), (220, 300)), "b.png": ((160, 200), (64, 176)), "c.png": ((96, 128), (80, 112))}
 CLOTHING_CEILING = 0.05
 
 
@@ -70,7 +73,7 @@ def test_the_bundled_detector_finds_the_named_cracks(name: str, bundled_masks: d
     assert mask.mean() <= AREA_CEILING[name]  # not by marking everything
 
 
-def test_the_bundled_detector_leaves_white_clothing_alone(bundled_masks: dict[str, np.ndarray]) -> None:
+def test_the_bundled_detector_leaves_clothing_alone(bundled_masks: dict[str, np.ndarray]) -> None:
     for name, ((top, bottom), (left, right)) in NOT_DAMAGE.items():
         assert bundled_masks[name][top:bottom, left:right].mean() <= CLOTHING_CEILING, name
 
