@@ -9,8 +9,10 @@ Not published: a card may grow the mask by ``dilation`` pixels (3×3 steps, afte
 back), which the lite detector's card uses to cover the edges of wide cracks, and may give
 ``short_side`` as a list of working scales whose probabilities are averaged (the lite card's
 192 and 384: the larger scale tells clean edges from strokes, the smaller one keeps short, wide
-cracks whole), each resized back bilinearly when it says ``"resize_back": "bilinear"``; the
-published card has none of these, so its masks stay the published ones.
+cracks whole), each resized back bilinearly when it says ``"resize_back": "bilinear"``, and
+may add a finer working size, ``fine_side``, whose probability alone marks a pixel where it
+reaches ``fine_threshold`` (a thin stroke the coarse mean blurs below the cut; the lite card's
+512 px at 0.85). The published card has none of these, so its masks stay the published ones.
 """
 
 from __future__ import annotations
@@ -71,7 +73,13 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
                        device: torch.device | str = "cpu") -> torch.Tensor:
     """The card's damage probability (1×1×H×W at the photo's size): the UNet at each working
     scale of ``short_side`` (one number, or a list), each resized back (the card's
-    ``resize_back``: nearest, as published, or bilinear), averaged."""
+    ``resize_back``: nearest, as published, or bilinear), averaged.
+
+    With ``fine_side`` the UNet also runs at that finer size, and where its probability
+    reaches ``fine_threshold`` the result is raised to the card's ``threshold``: the fine
+    probability enters scaled by threshold / fine_threshold, so the card's cut marks exactly
+    (mean ≥ threshold) or (fine ≥ fine_threshold), and a sweep of the cut moves both together.
+    """
     scales = pipeline.get("short_side", 256)
     scales = [int(s) for s in scales] if isinstance(scales, (list, tuple)) else [int(scales)]
     grey, size = _grey(image, pipeline, postprocess)  # once: only the resize differs per scale
@@ -79,7 +87,12 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     total = detect_probability(unet, _at_scale(grey, size, scales[0]).to(device), size, resize)
     for short in scales[1:]:
         total.add_(detect_probability(unet, _at_scale(grey, size, short).to(device), size, resize))
-    return total.div_(len(scales))
+    total.div_(len(scales))
+    if pipeline.get("fine_side") is not None:
+        fine = detect_probability(unet, _at_scale(grey, size, int(pipeline["fine_side"])).to(device), size, resize)
+        scale = float(pipeline.get("threshold", 0.4)) / float(pipeline["fine_threshold"])
+        torch.maximum(total, fine.mul_(scale), out=total)
+    return total
 
 
 def probability_to_mask(prob: torch.Tensor, threshold: float) -> Image.Image:

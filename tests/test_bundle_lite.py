@@ -91,3 +91,11 @@ def test_the_detector_cards_working_scales_are_written_as_given(tmp_path: Path) 
             assert (pipeline["short_side"], pipeline["resize_back"]) == expected
         meta, _ = Restorer(dest, device="cpu", precision="fp32").model("detector")  # the card still verifies and loads
         assert meta["pipeline"] == pipeline
+    bundle = [sys.executable, str(ROOT / "weights" / "bundle_lite.py"), str(run), "--name", "detector", "--fp16", "--dest"]
+    done = subprocess.run([*bundle, str(tmp_path / "fine"), "--fine-side", "512", "--fine-threshold", "0.85"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    pipeline = json.loads((tmp_path / "fine" / "detector.json").read_text())["pipeline"]
+    assert (pipeline["fine_side"], pipeline["fine_threshold"]) == (512, 0.85)
+    alone = subprocess.run([*bundle, str(tmp_path / "alone"), "--fine-side", "512"], capture_output=True, text=True, check=False)
+    assert alone.returncode != 0 and "--fine-side and --fine-threshold go together" in alone.stderr

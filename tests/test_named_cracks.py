@@ -20,11 +20,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from named_cracks import CRACKS, coverage, detector_masks  # noqa: E402
 
 # Measured with the bundled detector (det42, threshold 0.37 + 1 px, the probabilities at 192 and 384
-# px resized back bilinearly and averaged, weights stored as float16), fp32, 2 threads, Intel Xeon
-# with AMX (6 Dec 2026): on b the forehead crack 88 %, the vertical crack's upper half 100 %, its
-# faint lower half 42 %, the right temple crack 91 %, mask 4.69 % of the photo; on a the big crack
-# 100 %, the lower curved crack 84 % (74 % at a cut of 0.39, 61 % at 0.4), mask 0.44 %; a's black
-# top, b's collar and c's bow 0.0 / 0.7 / 0.0 % marked. det33 (0.35) covered 90 / 100 / 29 / 92 %
+# px resized back bilinearly and averaged, and 512 px alone at 0.85; weights stored as float16),
+# fp32, 2 threads, Intel Xeon with AMX (6 Dec 2026): on b the forehead crack 88 %, the vertical
+# crack's upper half 100 %, its faint lower half 58 % (42 % without the 512-px pass), the right
+# temple crack 91 %, mask 4.92 % of the photo; on a the big crack 100 %, the lower curved crack
+# 84 % (74 % at a cut of 0.39, 61 % at 0.4), mask 0.45 %; a's black top, b's collar and c's bow
+# 0.0 / 0.7 / 0.0 % marked. det33 (0.35) covered 90 / 100 / 29 / 92 %
 # of b's and 100 / 84 % of a's (masks 4.80 and 0.47 %). The detector bundled before det31 (det28 at
 # 256 + 384 px) covered 81 / 84 / 51 / 98 % of b's (mask 5.23 %) and 92 / 92 % of a's; det31 (the
 # same scales as det33, cut 0.4) also marked 16 % of b's white collar and 17 % of c's white hair
@@ -78,7 +79,7 @@ def test_the_bundled_detector_leaves_clothing_alone(bundled_masks: dict[str, np.
         assert bundled_masks[name][top:bottom, left:right].mean() <= CLOTHING_CEILING, name
 
 
-def test_the_bundled_card_averages_two_working_scales(photos: Path) -> None:
+def test_the_bundled_card_averages_two_working_scales_and_adds_a_finer_one(photos: Path) -> None:
     from PIL import Image
 
     from oldphoto import Restorer
@@ -86,12 +87,17 @@ def test_the_bundled_card_averages_two_working_scales(photos: Path) -> None:
 
     torch.set_num_threads(2)
     meta, bundle = Restorer(model="lite", device="cpu", precision="fp32").model("detector")
-    assert meta["pipeline"]["short_side"] == [192, 384] and meta["pipeline"]["resize_back"] == "bilinear"
+    card = meta["pipeline"]
+    assert card["short_side"] == [192, 384] and card["resize_back"] == "bilinear" and card["fine_side"] == 512
+    plain = {k: v for k, v in card.items() if k not in ("fine_side", "fine_threshold")}
     with Image.open(photos / "scratched_b.png") as im:
         photo = im.convert("RGB").resize((300, 200))
     with torch.inference_mode():
-        both = damage_probability(bundle["unet"], photo, meta["pipeline"], "default")
-        each = [damage_probability(bundle["unet"], photo, {**meta["pipeline"], "short_side": s}, "default") for s in (192, 384)]
-    assert both.shape == (1, 1, 200, 300)
-    assert torch.allclose(both, (each[0] + each[1]) / 2, atol=1e-6)
+        score = damage_probability(bundle["unet"], photo, card, "default")
+        each = [damage_probability(bundle["unet"], photo, {**plain, "short_side": s}, "default") for s in (192, 384, 512)]
+    assert score.shape == (1, 1, 200, 300)
+    mean = (each[0] + each[1]) / 2
+    assert torch.allclose(score, torch.maximum(mean, each[2] * card["threshold"] / card["fine_threshold"]), atol=1e-6)
     assert not torch.equal(each[0], each[1])  # the two scales do see different things
+    # The finer pass marks pixels of its own: over its cut where the two-scale mean is not.
+    assert ((each[2] >= card["fine_threshold"]) & (mean < card["threshold"])).sum() > 0

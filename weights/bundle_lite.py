@@ -183,9 +183,14 @@ def main() -> None:
                     help="detector: the working scale(s), pixels on the short side; several are averaged (default: the run's, 256)")
     ap.add_argument("--resize-back", choices=("nearest", "bilinear"), default=None,
                     help="detector: how each scale's probability is resized to the photo (default: nearest, as published)")
+    ap.add_argument("--fine-side", type=int, default=None,
+                    help="detector: a finer working scale whose probability alone marks a pixel at --fine-threshold")
+    ap.add_argument("--fine-threshold", type=float, default=None, help="detector: the fine scale's own cut (with --fine-side)")
     args = ap.parse_args()
 
     name = args.name
+    if (args.fine_side is None) != (args.fine_threshold is None):
+        ap.error("--fine-side and --fine-threshold go together")
     if name == "quality" and not args.scores:
         sys.exit("--scores: the quality model's card needs benchmarks/quality.py's scores")
     meta = json.loads((args.run / f"{name}.json").read_text())
@@ -224,7 +229,8 @@ def main() -> None:
     if name == "detector":  # lite-only detection settings, chosen on a seed the card's scores do not use
         scales = args.short_side[0] if args.short_side and len(args.short_side) == 1 else args.short_side
         for key, value in (("threshold", args.threshold), ("dilation", args.dilation), ("short_side", scales),
-                           ("resize_back", args.resize_back)):
+                           ("resize_back", args.resize_back), ("fine_side", args.fine_side),
+                           ("fine_threshold", args.fine_threshold)):
             if value is not None:
                 meta["pipeline"][key] = value
     if name == "scratch":  # fill the damage only, then restore the whole photo in quality mode (measured: docs/TRAINING.md)
