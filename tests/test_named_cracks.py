@@ -91,13 +91,16 @@ def test_the_bundled_card_averages_two_working_scales_and_adds_a_finer_one(photo
     assert card["short_side"] == [192, 384] and card["resize_back"] == "bilinear" and card["fine_side"] == 512
     plain = {k: v for k, v in card.items() if k not in ("fine_side", "fine_threshold")}
     with Image.open(photos / "scratched_b.png") as im:
-        photo = im.convert("RGB").resize((300, 200))
+        photo = im.convert("RGB")
     with torch.inference_mode():
         score = damage_probability(bundle["unet"], photo, card, "default")
         each = [damage_probability(bundle["unet"], photo, {**plain, "short_side": s}, "default") for s in (192, 384, 512)]
-    assert score.shape == (1, 1, 200, 300)
+    assert score.shape == (1, 1, 256, 256)
     mean = (each[0] + each[1]) / 2
     assert torch.allclose(score, torch.maximum(mean, each[2] * card["threshold"] / card["fine_threshold"]), atol=1e-6)
     assert not torch.equal(each[0], each[1])  # the two scales do see different things
-    # The finer pass marks pixels of its own: over its cut where the two-scale mean is not.
-    assert ((each[2] >= card["fine_threshold"]) & (mean < card["threshold"])).sum() > 0
+    # The finer pass marks pixels of its own: clearly over its cut where the two-scale mean is clearly
+    # under the card's (30 pixels of b's faint cracks by 0.02 or more each way on an AMX Xeon, 51 in
+    # all; a CPU moves these probabilities by a few 1e-6).
+    own = (each[2] >= card["fine_threshold"] + 0.02) & (mean < card["threshold"] - 0.02)
+    assert own.sum() >= 10
