@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from scratch_detection import detector_arguments, load_detector, masks_at  # noqa: E402
+from scratch_detection import card_cut, detector_arguments, load_detector, masks_at  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "photos" / "scratched"
 TOLERANCE = 2
@@ -76,7 +76,7 @@ def detector_masks(weights: Path | None, folder: Path, cuts: list[tuple[float, i
                    names: list[str] | None = None) -> dict[str, dict[tuple[float, int], np.ndarray]]:
     """Each named photo's (or ``names``') detection mask at each (threshold, dilation); default: the card's cut."""
     meta, bundle = load_detector(weights)
-    cuts = cuts or [(float(meta["pipeline"].get("threshold", 0.4)), int(meta["pipeline"].get("dilation", 0)))]
+    cuts = cuts or [card_cut(meta)]
     return {name: masks_at(np.asarray(Image.open(folder / name).convert("RGB")), meta, bundle, cuts) for name in names or list(CRACKS)}
 
 

@@ -93,6 +93,13 @@ def load_detector(weights: Path | None) -> tuple[dict, dict]:
     return Restorer(weights, device="cpu", precision="fp32", model="auto" if weights else "lite").model("detector")
 
 
+def card_cut(meta: dict) -> tuple[float, int]:
+    """The card's own (threshold, dilation)."""
+    from oldphoto.detection import card_threshold
+
+    return card_threshold(meta["pipeline"]), int(meta["pipeline"].get("dilation", 0))
+
+
 def masks_at(photo: np.ndarray, meta: dict, bundle: dict, cuts: list[tuple[float, int]]) -> dict[tuple[float, int], np.ndarray]:
     """Detect once, as ``restore --detect-scratches`` does; the H×W bool mask at each (threshold, dilation)."""
     from oldphoto.detection import damage_probability, mask_from_probability
@@ -113,8 +120,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     meta, bundle = load_detector(args.weights)
-    card_threshold, card_dilation = float(meta["pipeline"].get("threshold", 0.4)), int(meta["pipeline"].get("dilation", 0))
-    cuts = [(t, g) for t in (args.thresholds or [card_threshold]) for g in (args.dilations or [card_dilation])]
+    threshold, dilation = card_cut(meta)
+    cuts = [(t, g) for t in (args.thresholds or [threshold]) for g in (args.dilations or [dilation])]
     files = clean_photos(args.folder, args.limit)
     totals = {s: {c: np.zeros(5, np.int64) for c in cuts} for s in args.sets}
     area = {s: [] for s in args.sets}
@@ -137,7 +144,7 @@ def main() -> None:
             marked[cut].append(float(found.mean()))
     scores = {s: {c: {**rates(totals[s][c]), "damaged_fraction": float(np.mean(area[s]))} for c in cuts} for s in args.sets}
     where = Path(args.weights) if args.weights else "bundled lite"
-    print(f"detector {where} (card: threshold {card_threshold:g}, dilation {card_dilation}); {len(files)} photos from {args.folder}, seed {args.seed}, "
+    print(f"detector {where} (card: threshold {threshold:g}, dilation {dilation}); {len(files)} photos from {args.folder}, seed {args.seed}, "
           f"{'old (published degradation) + ' if args.old else ''}one damage kind per set; pooled pixels, {TOLERANCE} px tolerance")
     print("| damage | threshold | dilation | precision | recall | recall exact | F1 | damaged area |")
     print("|---|---|---|---|---|---|---|---|")
@@ -152,7 +159,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"files": [f.name for f in files], "seed": args.seed, "old": args.old, "weights": str(where),
                                          "undamaged_marked": {f"{t:g}/{g}": float(np.mean(v)) for (t, g), v in marked.items()},
-                                         "tolerance_px": TOLERANCE, "card": {"threshold": card_threshold, "dilation": card_dilation},
+                                         "tolerance_px": TOLERANCE, "card": {"threshold": threshold, "dilation": dilation},
                                          "scores": {s: {f"{t:g}/{g}": v for (t, g), v in d.items()} for s, d in scores.items()}}, indent=1))
 
 

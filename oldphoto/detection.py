@@ -29,6 +29,14 @@ from torch import nn
 from oldphoto.pipeline import check_photo_size, rounded_size
 
 
+DEFAULT_THRESHOLD = 0.4  # the published card's cut
+
+
+def card_threshold(pipeline: Mapping[str, Any]) -> float:
+    """The card's cut on the damage probability (the published 0.4 when it names none)."""
+    return float(pipeline.get("threshold", DEFAULT_THRESHOLD))
+
+
 def working_size(width: int, height: int, short: int = 256, multiple: int = 16) -> tuple[int, int]:
     """(width, height) the UNet sees: short side ``short``, long side rounded to ``multiple``."""
     if width <= height:
@@ -90,7 +98,7 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     total.div_(len(scales))
     if pipeline.get("fine_side") is not None:
         fine = detect_probability(unet, _at_scale(grey, size, int(pipeline["fine_side"])).to(device), size, resize)
-        scale = float(pipeline.get("threshold", 0.4)) / float(pipeline["fine_threshold"])
+        scale = card_threshold(pipeline) / float(pipeline["fine_threshold"])
         torch.maximum(total, fine.mul_(scale), out=total)
     return total
 
@@ -105,5 +113,5 @@ def mask_from_probability(prob: torch.Tensor, pipeline: Mapping[str, Any]) -> Im
     from oldphoto.pipeline import dilate
 
     grow = int(pipeline.get("dilation", 0))
-    hit = (prob >= float(pipeline.get("threshold", 0.4))).float()
+    hit = (prob >= card_threshold(pipeline)).float()
     return probability_to_mask(dilate(hit, grow) if grow else hit, 0.5)
