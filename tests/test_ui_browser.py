@@ -221,7 +221,7 @@ def _wait_for_yellow(page: Any, share: float, shot: Path, seconds: float = 60) -
 
 
 def _wait_for_photo(page: Any, seconds: float = 60) -> None:
-    """Wait until the editor's canvas shows a photo (a blank or checkered canvas is nearly flat)."""
+    """Wait until the editor's canvas shows a photo (a canvas with nothing drawn is nearly flat)."""
     deadline = time.monotonic() + seconds
     while (spread := float(_canvas(page).std())) < 30:
         assert time.monotonic() < deadline, f"the editor's canvas stays blank (spread {spread:.1f})"
