@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,21 +211,25 @@ def _yellow_share(page: Any) -> float:
     return float(((r - b > 90) & (g - b > 90) & (abs(r - g) < 40)).mean())
 
 
-def _wait_for_yellow(page: Any, share: float, shot: Path, seconds: float = 60) -> None:
+def _wait_until(page: Any, ready: Callable[[], bool], seconds: float = 60) -> bool:
+    """Poll ``ready()`` every 250 ms until it holds (True) or ``seconds`` pass (False)."""
     deadline = time.monotonic() + seconds
-    while (seen := _yellow_share(page)) < share:
+    while not ready():
         if time.monotonic() > deadline:
-            page.screenshot(path=str(shot), full_page=True)
-            raise AssertionError(f"the editor shows {seen:.1%} yellow, not the detected marks (page: {shot})")
+            return False
         page.wait_for_timeout(250)
+    return True
 
 
-def _wait_for_photo(page: Any, seconds: float = 60) -> None:
+def _wait_for_yellow(page: Any, share: float, shot: Path) -> None:
+    if not _wait_until(page, lambda: _yellow_share(page) >= share):
+        page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"the editor shows {_yellow_share(page):.1%} yellow, not the detected marks (page: {shot})")
+
+
+def _wait_for_photo(page: Any) -> None:
     """Wait until the editor's canvas shows a photo (a canvas with nothing drawn is nearly flat)."""
-    deadline = time.monotonic() + seconds
-    while (spread := float(_canvas(page).std())) < 30:
-        assert time.monotonic() < deadline, f"the editor's canvas stays blank (spread {spread:.1f})"
-        page.wait_for_timeout(250)
+    assert _wait_until(page, lambda: _canvas(page).std() >= 30), f"the editor's canvas stays blank (spread {_canvas(page).std():.1f})"
 
 
 def _artefacts(tmp_path: Path) -> Path:
