@@ -13,6 +13,7 @@ cracks whole), each resized back bilinearly when it says ``"resize_back": "bilin
 may add a finer working size, ``fine_side``, whose probability alone marks a pixel where it
 reaches ``fine_threshold`` (a thin stroke the coarse mean blurs below the cut; the lite card's
 512 px at 0.85). The published card has none of these, so its masks stay the published ones.
+A UNet built with ``in_channels: 3`` reads the photo in colour (RGB, same scaling) instead of grey.
 """
 
 from __future__ import annotations
@@ -44,28 +45,37 @@ def working_size(width: int, height: int, short: int = 256, multiple: int = 16) 
     return int(round(width * short / height / multiple)) * multiple, short
 
 
-def detection_input(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Return the UNet input (1×1×h×w) and the (width, height) the probability is resized back to."""
-    grey, size = _grey(image, pipeline, postprocess)
-    return _at_scale(grey, size, int(pipeline.get("short_side", 256))), size
+def input_channels(unet: nn.Module) -> int:
+    """How many channels the UNet reads: 1 (grey, as published) or 3 (colour); its first convolution says."""
+    return next(m for m in unet.modules() if isinstance(m, nn.Conv2d)).in_channels
 
 
-def _grey(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The photo in grey as the UNet reads it (1×1×H×W in [−1, 1]) and its (width, height), before any working scale."""
+def detection_input(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str,
+                    channels: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Return the UNet input (1×channels×h×w) and the (width, height) the probability is resized back to."""
+    photo, size = _as_read(image, pipeline, postprocess, channels)
+    return _at_scale(photo, size, int(pipeline.get("short_side", 256))), size
+
+
+def _as_read(image: Image.Image, pipeline: Mapping[str, Any], postprocess: str, channels: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The photo as the UNet reads it (1×1×H×W grey, or 1×3×H×W RGB, in [−1, 1]) and its (width, height), before any working scale."""
     check_photo_size(image.size)
     image = image.convert("RGB")
     if postprocess == "published":
         size = rounded_size(*image.size, int(pipeline.get("multiple", 16)))
         if size != image.size:
             image = image.resize(size, Image.Resampling.BICUBIC)
-    grey = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32))[None, None]
-    return grey.div_(255.0).sub_(0.5).div_(0.5), image.size
+    if channels == 3:
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[None].contiguous()
+    else:
+        pixels = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32))[None, None]
+    return pixels.div_(255.0).sub_(0.5).div_(0.5), image.size
 
 
-def _at_scale(grey: torch.Tensor, size: tuple[int, int], short: int) -> torch.Tensor:
-    """``grey`` resized bilinearly to the working size whose short side is ``short``."""
+def _at_scale(photo: torch.Tensor, size: tuple[int, int], short: int) -> torch.Tensor:
+    """``photo`` resized bilinearly to the working size whose short side is ``short``."""
     w, h = working_size(*size, short, 16)
-    return F.interpolate(grey, size=(h, w), mode="bilinear", align_corners=False)
+    return F.interpolate(photo, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int], resize: str = "nearest") -> torch.Tensor:
@@ -90,14 +100,14 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     """
     scales = pipeline.get("short_side", 256)
     scales = [int(s) for s in scales] if isinstance(scales, (list, tuple)) else [int(scales)]
-    grey, size = _grey(image, pipeline, postprocess)  # once: only the resize differs per scale
+    photo, size = _as_read(image, pipeline, postprocess, input_channels(unet))  # once: only the resize differs per scale
     resize = str(pipeline.get("resize_back", "nearest"))
-    total = detect_probability(unet, _at_scale(grey, size, scales[0]).to(device), size, resize)
+    total = detect_probability(unet, _at_scale(photo, size, scales[0]).to(device), size, resize)
     for short in scales[1:]:
-        total.add_(detect_probability(unet, _at_scale(grey, size, short).to(device), size, resize))
+        total.add_(detect_probability(unet, _at_scale(photo, size, short).to(device), size, resize))
     total.div_(len(scales))
     if pipeline.get("fine_side") is not None:
-        fine = detect_probability(unet, _at_scale(grey, size, int(pipeline["fine_side"])).to(device), size, resize)
+        fine = detect_probability(unet, _at_scale(photo, size, int(pipeline["fine_side"])).to(device), size, resize)
         scale = card_threshold(pipeline) / float(pipeline["fine_threshold"])
         torch.maximum(total, fine.mul_(scale), out=total)
     return total

@@ -59,7 +59,7 @@ class UpBlock(nn.Module):
 
 
 class ScratchUNet(nn.Module):
-    """Grey image in [-1, 1] (short side 256, sides multiples of 2^depth) to damage logits."""
+    """Grey image in [-1, 1] (RGB with ``in_channels`` 3; short side 256, sides multiples of 2^depth) to damage logits."""
 
     def __init__(self, *, in_channels: int = 1, out_channels: int = 1, depth: int = 4, wf: int = 6) -> None:
         super().__init__()

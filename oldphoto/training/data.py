@@ -202,9 +202,9 @@ class Sampler:
 
     def detection(self, n: int, rescale: float = 1.0, p_damage: float = 0.8, p_rescan: float = 0.0,
                   damage_zoom: float = 1.0, damage: Damage | None = None, p_decoy: float = 0.0,
-                  min_change: float = 0.0, p_dark_decoy: float = 0.0) -> Batch:
+                  min_change: float = 0.0, p_dark_decoy: float = 0.0, colour: bool = False) -> Batch:
         """Detector: degraded crops, damaged with probability ``p_damage``, as grey N×1×H×W in
-        [−1, 1], with the damage masks as targets (an undamaged crop teaches what is not a stroke).
+        [−1, 1] (N×3×H×W RGB with ``colour``), with the damage masks as targets (an undamaged crop teaches what is not a stroke).
 
         ``rescale`` < 1 draws each sample on a crop 1/s times larger (s uniform in [rescale, 1])
         and shrinks photo and mask to the crop size the way detection shrinks a photo to its
@@ -254,7 +254,7 @@ class Sampler:
                 x, m = shrink(x, m, self.crop)
             xs.append(x)
             masks.append(m)
-        return Batch(x=grey_batch(xs), mask=torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None])
+        return Batch(x=detector_batch(xs, colour), mask=torch.from_numpy(np.stack(masks).astype(np.float32) / 255.0)[:, None])
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -274,6 +274,13 @@ def grey_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
     """RGB crops to N×1×H×W grey (Pillow's "L", as detection does) in [−1, 1]."""
     grey = [np.asarray(Image.fromarray(c).convert("L")) for c in crops]
     return torch.from_numpy(np.stack(grey).astype(np.float32) / 127.5 - 1.0)[:, None]
+
+
+def detector_batch(crops: Sequence[np.ndarray], colour: bool = False) -> torch.Tensor:
+    """RGB crops as the detection UNet reads them, in [−1, 1]: N×3×H×W with ``colour``, else grey N×1×H×W."""
+    if not colour:
+        return grey_batch(crops)
+    return torch.from_numpy(np.stack(crops).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:

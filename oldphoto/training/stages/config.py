@@ -107,6 +107,9 @@ class TrainConfig:
     #: detector: leave out of the training mask damaged pixels whose grey level moved by less than
     #: this (invisible strokes); 0 keeps every changed pixel, as every run before 5 Dec 2026 did.
     mask_min_change: float = 0.0
+    #: detector: read the photo in colour (3 inputs) instead of Pillow's grey; a cracked print's
+    #: paper is not the colour of the scene under it. Recorded in the UNet's config.
+    colour: bool = False
     seed: int = 0
     val_every: int = 500
     val_count: int = 8
@@ -165,6 +168,8 @@ class TrainConfig:
             raise UsageError(f"--norm {self.norm}: use instance or none")
         if self.stem not in ("conv7", "s2"):
             raise UsageError(f"--stem {self.stem}: use conv7 or s2")
+        if self.colour and self.stage != "detector":
+            raise UsageError("--colour is for the detector; the VAEs and mappings always read colour")
         if (self.norm != "instance" or self.stem != "conv7") and self.stage == "detector":
             raise UsageError("--norm and --stem shape the VAEs and the quality mapping, not the detector")
         if self.residual and w.get("latent_l1"):
@@ -240,6 +245,8 @@ OPTIONS: dict[str, Option] = {
     "mask_min_change": Option("detector: leave out of the training mask damaged pixels whose grey level moved by fewer levels than this "
                               "(a dark scratch over black hair is invisible, so the detector should not be taught to guess it); 0 keeps them all.",
                               min=0.0, max=255.0),
+    "colour": Option("detector: read the photo in colour (RGB, 3 inputs) instead of grey. With --init-from a grey detector its first "
+                     "layer is spread over red, green and blue by Pillow's luma weights, so training starts from the grey detector's masks."),
     "seed": Option("Random seed (data, initialisation).", min=0),
     "val_every": Option("Validate every N steps (0: never).", min=0),
     "val_count": Option("Validation photos used.", min=1),

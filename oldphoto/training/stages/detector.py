@@ -13,7 +13,7 @@ from oldphoto.models import build_network
 from oldphoto.training.data import Batch, Sampler, centre_crop
 from oldphoto.training.degrade import Damage, degrade_photo
 from oldphoto.training.losses import init_weights
-from oldphoto.training.stages.base import Stage, adam, load_net
+from oldphoto.training.stages.base import Stage, adam, load_net, net_config
 from oldphoto.training.stages.config import TrainConfig
 
 
@@ -32,19 +32,23 @@ class DetectorStage(Stage):
         super().__init__(cfg, device)
         if cfg.crop % 16:
             raise UsageError(f"the detector needs --crop a multiple of 16, got {cfg.crop}")
-        self.unet = init_weights(build_network("scratch_unet", {"in_channels": 1, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
+        channels = 3 if cfg.colour else 1
+        self.unet = init_weights(build_network("scratch_unet", {"in_channels": channels, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
         self.nets = {"unet": self.unet}
         self.optims = {"unet": adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
         self.train_damage = Damage(crack_length=(cfg.crack_min, 1.0), stroke_light=1.0 - cfg.dark_strokes)
 
     def init_from(self, folder: Path) -> list[str]:
+        source = net_config(folder, [("detector", "unet")])
+        if self.cfg.colour and source is not None and int(source.get("in_channels", 1)) == 1:
+            return [spread_grey(folder, self.unet)]
         got = load_net(folder, [("detector", "unet")], self.unet, "detector")
         return [got] if got else []
 
     def batch(self, sampler: Sampler) -> Batch:
         return sampler.detection(self.cfg.batch, damage=self.train_damage, rescale=self.cfg.rescale, p_damage=self.cfg.p_damage, p_rescan=self.cfg.p_rescan,
                                  p_decoy=self.cfg.p_decoy, min_change=self.cfg.mask_min_change, p_dark_decoy=self.cfg.p_dark_decoy,
-                                 damage_zoom=self.cfg.damage_zoom)
+                                 damage_zoom=self.cfg.damage_zoom, colour=self.cfg.colour)
 
     def step(self, b: Batch) -> dict[str, float]:
         x, m = b.x.to(self.device), b.mask.to(self.device)  # type: ignore[union-attr]
@@ -62,7 +66,7 @@ class DetectorStage(Stage):
         return out
 
     def validate(self, images: list[np.ndarray]) -> dict[str, float]:
-        from oldphoto.training.data import grey_batch
+        from oldphoto.training.data import detector_batch
 
         tp = fp = fn = 0
         self.unet.eval()
@@ -72,7 +76,7 @@ class DetectorStage(Stage):
                 clean = clean[: clean.shape[0] // 16 * 16, : clean.shape[1] // 16 * 16]
                 x, mask, _ = degrade_photo(clean, 10_000 + i, grey=False, damage=self.damage)
                 with torch.no_grad(), self.autocast():
-                    prob = torch.sigmoid(self.unet(grey_batch([x]).to(self.device)).float())[0, 0].cpu().numpy()
+                    prob = torch.sigmoid(self.unet(detector_batch([x], self.cfg.colour).to(self.device)).float())[0, 0].cpu().numpy()
                 pred, truth = prob >= 0.4, mask > 0
                 tp += int((pred & truth).sum())
                 fp += int((pred & ~truth).sum())
@@ -95,3 +99,27 @@ class DetectorStage(Stage):
         return {f"unet.{k}": v for k, v in self.unet.state_dict().items()}, meta
 
 
+
+
+#: Pillow's "L" weights (ITU-R 601) for red, green and blue: the grey a grey detector reads.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def spread_grey(folder: Path, unet: torch.nn.Module) -> str:
+    """Load a grey detector's UNet from ``folder`` into colour ``unet``: its first layer's weights
+    times each channel's luma weight, so on any photo the colour UNet starts equal to the grey one."""
+    from oldphoto.errors import WeightsError
+    from oldphoto.weights.checkpoint import load_checkpoint
+
+    meta, tensors = load_checkpoint(folder, "detector")
+    state = {k[len("unet."):]: v for k, v in tensors.items() if k.startswith("unet.")}
+    first = state["first.1.weight"].float()  # a half-precision card's weights times 0.299 would round again
+    state["first.1.weight"] = torch.cat([first * c for c in LUMA], dim=1)
+    try:
+        unet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"{folder}/detector.safetensors: its unet does not fit the detector being trained "
+            f"(config {meta['networks']['unet']['config']}): {str(exc).splitlines()[0]}"
+        ) from None
+    return "detector.unet (grey, spread over RGB by luma)"
