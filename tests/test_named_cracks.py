@@ -19,12 +19,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from named_cracks import CRACKS, coverage, detector_masks  # noqa: E402
 
-# Measured with the bundled detector (det42, threshold 0.37 + 1 px, the probabilities at 192 and 384
-# px resized back bilinearly and averaged, and 512 px alone at 0.85; weights stored as float16),
-# fp32, 2 threads, Intel Xeon with AMX (6 Dec 2026): on b the forehead crack 88 %, the vertical
-# crack's upper half 100 %, its faint lower half 58 % (42 % without the 512-px pass), the right
-# temple crack 91 %, mask 4.92 % of the photo; on a the big crack 100 %, the lower curved crack
-# 84 % (74 % at a cut of 0.39, 61 % at 0.4), mask 0.45 %; a's black top, b's collar and c's bow
+# Measured with the bundled detector (det47: det42 reading colour; threshold 0.37 + 1 px, the
+# probabilities at 192 and 384 px resized back bilinearly and averaged, and 512 px alone at 0.85;
+# weights stored as float16), fp32, 2 threads, Intel Xeon with AMX (6 Dec 2026): on b the forehead
+# crack 99 %, the vertical crack's upper half 100 %, its faint lower half 51 %, the right temple
+# crack 88 %, mask 5.39 % of the photo; on a the big crack 100 %, the lower curved crack 89 %, mask
+# 0.55 %; a's black top, b's collar and c's bow 0.0 / 0.4 / 0.0 % marked. det42 (grey, the same cut)
+# covered 88 / 100 / 58 / 91 % of b's (42 % of the lower half without the 512-px pass) and 100 / 84 %
+# of a's (74 % at a cut of 0.39, 61 % at 0.4), masks 4.92 and 0.45 %, clothing
 # 0.0 / 0.7 / 0.0 % marked. det33 (0.35) covered 90 / 100 / 29 / 92 %
 # of b's and 100 / 84 % of a's (masks 4.80 and 0.47 %). The detector bundled before det31 (det28 at
 # 256 + 384 px) covered 81 / 84 / 51 / 98 % of b's (mask 5.23 %) and 92 / 92 % of a's; det31 (the
@@ -100,7 +102,7 @@ def test_the_bundled_card_averages_two_working_scales_and_adds_a_finer_one(photo
     assert torch.allclose(score, torch.maximum(mean, each[2] * card["threshold"] / card["fine_threshold"]), atol=1e-6)
     assert not torch.equal(each[0], each[1])  # the two scales do see different things
     # The finer pass marks pixels of its own: clearly over its cut where the two-scale mean is clearly
-    # under the card's (30 pixels of b's faint cracks by 0.02 or more each way on an AMX Xeon, 51 in
-    # all; a CPU moves these probabilities by a few 1e-6).
+    # under the card's (57 pixels of b's faint cracks by 0.02 or more each way on an AMX Xeon, 68 in
+    # all, with det47; det42: 30 and 51; a CPU moves these probabilities by a few 1e-6).
     own = (each[2] >= card["fine_threshold"] + 0.02) & (mean < card["threshold"] - 0.02)
     assert own.sum() >= 10
