@@ -399,29 +399,28 @@ class Restorer:
     ) -> np.ndarray:
         """Run mode ``mode``'s networks on the photo; then what its card's pipeline adds (lite scratch:
         keep the undamaged pixels, then restore the result in its ``then`` mode)."""
+        from oldphoto.ensemble import averaged, ensemble_bytes, ensemble_size
         from oldphoto.pipeline import keep_undamaged, levels_after, prepare
         from oldphoto.tiling import photo_bytes, plan, restore_pixels
 
         meta, bundle = self.model(mode)
         pipeline = meta["pipeline"]
+        views = ensemble_size(pipeline)
         held = photo_bytes(image.shape[0], image.shape[1], masked=mask is not None, fill=pipeline.get("hole_fill", "white"))
         if image.dtype == np.uint16:
             held *= 2  # the photo's own buffers hold 16-bit samples
-        prepared = prepare(image, mask, pipeline, postprocess)
+        held += ensemble_bytes(image.shape[0], image.shape[1], views, image.dtype == np.uint16)
         precision = self._precisions.get(mode, self.precision)
-        chosen = plan(bundle, *prepared.x.shape[-2:], self.device, self.tile, self.max_memory,
-                      precision=precision, reserved=held, masked=prepared.mask is not None)
-        self._tiled = self._tiled or chosen.tiled
-        pixels = restore_pixels(
-            bundle,
-            prepared,
-            device=self.device,
-            precision=precision,
-            tile=self.tile,
-            max_memory=self.max_memory,
-            progress=progress,
-            reserved=held,
-        )
+
+        def restore_view(view: np.ndarray, view_mask: Image.Image | None, report: Callable[[int, int], None] | None) -> np.ndarray:
+            prepared = prepare(view, view_mask, pipeline, postprocess)
+            chosen = plan(bundle, *prepared.x.shape[-2:], self.device, self.tile, self.max_memory,
+                          precision=precision, reserved=held, masked=prepared.mask is not None)
+            self._tiled = self._tiled or chosen.tiled
+            return restore_pixels(bundle, prepared, device=self.device, precision=precision, tile=self.tile,
+                                  max_memory=self.max_memory, progress=report, reserved=held)
+
+        pixels = averaged(restore_view, image, mask, views, progress)  # one view unless the card asks for more
         pixels = levels_after(pixels, pipeline)
         if mask is not None and pipeline.get("keep_undamaged"):
             pixels = keep_undamaged(pixels, image, mask, int(pipeline.get("fill_margin", 0)))
