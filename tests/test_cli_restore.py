@@ -201,6 +201,24 @@ def test_detected_masks_are_saved_at_the_photo_size_and_can_be_passed_back(tiny_
     assert code == 0 and "(scratch mode" in output
 
 
+def test_one_photos_mask_can_be_saved_to_a_file_named_like_an_image(tiny_weights: Path, photos: Path, tmp_path: Path) -> None:
+    """As ``--comparison`` may: a user who types ``--save-mask b-mask.png`` gets that file, not a folder of that name."""
+    src = photos / "scratched_c.png"
+    saved = tmp_path / "c-mask.png"
+    code, output = _run("restore", str(src), str(tmp_path / "out.png"), "--weights", str(tiny_weights), "--mode", "scratch",
+                        "--save-mask", str(saved))
+    assert code == 0, output
+    assert saved.is_file()
+    with Image.open(saved) as mask:
+        assert mask.mode == "L" and mask.size == (256, 336)
+    code, output = _run("restore", str(src), str(tmp_path / "jpeg.png"), "--weights", str(tiny_weights), "--save-mask",
+                        str(tmp_path / "mask.jpg"))
+    assert code == 2 and len(output.strip().splitlines()) == 1 and "losslessly" in output, output
+    assert not (tmp_path / "jpeg.png").exists()
+    code, output = _run("restore", str(photos), str(tmp_path / "many"), "--weights", str(tiny_weights), "--save-mask", str(saved))
+    assert code == 2 and "needs a folder for a folder of photos" in output, output
+
+
 def test_exif_rotated_jpeg_gives_an_upright_output(tiny_weights: Path, tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6

@@ -114,8 +114,8 @@ def plan(
         raise UsageError(f"{src}: no such file or folder")
     if mask_path is not None and not mask_path.exists():
         raise UsageError(f"{mask_path}: no such mask file or folder")
-    if save_mask_path is not None and save_mask_path.exists() and not save_mask_path.is_dir():
-        raise UsageError(f"{save_mask_path}: --save-mask needs a folder, and this is a file")
+    if src.is_dir() and save_mask_path is not None and not _looks_like_folder(save_mask_path):
+        raise UsageError(f"{save_mask_path}: --save-mask needs a folder for a folder of photos, and this is a file")
     if src.is_dir():
         jobs = _plan_folder(src, dest, recursive, format, mask_path, comparison_path, save_mask_path)
         masks = [mask_path / m for m in _walk(mask_path, True, ())] if mask_path is not None else []
@@ -163,9 +163,21 @@ def _plan_file(
         format=fmt,
         mask=mask,
         comparison=comparison,
-        save_mask=save_mask / f"{src.stem}.png" if save_mask is not None else None,
+        save_mask=_saved_mask(save_mask, src),
         error=error,
     )
+
+
+def _saved_mask(save_mask: Path | None, src: Path) -> Path | None:
+    """Where one photo's detected mask goes: ``save_mask`` itself when it names an image file (one
+    photo, as ``--comparison`` may), else a PNG named like the photo in that folder."""
+    if save_mask is None:
+        return None
+    if _looks_like_folder(save_mask):
+        return save_mask / f"{src.stem}.png"
+    if output_format(save_mask) not in ("PNG", "TIFF"):  # a lossy mask would no longer be 0 and 255
+        raise UsageError(f"{save_mask}: --save-mask writes a mask losslessly; name a .png or .tif file, or a folder")
+    return save_mask
 
 
 def _plan_folder(

@@ -41,7 +41,8 @@ def restore(
     ),
     detect_scratches: bool = typer.Option(False, "--detect-scratches", help="Find scratches and folds with the detector."),
     save_mask: Optional[Path] = typer.Option(
-        None, "--save-mask", help="Folder to write each detected mask to (implies --detect-scratches); edit one and pass it back with --mask."
+        None, "--save-mask", help="Folder to write each detected mask to, or for one photo a .png or .tif file (implies "
+        "--detect-scratches); edit one and pass it back with --mask."
     ),
     mode: str = typer.Option("auto", "--mode", help="auto, quality, scratch, hr or none (faces only). auto: scratch when damage is given or detected (hr for large photos), else quality."),
     postprocess: str = typer.Option("default", "--postprocess", help="default (exact input size) or published (the published code's rounded size)."),
