@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,13 @@ def adam(params: Iterator[nn.Parameter], lr: float, betas: tuple[float, float]) 
     return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=betas)
 
 
-def load_net(folder: Path, sources: list[tuple[str, str]], target: nn.Module, what: str) -> str | None:
+def load_net(folder: Path, sources: list[tuple[str, str]], target: nn.Module, what: str,
+             adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None) -> str | None:
     """Load ``target`` from the first ``(checkpoint, network)`` of ``sources`` present in ``folder``.
 
     Returns ``"checkpoint.network"`` or None when no source is there; a shape mismatch is a
-    one-line error (the widths given must match the checkpoint's).
+    one-line error (the widths given must match the checkpoint's). ``adapt`` reshapes the
+    checkpoint's state first (a grey detector's first layer spread over RGB).
     """
     from oldphoto.weights.checkpoint import has_checkpoint, load_checkpoint
 
@@ -40,6 +42,8 @@ def load_net(folder: Path, sources: list[tuple[str, str]], target: nn.Module, wh
             continue
         prefix = f"{net}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if adapt is not None:
+            state = adapt(state)
         try:
             target.load_state_dict(state, strict=True)
         except RuntimeError as exc:

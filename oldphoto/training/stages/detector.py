@@ -40,9 +40,10 @@ class DetectorStage(Stage):
 
     def init_from(self, folder: Path) -> list[str]:
         source = net_config(folder, [("detector", "unet")])
-        if self.cfg.colour and source is not None and int(source.get("in_channels", 1)) == 1:
-            return [spread_grey(folder, self.unet)]
-        got = load_net(folder, [("detector", "unet")], self.unet, "detector")
+        spread = self.cfg.colour and source is not None and int(source.get("in_channels", 1)) == 1
+        got = load_net(folder, [("detector", "unet")], self.unet, "detector", adapt=spread_grey if spread else None)
+        if got and spread:
+            got += " (grey, spread over RGB by luma)"
         return [got] if got else []
 
     def batch(self, sampler: Sampler) -> Batch:
@@ -105,21 +106,8 @@ class DetectorStage(Stage):
 LUMA = (0.299, 0.587, 0.114)
 
 
-def spread_grey(folder: Path, unet: torch.nn.Module) -> str:
-    """Load a grey detector's UNet from ``folder`` into colour ``unet``: its first layer's weights
-    times each channel's luma weight, so on any photo the colour UNet starts equal to the grey one."""
-    from oldphoto.errors import WeightsError
-    from oldphoto.weights.checkpoint import load_checkpoint
-
-    meta, tensors = load_checkpoint(folder, "detector")
-    state = {k[len("unet."):]: v for k, v in tensors.items() if k.startswith("unet.")}
+def spread_grey(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A grey detector's UNet state for a colour UNet: its first layer's weights times each channel's
+    luma weight, so on any photo the colour UNet starts equal to the grey one."""
     first = state["first.1.weight"].float()  # a half-precision card's weights times 0.299 would round again
-    state["first.1.weight"] = torch.cat([first * c for c in LUMA], dim=1)
-    try:
-        unet.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(
-            f"{folder}/detector.safetensors: its unet does not fit the detector being trained "
-            f"(config {meta['networks']['unet']['config']}): {str(exc).splitlines()[0]}"
-        ) from None
-    return "detector.unet (grey, spread over RGB by luma)"
+    return {**state, "first.1.weight": torch.cat([first * c for c in LUMA], dim=1)}
