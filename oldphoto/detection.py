@@ -11,8 +11,11 @@ back), which the lite detector's card uses to cover the edges of wide cracks, an
 192 and 384: the larger scale tells clean edges from strokes, the smaller one keeps short, wide
 cracks whole), each resized back bilinearly when it says ``"resize_back": "bilinear"``, and
 may add a finer working size, ``fine_side``, whose probability alone marks a pixel where it
-reaches ``fine_threshold`` (a thin stroke the coarse mean blurs below the cut; the lite card's
-512 px at 0.85). The published card has none of these, so its masks stay the published ones.
+reaches ``fine_threshold`` (a thin stroke the coarse mean blurs below the cut), and, with
+``stroke_threshold`` and ``stroke_length``, also where it reaches the lower stroke threshold on
+a straight run of at least that many pixels of the fine working size (``oldphoto/strokes.py``:
+thin scratches, not specks or grain). The published card has none of these, so its masks stay
+the published ones.
 A UNet built with ``in_channels: 3`` reads the photo in colour (RGB, same scaling) instead of grey.
 """
 
@@ -28,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from oldphoto.pipeline import check_photo_size, rounded_size
+from oldphoto.strokes import straight_runs
 
 
 DEFAULT_THRESHOLD = 0.4  # the published card's cut
@@ -81,10 +85,28 @@ def _at_scale(photo: torch.Tensor, size: tuple[int, int], short: int) -> torch.T
 def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int], resize: str = "nearest") -> torch.Tensor:
     """Run the UNet, sigmoid, and resize the probability to ``size`` (width, height): nearest, as
     published, or ``"bilinear"``."""
-    prob = torch.sigmoid(unet(x).float())
+    return _resized(torch.sigmoid(unet(x).float()), size, resize)
+
+
+def _resized(prob: torch.Tensor, size: tuple[int, int], resize: str) -> torch.Tensor:
+    """``prob`` (1×1×h×w) resized to ``size`` (width, height), nearest or bilinear."""
     if resize == "bilinear":
         return F.interpolate(prob, size=(size[1], size[0]), mode="bilinear", align_corners=False)
     return F.interpolate(prob, size=(size[1], size[0]), mode="nearest")
+
+
+def fine_score(prob: torch.Tensor, pipeline: Mapping[str, Any]) -> torch.Tensor:
+    """The fine working size's probability (1×1×h×w, at that size) on the card's cut: scaled by
+    threshold / fine_threshold, and, with ``stroke_threshold``, raised on straight runs of at least
+    ``stroke_length`` pixels at or above it to prob × threshold / stroke_threshold, so that the
+    card's cut marks (fine ≥ fine_threshold) or (a straight run with fine ≥ stroke_threshold)."""
+    cut = card_threshold(pipeline)
+    score = prob * (cut / float(pipeline["fine_threshold"]))
+    if pipeline.get("stroke_threshold") is not None:
+        low = float(pipeline["stroke_threshold"])
+        runs = straight_runs(prob >= low, int(pipeline["stroke_length"]))
+        torch.maximum(score, torch.where(runs, prob * (cut / low), torch.zeros_like(prob)), out=score)
+    return score
 
 
 def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[str, Any], postprocess: str,
@@ -94,9 +116,10 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     ``resize_back``: nearest, as published, or bilinear), averaged.
 
     With ``fine_side`` the UNet also runs at that finer size, and where its probability
-    reaches ``fine_threshold`` the result is raised to the card's ``threshold``: the fine
-    probability enters scaled by threshold / fine_threshold, so the card's cut marks exactly
-    (mean ≥ threshold) or (fine ≥ fine_threshold), and a sweep of the cut moves both together.
+    reaches ``fine_threshold`` (or ``stroke_threshold`` on a straight run: ``fine_score``) the
+    result is raised to the card's ``threshold``, at the fine size before the resize back, so the
+    card's cut marks (mean ≥ threshold) or the fine pass's own marks, and a sweep of the cut moves
+    the mean's and the fine cut together (the straight runs stay those found at stroke_threshold).
     """
     scales = pipeline.get("short_side", 256)
     scales = [int(s) for s in scales] if isinstance(scales, (list, tuple)) else [int(scales)]
@@ -107,9 +130,8 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
         total.add_(detect_probability(unet, _at_scale(photo, size, short).to(device), size, resize))
     total.div_(len(scales))
     if pipeline.get("fine_side") is not None:
-        fine = detect_probability(unet, _at_scale(photo, size, int(pipeline["fine_side"])).to(device), size, resize)
-        scale = card_threshold(pipeline) / float(pipeline["fine_threshold"])
-        torch.maximum(total, fine.mul_(scale), out=total)
+        fine = torch.sigmoid(unet(_at_scale(photo, size, int(pipeline["fine_side"])).to(device)).float())
+        torch.maximum(total, _resized(fine_score(fine, pipeline), size, resize), out=total)
     return total
 
 

@@ -99,3 +99,11 @@ def test_the_detector_cards_working_scales_are_written_as_given(tmp_path: Path) 
     assert (pipeline["fine_side"], pipeline["fine_threshold"]) == (512, 0.85)
     alone = subprocess.run([*bundle, str(tmp_path / "alone"), "--fine-side", "512"], capture_output=True, text=True, check=False)
     assert alone.returncode != 0 and "--fine-side and --fine-threshold go together" in alone.stderr
+    strokes = subprocess.run([*bundle, str(tmp_path / "strokes"), "--fine-side", "512", "--fine-threshold", "0.85",
+                              "--stroke-threshold", "0.1", "--stroke-length", "11"], capture_output=True, text=True, check=False)
+    assert strokes.returncode == 0, strokes.stderr
+    pipeline = json.loads((tmp_path / "strokes" / "detector.json").read_text())["pipeline"]
+    assert (pipeline["stroke_threshold"], pipeline["stroke_length"]) == (0.1, 11)
+    lone = subprocess.run([*bundle, str(tmp_path / "lone"), "--stroke-threshold", "0.1", "--stroke-length", "11"],
+                          capture_output=True, text=True, check=False)
+    assert lone.returncode != 0 and "--stroke-threshold and --stroke-length go together, with --fine-side" in lone.stderr

@@ -186,11 +186,17 @@ def main() -> None:
     ap.add_argument("--fine-side", type=int, default=None,
                     help="detector: a finer working scale whose probability alone marks a pixel at --fine-threshold")
     ap.add_argument("--fine-threshold", type=float, default=None, help="detector: the fine scale's own cut (with --fine-side)")
+    ap.add_argument("--stroke-threshold", type=float, default=None,
+                    help="detector: a lower cut for the fine scale where it lies on a straight run (oldphoto/strokes.py)")
+    ap.add_argument("--stroke-length", type=int, default=None,
+                    help="detector: the run's length in pixels of the fine working size (odd; with --stroke-threshold)")
     args = ap.parse_args()
 
     name = args.name
     if (args.fine_side is None) != (args.fine_threshold is None):
         ap.error("--fine-side and --fine-threshold go together")
+    if (args.stroke_threshold is None) != (args.stroke_length is None) or (args.stroke_threshold is not None and args.fine_side is None):
+        ap.error("--stroke-threshold and --stroke-length go together, with --fine-side")
     if name == "quality" and not args.scores:
         sys.exit("--scores: the quality model's card needs benchmarks/quality.py's scores")
     meta = json.loads((args.run / f"{name}.json").read_text())
@@ -230,7 +236,8 @@ def main() -> None:
         scales = args.short_side[0] if args.short_side and len(args.short_side) == 1 else args.short_side
         for key, value in (("threshold", args.threshold), ("dilation", args.dilation), ("short_side", scales),
                            ("resize_back", args.resize_back), ("fine_side", args.fine_side),
-                           ("fine_threshold", args.fine_threshold)):
+                           ("fine_threshold", args.fine_threshold), ("stroke_threshold", args.stroke_threshold),
+                           ("stroke_length", args.stroke_length)):
             if value is not None:
                 meta["pipeline"][key] = value
     if name == "scratch":  # fill the damage only, then restore the whole photo in quality mode (measured: docs/TRAINING.md)
