@@ -401,7 +401,7 @@ class Restorer:
         keep the undamaged pixels, then restore the result in its ``then`` mode)."""
         from oldphoto.ensemble import averaged, ensemble_bytes, ensemble_size
         from oldphoto.pipeline import keep_undamaged, levels_after, prepare
-        from oldphoto.tiling import photo_bytes, plan, restore_pixels
+        from oldphoto.tiling import Plan, photo_bytes, plan, restore_pixels
 
         meta, bundle = self.model(mode)
         pipeline = meta["pipeline"]
@@ -412,13 +412,17 @@ class Restorer:
         held += ensemble_bytes(image.shape[0], image.shape[1], views, image.dtype == np.uint16)
         precision = self._precisions.get(mode, self.precision)
 
+        chosen: Plan | None = None  # every view (a flip) has the same shape: planned once, for all of them
+
         def restore_view(view: np.ndarray, view_mask: Image.Image | None, report: Callable[[int, int], None] | None) -> np.ndarray:
+            nonlocal chosen
             prepared = prepare(view, view_mask, pipeline, postprocess)
-            chosen = plan(bundle, *prepared.x.shape[-2:], self.device, self.tile, self.max_memory,
-                          precision=precision, reserved=held, masked=prepared.mask is not None)
-            self._tiled = self._tiled or chosen.tiled
+            if chosen is None:
+                chosen = plan(bundle, *prepared.x.shape[-2:], self.device, self.tile, self.max_memory,
+                              precision=precision, reserved=held, masked=prepared.mask is not None)
+                self._tiled = self._tiled or chosen.tiled
             return restore_pixels(bundle, prepared, device=self.device, precision=precision, tile=self.tile,
-                                  max_memory=self.max_memory, progress=report, reserved=held)
+                                  max_memory=self.max_memory, progress=report, reserved=held, chosen=chosen)
 
         pixels = averaged(restore_view, image, mask, views, progress)  # one view unless the card asks for more
         pixels = levels_after(pixels, pipeline)

@@ -85,7 +85,12 @@ def _at_scale(photo: torch.Tensor, size: tuple[int, int], short: int) -> torch.T
 def detect_probability(unet: nn.Module, x: torch.Tensor, size: tuple[int, int], resize: str = "nearest") -> torch.Tensor:
     """Run the UNet, sigmoid, and resize the probability to ``size`` (width, height): nearest, as
     published, or ``"bilinear"``."""
-    return _resized(torch.sigmoid(unet(x).float()), size, resize)
+    return _resized(_probability(unet, x), size, resize)
+
+
+def _probability(unet: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The UNet's damage probability at its input's own size (float32, whatever it computed in)."""
+    return torch.sigmoid(unet(x).float())
 
 
 def _resized(prob: torch.Tensor, size: tuple[int, int], resize: str) -> torch.Tensor:
@@ -130,7 +135,7 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
         total.add_(detect_probability(unet, _at_scale(photo, size, short).to(device), size, resize))
     total.div_(len(scales))
     if pipeline.get("fine_side") is not None:
-        fine = torch.sigmoid(unet(_at_scale(photo, size, int(pipeline["fine_side"])).to(device)).float())
+        fine = _probability(unet, _at_scale(photo, size, int(pipeline["fine_side"])).to(device))
         torch.maximum(total, _resized(fine_score(fine, pipeline), size, resize), out=total)
     return total
 

@@ -40,18 +40,23 @@ def segment_kernels(length: int, angles: int) -> torch.Tensor:
     return kernels
 
 
+@lru_cache(maxsize=8)
+def _segment_offsets(length: int, angles: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Per direction, the (row, column) of each segment pixel in the L×L square of ``segment_kernels``."""
+    kernels = segment_kernels(length, angles)
+    return tuple(tuple((int(r), int(c)) for r, c in kernels[k, 0].nonzero().tolist()) for k in range(angles))
+
+
 def straight_runs(hit: torch.Tensor, length: int, angles: int = 16) -> torch.Tensor:
     """Of the N×1×H×W boolean ``hit``, the pixels on a straight run of about ``length`` pixels
     (``length`` − 2 along the run's major axis, after the one-pixel growth) in one of ``angles``
     directions. Never adds a pixel. Erosion and dilation are ANDs and ORs of shifted copies (the
     segment's pixels), outside the photo counting as unmarked."""
-    kernels = segment_kernels(length, angles)
     pad = length // 2
     grown = F.pad(dilate(hit.to(torch.float32), 1), (pad, pad, pad, pad)).bool()
     h, w = hit.shape[-2:]
     out = torch.zeros(hit.shape, dtype=torch.bool, device=hit.device)
-    for k in range(angles):
-        offsets = kernels[k, 0].nonzero().tolist()  # (row, column) of each segment pixel in the L×L square
+    for offsets in _segment_offsets(length, angles):
         eroded = torch.ones(hit.shape, dtype=torch.bool, device=hit.device)
         for r, c in offsets:
             eroded &= grown[..., r:r + h, c:c + w]

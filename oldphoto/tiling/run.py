@@ -38,16 +38,19 @@ def restore_pixels(
     progress: Progress | None = None,
     tmpdir: str | None = None,
     reserved: int = 0,
+    chosen: Plan | None = None,
 ) -> np.ndarray:
     """Run the networks over ``prepared`` and return the H×W×3 uint8 (uint16 for 16-bit) photo (see :mod:`oldphoto.tiling`).
 
     ``reserved``: host bytes the caller's own buffers take (:func:`~oldphoto.tiling.budget.photo_bytes`).
+    ``chosen``: the caller's plan for this shape, when it made one (otherwise it is made here).
     """
-    height, width = prepared.x.shape[-2:]
-    chosen = plan(
-        bundle, height, width, device, tile, max_memory,
-        precision=precision, reserved=reserved, masked=prepared.mask is not None,
-    )
+    if chosen is None:
+        height, width = prepared.x.shape[-2:]
+        chosen = plan(
+            bundle, height, width, device, tile, max_memory,
+            precision=precision, reserved=reserved, masked=prepared.mask is not None,
+        )
     with torch.inference_mode(), autocast(device, precision):
         if not chosen.tiled:
             mask = prepared.mask.to(device) if prepared.mask is not None else None
