@@ -107,3 +107,33 @@ def test_the_detector_cards_working_scales_are_written_as_given(tmp_path: Path) 
     lone = subprocess.run([*bundle, str(tmp_path / "lone"), "--stroke-threshold", "0.1", "--stroke-length", "11"],
                           capture_output=True, text=True, check=False)
     assert lone.returncode != 0 and "--stroke-threshold and --stroke-length go together, with --fine-side" in lone.stderr
+
+
+def test_the_quality_cards_views_are_written_as_given(tmp_path: Path) -> None:
+    """``--ensemble 2`` puts the two-view average in the card's pipeline; without it the run's own stays."""
+    import shutil
+
+    from oldphoto import Restorer
+    from oldphoto.weights.choice import lite_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(lite_folder() / f"quality{suffix}", run)
+    card = json.loads((run / "quality.json").read_text())
+    card["pipeline"].pop("ensemble")  # as a training run writes it
+    (run / "quality.json").write_text(json.dumps(card))
+    report = tmp_path / "scores.json"  # the shape benchmarks/quality.py --json writes
+    report.write_text(json.dumps({"files": ["kodim01.png"], "seed": 0, "seconds_per_photo": {"model run": 1.0},
+                                  "mean": {"noise": {"input": [20.0, 0.5], "median 3x3": [24.0, 0.6], "model run": [28.0, 0.8]}}}))
+    bundle = [sys.executable, str(ROOT / "weights" / "bundle_lite.py"), str(run), "--fp16", "--scores", str(report), "--dest"]
+    for extra, expected in ((["--ensemble", "2"], 2), ([], None)):
+        dest = tmp_path / f"dest{len(extra)}"
+        done = subprocess.run([*bundle, str(dest), *extra], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        meta = json.loads((dest / "quality.json").read_text())
+        assert meta["pipeline"].get("ensemble") == expected
+        assert meta["scores"]["noise"]["lite"] == [28.0, 0.8]
+        assert Restorer(dest, device="cpu", precision="fp32").model("quality")[0]["pipeline"] == meta["pipeline"]
+    wrong = subprocess.run([*bundle, str(tmp_path / "three"), "--ensemble", "3"], capture_output=True, text=True, check=False)
+    assert wrong.returncode != 0 and "invalid choice" in wrong.stderr

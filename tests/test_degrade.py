@@ -93,6 +93,26 @@ def test_p_clean_keeps_that_share_nearly_clean(photo: np.ndarray) -> None:
                               d.degrade(small, np.random.default_rng(seed), d.Recipe(p_each=1.0, p_clean=0.0))[0])
 
 
+def test_p_noise_gives_that_share_gaussian_noise_alone(photo: np.ndarray) -> None:
+    """``--p-noise 0.25``: ~25 % of inputs get Gaussian noise of σ 5–50 and nothing else; 0 draws as before."""
+    small = photo[:32, :32]
+    noisy = d.Recipe(p_each=1.0, p_noise=0.25)
+    alone = 0
+    for seed in range(300):
+        out, ops = d.degrade(small, np.random.default_rng(seed), noisy)
+        if len(ops) == 1:
+            alone += 1
+            assert ops[0]["op"] == "gaussian" and 5 / 255 <= ops[0]["sigma"] <= 50 / 255
+            residual = out.astype(float) - small.astype(float)
+            assert 0.5 * 255 * ops[0]["sigma"] < residual.std() < 1.2 * 255 * ops[0]["sigma"]  # clipping trims it
+        else:
+            assert len(ops) == 4
+    assert 50 < alone < 100  # 0.25 of 300
+    for seed in range(5):
+        assert np.array_equal(d.degrade(small, np.random.default_rng(seed), d.Recipe(p_each=1.0))[0],
+                              d.degrade(small, np.random.default_rng(seed), d.Recipe(p_each=1.0, p_noise=0.0))[0])
+
+
 def test_mask_marks_exactly_the_damaged_pixels(photo: np.ndarray) -> None:
     for seed in range(5):
         clean = d.degrade_photo(photo, seed)[0]  # the same draws up to the damage

@@ -176,6 +176,9 @@ def main() -> None:
     ap.add_argument("--levels", nargs="?", const="before", choices=("before", "after"), default=None,
                     help="quality: run the gated levels step (pipeline.levels; undoes fading, see oldphoto/tone.py) before the "
                          "networks (the bare flag) or on the restored photo ('after')")
+    ap.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=None,
+                    help="quality: restore each photo as it is and flipped, and average (pipeline.ensemble; 2 = and mirrored, "
+                         "4 = and upside down and both; oldphoto/ensemble.py); give the scores measured so")
     ap.add_argument("--note", action="append", default=[], help="a sentence for the card's training notes (repeatable)")
     ap.add_argument("--threshold", type=float, default=None, help="detector: the lite card's probability threshold (default: the run's)")
     ap.add_argument("--dilation", type=int, default=None, help="detector: grow the lite card's masks by this many pixels (default: none)")
@@ -228,6 +231,8 @@ def main() -> None:
                   "pixel-unshuffle; no instance norms)" if encoder.get("stem") == "s2" else "full resolution (no downsampling)")
     if args.levels:
         meta["pipeline"]["levels"] = True if args.levels == "before" else "after"
+    if args.ensemble is not None:
+        meta["pipeline"]["ensemble"] = args.ensemble
     when = {"before": "first", "after": "on the restored photo"}.get(levels_order(meta["pipeline"]))
     levels = f" A gated levels step undoes fading {when} (pipeline.levels, oldphoto/tone.py)." if when else ""
     meta["description"] = DESCRIPTIONS[name].format(wiring=wiring, resolution=resolution, levels=levels)

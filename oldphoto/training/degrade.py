@@ -164,6 +164,9 @@ class Recipe:
     #: 85–100, nothing else), so a residual network learns to leave a good photo alone.
     p_clean: float = 0.0
     clean_jpeg: tuple[int, int] = (85, 100)  # inclusive
+    #: Not published: the share of inputs given Gaussian noise alone (σ from ``noise_sigma``), the
+    #: degradation a blind denoiser is scored on; drawn after ``p_clean``, before fading.
+    p_noise: float = 0.0
     fade_contrast: tuple[float, float] = (0.45, 0.9)
     fade_lift: tuple[float, float] = (0.0, 0.2)
     fade_warmth: tuple[float, float] = (0.0, 0.7)
@@ -181,7 +184,8 @@ def degrade(img: np.ndarray, rng: np.random.Generator, recipe: Recipe = PUBLISHE
     """Degrade an H×W×3 uint8 photo; return it and the operations applied with their parameters.
 
     Draw order (fixed, so a seed pins the result): whether the photo stays nearly clean when
-    ``p_clean`` is set (then at most a light JPEG and nothing else), fading when enabled (a print fades
+    ``p_clean`` is set (then at most a light JPEG and nothing else), whether it gets Gaussian noise
+    alone when ``p_noise`` is set, fading when enabled (a print fades
     before it is scanned), then a permutation of the four published families and, for each,
     whether it applies and its parameters. Grey conversion is left to the caller.
     """
@@ -192,6 +196,10 @@ def degrade(img: np.ndarray, rng: np.random.Generator, recipe: Recipe = PUBLISHE
             img = jpeg(img, quality)
             ops.append({"op": "jpeg", "quality": quality})
         return img, ops
+    if recipe.p_noise > 0 and rng.random() < recipe.p_noise:
+        sigma = float(rng.uniform(*recipe.noise_sigma)) / 255.0
+        ops.append({"op": "gaussian", "sigma": sigma})
+        return gaussian_noise(img, sigma, rng), ops
     if recipe.p_fade > 0 and rng.random() < recipe.p_fade:
         params = {
             "contrast": float(rng.uniform(*recipe.fade_contrast)),

@@ -78,6 +78,8 @@ class TrainConfig:
     p_each: float = 0.7
     #: Share of training inputs kept nearly clean (at most a light JPEG); not published.
     p_clean: float = 0.0
+    #: Share of training inputs given Gaussian noise alone (σ 5-50 of 255); not published.
+    p_noise: float = 0.0
     #: mapping stages: cut each (degraded, clean) pair from the clean photo enlarged by z, uniform
     #: in [1, zoom] (1 = off), so soft photos such as film scans are among the clean targets.
     zoom: float = 1.0
@@ -226,6 +228,8 @@ OPTIONS: dict[str, Option] = {
     "fade": Option("Probability of synthetic fading (not in the published recipe).", min=0.0, max=1.0),
     "p_each": Option("Probability of each degradation family (blur, noise, resample, JPEG) in a training input (published 0.7).", min=0.0, max=1.0),
     "p_clean": Option("Share of training inputs kept nearly clean (half of them JPEG at quality 85-100, nothing else), so a good photo is left alone (not published).", min=0.0, max=1.0),
+    "p_noise": Option("Share of training inputs given Gaussian noise alone (sigma 5-50 of 255), the degradation blind denoisers are "
+                      "scored on (not published; 0 draws what earlier runs drew).", min=0.0, max=1.0),
     "zoom": Option("mapping stages: cut training pairs from the clean photo enlarged by a factor uniform from 1 to this (bicubic), "
                    "so soft photos (film scans) are among the clean targets and a soft but clean photo is left alone (1 = off).", min=1.0, max=4.0),
     "rescale": Option("detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks).", min=0.1, max=1.0),
