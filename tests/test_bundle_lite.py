@@ -137,3 +137,11 @@ def test_the_quality_cards_views_are_written_as_given(tmp_path: Path) -> None:
         assert Restorer(dest, device="cpu", precision="fp32").model("quality")[0]["pipeline"] == meta["pipeline"]
     wrong = subprocess.run([*bundle, str(tmp_path / "three"), "--ensemble", "3"], capture_output=True, text=True, check=False)
     assert wrong.returncode != 0 and "invalid choice" in wrong.stderr
+    # A candidate written elsewhere goes without scores, for benchmarks/quality.py to score it.
+    unscored = [sys.executable, str(ROOT / "weights" / "bundle_lite.py"), str(run), "--fp16", "--ensemble", "2", "--speed", "4.5",
+                "--dest", str(tmp_path / "cand")]
+    done = subprocess.run(unscored, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((tmp_path / "cand" / "quality.json").read_text())
+    assert "scores" not in meta and meta["pipeline"]["ensemble"] == 2
+    assert Restorer(tmp_path / "cand", device="cpu", precision="fp32").model("quality")[0]["pipeline"] == meta["pipeline"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from oldphoto.cli import app
 from oldphoto.training import degrade as d
-from oldphoto.training.data import random_crop
+from oldphoto.training.data import Sampler, random_crop
 
 
 
@@ -194,3 +194,27 @@ def test_zoom_cuts_softer_crops_of_the_same_size(photo: np.ndarray) -> None:
 
     # Enlarged by 1.5 on average, the texture's pixel-to-pixel steps shrink (0.53 of the plain crops' here).
     assert detail(zoomed) < 0.75 * detail(plain)
+
+
+def test_clean_zoom_softens_only_the_pairs_kept_clean_and_draws_as_before_at_one(photo: np.ndarray) -> None:
+    """``clean_zoom``: the pairs ``degrade`` keeps nearly clean come from softer crops; at 1 nothing changes."""
+
+    def pairs(p_clean: float, **zoom: float):
+        recipe = d.Recipe(p_each=1.0, p_clean=p_clean)
+        return Sampler([photo], crop=32, recipe=recipe, rng=np.random.default_rng(5), **zoom).pairs(40)
+
+    def detail(y) -> float:
+        return float((y[..., 1:] - y[..., :-1]).abs().mean())
+
+    plain, one = pairs(0.5), pairs(0.5, clean_zoom=1.0)
+    assert np.array_equal(plain.x.numpy(), one.x.numpy()) and np.array_equal(plain.y.numpy(), one.y.numpy())
+    # Every pair kept clean: the targets lose pixel-to-pixel detail (0.56 of the plain crops' here); none kept
+    # clean: the crops stay as crisp as without the option (the same detail, other crops).
+    crisp = detail(pairs(1.0).y)
+    assert detail(pairs(1.0, clean_zoom=2.0).y) < 0.75 * crisp
+    assert abs(detail(pairs(0.0, clean_zoom=2.0).y) - crisp) < 0.1 * crisp
+    recipe = d.Recipe(p_each=1.0, p_clean=0.5)
+    ops = [d.degrade(photo[:16, :16], np.random.default_rng(s), recipe)[1] for s in range(200)]
+    # Kept clean: a light JPEG at most; otherwise all four families (p_each 1).
+    assert [d.stays_clean(s, recipe) for s in range(200)] == [len(o) <= 1 for o in ops]
+    assert 70 <= sum(len(o) <= 1 for o in ops) <= 130

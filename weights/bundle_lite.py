@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DEST = ROOT / "oldphoto" / "weights" / "lite"  # the package's bundled models
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from oldphoto.fsutil import sha256_file  # noqa: E402
@@ -160,7 +161,7 @@ def main() -> None:
                          "run apart, same photos and seed), scratch_quality.py's for scratch and detector; without them "
                          "(scratch, detector) the card is written for the benchmark to score it (--dest a scratch folder)")
     ap.add_argument("--speed", type=float, default=None, help="measured seconds per megapixel (benchmarks/lite_speed.py)")
-    ap.add_argument("--dest", type=Path, default=ROOT / "oldphoto" / "weights" / "lite")
+    ap.add_argument("--dest", type=Path, default=DEFAULT_DEST)
     ap.add_argument("--reproduce", default=None,
                     help="the command that reproduces this checkpoint, when it is not the run's last command "
                          "(e.g. an earlier checkpoint of the run); the command as run is kept beside it")
@@ -200,8 +201,9 @@ def main() -> None:
         ap.error("--fine-side and --fine-threshold go together")
     if (args.stroke_threshold is None) != (args.stroke_length is None) or (args.stroke_threshold is not None and args.fine_side is None):
         ap.error("--stroke-threshold and --stroke-length go together, with --fine-side")
-    if name == "quality" and not args.scores:
-        sys.exit("--scores: the quality model's card needs benchmarks/quality.py's scores")
+    if name == "quality" and not args.scores and args.dest.resolve() == DEFAULT_DEST.resolve():
+        sys.exit("--scores: the bundled quality model's card needs benchmarks/quality.py's scores "
+                 "(a candidate written elsewhere with --dest goes without, for quality.py to score it)")
     meta = json.loads((args.run / f"{name}.json").read_text())
     if name != "detector" and not meta.get("pipeline", {}).get("residual"):
         sys.exit(f"{args.run}: not a --residual mapping run")
@@ -272,9 +274,9 @@ def main() -> None:
                 meta["scores"].update(scratch_summary(report, name))
     else:
         meta["scores"] = scratch_summary(reports[0], name)
-    if args.speed is not None:
+    if args.speed is not None and "scores" in meta:
         meta["scores"]["seconds per megapixel"] = args.speed
-    if name == "quality":
+    if name == "quality" and "scores" in meta:
         meta["scores"]["target"] = target(meta["scores"])
     (args.dest / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{args.dest}: {name} {weights.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}…")

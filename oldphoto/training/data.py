@@ -25,7 +25,7 @@ from PIL import Image
 from oldphoto.errors import ImageError, UsageError
 from oldphoto.pipeline import paint_damage
 from oldphoto.training.damage import draw_decoys
-from oldphoto.training.degrade import PUBLISHED, Damage, Recipe, add_damage, degrade, to_grey
+from oldphoto.training.degrade import PUBLISHED, Damage, Recipe, add_damage, degrade, stays_clean, to_grey
 
 
 DETECTION_SHORT_SIDE = 256  # the short side every photo is resized to for detection (oldphoto.detection)
@@ -142,9 +142,11 @@ class Sampler:
         damage: Damage | None = None,
         rng: np.random.Generator,
         zoom: float = 1.0,
+        clean_zoom: float = 1.0,
     ) -> None:
         self.clean, self.old = clean, old or []
         self.crop, self.recipe, self.damage, self.rng, self.zoom = crop, recipe, damage, rng, zoom
+        self.clean_zoom = clean_zoom
 
     def _pick(self, pool: list[np.ndarray]) -> np.ndarray:
         return pool[int(self.rng.integers(len(pool)))]
@@ -182,12 +184,20 @@ class Sampler:
         With damage, half the samples stay hole-free as in the published scratch training;
         ``paint`` (``white`` as the published loader does with its masks, or ``smooth``) then
         paints the damaged pixels exactly as ``restore`` does before the scratch mapping
-        (:func:`oldphoto.pipeline.paint_damage`).
+        (:func:`oldphoto.pipeline.paint_damage`). With ``clean_zoom`` > 1 the pairs the recipe
+        keeps nearly clean are cut at that zoom (soft but clean photos, to be left alone); the
+        degradation's seed is then drawn before the crop, so at 1 everything draws as before.
         """
         xs, ys, masks = [], [], []
         for _ in range(n):
-            y = random_crop(self._pick(self.clean), self.crop, self.rng, zoom=self.zoom)
-            x = self._degrade(y)
+            if self.clean_zoom > 1:
+                seed = int(self.rng.integers(2**63))
+                zoom = self.clean_zoom if stays_clean(seed, self.recipe) else self.zoom
+                y = random_crop(self._pick(self.clean), self.crop, self.rng, zoom=zoom)
+                x = self._degrade(y, seed)
+            else:
+                y = random_crop(self._pick(self.clean), self.crop, self.rng, zoom=self.zoom)
+                x = self._degrade(y)
             x, y = self._grey(x, y)
             m = np.zeros(x.shape[:2], dtype=np.uint8)
             if self.damage is not None and self.rng.random() < 0.5:

@@ -180,6 +180,12 @@ PUBLISHED = Recipe()
 FAMILIES = ("blur", "noise", "resample", "jpeg")
 
 
+def stays_clean(seed: int, recipe: Recipe) -> bool:
+    """Whether :func:`degrade` from ``np.random.default_rng(seed)`` keeps the photo nearly clean
+    (``p_clean``, its first draw), known before the photo is cut: the sampler softens those."""
+    return recipe.p_clean > 0 and np.random.default_rng(seed).random() < recipe.p_clean
+
+
 def degrade(img: np.ndarray, rng: np.random.Generator, recipe: Recipe = PUBLISHED) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Degrade an H×W×3 uint8 photo; return it and the operations applied with their parameters.
 

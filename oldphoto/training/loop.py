@@ -101,7 +101,8 @@ def run(
     val = load_photos([cfg.val])[0] if cfg.val is not None else []
     stage = make_stage(cfg, device)
     _lay_out(stage, device)
-    sampler = Sampler(clean, old, crop=cfg.crop, recipe=replace(PUBLISHED, p_fade=cfg.fade, p_each=cfg.p_each, p_clean=cfg.p_clean, p_noise=cfg.p_noise), damage=stage.damage, rng=np_rng, zoom=cfg.zoom)
+    recipe = replace(PUBLISHED, p_fade=cfg.fade, p_each=cfg.p_each, p_clean=cfg.p_clean, p_noise=cfg.p_noise)
+    sampler = Sampler(clean, old, crop=cfg.crop, recipe=recipe, damage=stage.damage, rng=np_rng, zoom=cfg.zoom, clean_zoom=cfg.clean_zoom)
 
     state_dir = out / "state"
     step, elapsed_before, last_val = 0, 0.0, None

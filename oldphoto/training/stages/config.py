@@ -83,6 +83,9 @@ class TrainConfig:
     #: mapping stages: cut each (degraded, clean) pair from the clean photo enlarged by z, uniform
     #: in [1, zoom] (1 = off), so soft photos such as film scans are among the clean targets.
     zoom: float = 1.0
+    #: mapping stages: the same for the pairs kept nearly clean (``p_clean``) alone, so a soft but
+    #: clean photo is to be left alone while blurred ones are still sharpened onto crisp targets.
+    clean_zoom: float = 1.0
     #: detector: smallest shrink of its training samples (1 = drawn at crop size, exact masks).
     rescale: float = 1.0
     #: mapping-scratch: how damaged input pixels are painted (``white`` as published, or ``smooth``;
@@ -232,6 +235,9 @@ OPTIONS: dict[str, Option] = {
                       "scored on (not published; 0 draws what earlier runs drew).", min=0.0, max=1.0),
     "zoom": Option("mapping stages: cut training pairs from the clean photo enlarged by a factor uniform from 1 to this (bicubic), "
                    "so soft photos (film scans) are among the clean targets and a soft but clean photo is left alone (1 = off).", min=1.0, max=4.0),
+    "clean_zoom": Option("mapping stages: cut the pairs kept nearly clean (--p-clean) from the clean photo enlarged by a factor uniform "
+                         "from 1 to this, so soft but clean photos are left alone while blurred ones still learn crisp targets (1 = off).",
+                         min=1.0, max=4.0),
     "rescale": Option("detector: draw damage on crops up to 1/S larger and shrink them as detection does (1 = off, exact masks).", min=0.1, max=1.0),
     "hole_fill": Option("mapping-scratch: paint damaged input pixels 'white' (published) or fill them from their surroundings, 'smooth' (pull-push) or 'harmonic'; recorded in the card."),
     "p_damage": Option("detector: probability that a training crop is damaged; the rest teach it what is not damage.", min=0.0, max=1.0),
