@@ -190,14 +190,10 @@ class Sampler:
         """
         xs, ys, masks = [], [], []
         for _ in range(n):
-            if self.clean_zoom > 1:
-                seed = int(self.rng.integers(2**63))
-                zoom = self.clean_zoom if stays_clean(seed, self.recipe) else self.zoom
-                y = random_crop(self._pick(self.clean), self.crop, self.rng, zoom=zoom)
-                x = self._degrade(y, seed)
-            else:
-                y = random_crop(self._pick(self.clean), self.crop, self.rng, zoom=self.zoom)
-                x = self._degrade(y)
+            seed = int(self.rng.integers(2**63)) if self.clean_zoom > 1 else None  # else drawn after the crop, as before
+            zoom = self.clean_zoom if seed is not None and stays_clean(seed, self.recipe) else self.zoom
+            y = random_crop(self._pick(self.clean), self.crop, self.rng, zoom=zoom)
+            x = self._degrade(y, seed)
             x, y = self._grey(x, y)
             m = np.zeros(x.shape[:2], dtype=np.uint8)
             if self.damage is not None and self.rng.random() < 0.5:

@@ -180,10 +180,15 @@ PUBLISHED = Recipe()
 FAMILIES = ("blur", "noise", "resample", "jpeg")
 
 
+def _draws_clean(rng: np.random.Generator, recipe: Recipe) -> bool:
+    """:func:`degrade`'s first draw: whether the photo stays nearly clean (``p_clean``; no draw at 0)."""
+    return recipe.p_clean > 0 and rng.random() < recipe.p_clean
+
+
 def stays_clean(seed: int, recipe: Recipe) -> bool:
-    """Whether :func:`degrade` from ``np.random.default_rng(seed)`` keeps the photo nearly clean
-    (``p_clean``, its first draw), known before the photo is cut: the sampler softens those."""
-    return recipe.p_clean > 0 and np.random.default_rng(seed).random() < recipe.p_clean
+    """Whether :func:`degrade` from ``np.random.default_rng(seed)`` keeps the photo nearly clean,
+    known before the photo is cut: the sampler softens those."""
+    return _draws_clean(np.random.default_rng(seed), recipe)
 
 
 def degrade(img: np.ndarray, rng: np.random.Generator, recipe: Recipe = PUBLISHED) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -196,7 +201,7 @@ def degrade(img: np.ndarray, rng: np.random.Generator, recipe: Recipe = PUBLISHE
     whether it applies and its parameters. Grey conversion is left to the caller.
     """
     ops: list[dict[str, Any]] = []
-    if recipe.p_clean > 0 and rng.random() < recipe.p_clean:
+    if _draws_clean(rng, recipe):
         if rng.random() < 0.5:
             quality = int(rng.integers(recipe.clean_jpeg[0], recipe.clean_jpeg[1] + 1))
             img = jpeg(img, quality)
