@@ -291,3 +291,36 @@ def test_a_card_can_grow_the_detected_mask_and_the_published_card_does_not() -> 
     assert (np.asarray(mask_from_probability(prob, {"threshold": 0.35})) > 0).sum() == 10
     published = json.loads((ROOT / "oldphoto" / "weights" / "cards" / "detector.json").read_text())["pipeline"]
     assert "dilation" not in published  # the published masks stay the published ones (tests/test_parity.py)
+
+
+def test_dust_can_be_drawn_dark_apart_from_the_scratches() -> None:
+    """``dust_light`` overrides ``stroke_light`` for dust alone (unset: the very same draws), and the
+    detector stage's ``dark_dust`` and ``p_dust`` set it and dust's chance, leaving the benchmark's
+    ``Damage`` alone."""
+    import torch
+
+    from oldphoto.training.stages.config import TrainConfig
+    from oldphoto.training.stages.detector import DetectorStage
+
+    both = {"kinds": ("scratches", "dust"), "p_kind": {"scratches": 1.0, "dust": 1.0}}
+    for s in range(5):
+        a = add_damage(_photo(96, 96), np.random.default_rng(s), Damage(**both))
+        b = add_damage(_photo(96, 96), np.random.default_rng(s), Damage(**both, dust_light=None))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+    def dark(kind: str, **kw: float) -> float:
+        one = {"kinds": (kind,), "p_kind": {kind: 1.0}}
+        shares = []
+        for s in range(30):
+            out, mask = add_damage(np.full((64, 64, 3), 128, np.uint8), np.random.default_rng(s), Damage(**one, **kw))
+            shares.append(out[mask > 0].mean() < 128)
+        return float(np.mean(shares))
+
+    assert dark("dust", stroke_light=1.0, dust_light=0.0) == 1.0
+    assert dark("dust", stroke_light=0.0, dust_light=1.0) == 0.0
+    assert dark("scratches", stroke_light=1.0, dust_light=0.0) == 0.0
+    stage = DetectorStage(TrainConfig(stage="detector", out=Path("unused"), dark_strokes=0.4, dark_dust=0.7, p_dust=0.9), torch.device("cpu"))
+    assert stage.train_damage.stroke_light == 0.6 and abs(stage.train_damage.dust_light - 0.3) < 1e-12
+    assert stage.train_damage.p_kind["dust"] == 0.9 and stage.train_damage.p_kind["cracks"] == Damage().p_kind["cracks"]
+    plain = DetectorStage(TrainConfig(stage="detector", out=Path("unused")), torch.device("cpu")).train_damage
+    assert plain.dust_light is None and plain.p_kind == Damage().p_kind

@@ -49,6 +49,7 @@ class Damage:
     )
     opacity: tuple[float, float] = (0.6, 1.0)  # scratches and dust
     stroke_light: float = 0.75  # chance that a photo's scratches are light, not dark (drawn again for its dust)
+    dust_light: float | None = None  # the same chance for its dust alone (None: ``stroke_light``)
     crack_width: tuple[float, float] = (0.005, 0.025)
     crack_length: tuple[float, float] = (0.25, 1.0)  # of the short side; scratched/a's big crack is about 0.11
     fold_width: tuple[float, float] = (0.012, 0.035)
@@ -223,7 +224,7 @@ def draw_damage(img: np.ndarray, rng: np.random.Generator, damage: Damage = Dama
             _emulsion(rng, h, w, ref, damage, draw)
         m = np.asarray(layer) > 0
         if kind in ("scratches", "dust"):
-            light = rng.random() < damage.stroke_light
+            light = rng.random() < (damage.dust_light if kind == "dust" and damage.dust_light is not None else damage.stroke_light)
             colour = np.full(3, rng.uniform(215, 255, 3).mean() if light else rng.uniform(0, 50, 3).mean())
             alpha = rng.uniform(*damage.opacity)
             out[m] = out[m] * (1 - alpha) + colour * alpha

@@ -109,6 +109,10 @@ class TrainConfig:
     #: detector: share of thin scratches and dust drawn dark instead of light (0.25 before 5 Dec 2026;
     #: the detector trained on that missed most dark strokes).
     dark_strokes: float = 0.25
+    #: detector: share of dust drawn dark, when it should differ from the scratches' (None: ``dark_strokes``).
+    dark_dust: float | None = None
+    #: detector: chance that a damaged crop has dust among its kinds (0.5, as the benchmark draws it).
+    p_dust: float = 0.5
     #: detector: leave out of the training mask damaged pixels whose grey level moved by less than
     #: this (invisible strokes); 0 keeps every changed pixel, as every run before 5 Dec 2026 did.
     mask_min_change: float = 0.0
@@ -252,6 +256,10 @@ OPTIONS: dict[str, Option] = {
                            "the mask (a black top is not dark paper in a crack; 0 draws what earlier runs drew).", min=0.0, max=1.0),
     "dark_strokes": Option("detector: share of thin scratches and dust drawn dark (black lines and specks, as a scratched negative "
                            "prints them) instead of light; 0.25 draws what earlier runs drew.", min=0.0, max=1.0),
+    "dark_dust": Option("detector: share of dust drawn dark instead of light, when it should differ from --dark-strokes (dark specks "
+                        "on a face or a façade are what a detector trained on mostly light dust misses); unset: --dark-strokes.", min=0.0, max=1.0),
+    "p_dust": Option("detector: chance that a damaged training crop has dust among its damage kinds; 0.5 draws what earlier runs drew.",
+                     min=0.0, max=1.0),
     "mask_min_change": Option("detector: leave out of the training mask damaged pixels whose grey level moved by fewer levels than this "
                               "(a dark scratch over black hair is invisible, so the detector should not be taught to guess it); 0 keeps them all.",
                               min=0.0, max=255.0),

@@ -36,7 +36,9 @@ class DetectorStage(Stage):
         self.unet = init_weights(build_network("scratch_unet", {"in_channels": channels, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
         self.nets = {"unet": self.unet}
         self.optims = {"unet": adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
-        self.train_damage = Damage(crack_length=(cfg.crack_min, 1.0), stroke_light=1.0 - cfg.dark_strokes)
+        kinds = Damage().p_kind | {"dust": cfg.p_dust}
+        self.train_damage = Damage(p_kind=kinds, crack_length=(cfg.crack_min, 1.0), stroke_light=1.0 - cfg.dark_strokes,
+                                   dust_light=None if cfg.dark_dust is None else 1.0 - cfg.dark_dust)
 
     def init_from(self, folder: Path) -> list[str]:
         source = net_config(folder, [("detector", "unet")])
