@@ -91,10 +91,10 @@ def _noisy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 # Measured on this crop (a training set's photo), fp32, on an Intel Xeon with AMX (the earlier steps on an
 # AMD EPYC Zen 4, AVX-512, no AMX), with
 # the half-resolution lite widened to 96 channels and deepened to two residual blocks a side (deep96 at
-# step 90500, L1 beside the squared error, the last 45000 steps with Gaussian noise alone in a share of the
-# inputs and the last 15000 with soft clean pairs, stored as float16; 6 Dec 2026), averaged over the photo and
-# its mirror image (the card's ensemble 2): blurred 24.33 -> 25.66 dB, noisy 20.53 -> 29.42 dB (one view: 25.66
-# and 29.33; step 80500: 25.53 and 29.40, one view 25.50 and 29.31; it sharpens light blur less than step
+# step 105500, the last 10000 steps on the squared error alone, the last 60000 with Gaussian noise alone in a
+# share of the inputs and the last 30000 with soft clean pairs, stored as float16; 6 Dec 2026), averaged over
+# the photo and its mirror image (the card's ensemble 2): blurred 24.33 -> 25.61 dB, noisy 20.53 -> 29.44 dB
+# (step 90500: 25.66 and 29.42, one view 25.66 and 29.33; step 80500: 25.53 and 29.40, one view 25.50 and 29.31; it sharpens light blur less than step
 # 60500: 25.74 and 29.31, one view 25.79 and 29.20; step
 # 35500: 25.80 and 29.11, one view 25.83 and 28.96; deep96 at step 30500: 25.87 and 28.95; at step 13000: 25.80 and 28.89; wide96, one block a side, at step 56000: 25.77 and 28.82; step 53000,
 # the squared error alone: 25.86 and 28.84; step 47000, L1: 25.68 and 28.84; step 41000: 25.67 and 28.83; step 36000:
@@ -105,7 +105,7 @@ def _noisy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 # with the deep96 weights at step 90500): the raw output is at most 1.2e-6 from float64 and 1 8-bit
 # value of both crops' 221 184 is a level off (step 80500: 1.2e-6 and 2; step 60500: 9.2e-7 and 1; step 35500: 7.2e-7 and 1; step
 # 30500: 9.1e-7 and 2; step 13000: 1.1e-6, at most 4 of one crop's 110 592; step 11000, one block a side:
-# 8.4e-7 and one); far below 0.01 dB, against bars 0.53 and 1.69 dB below the gains.
+# 8.4e-7 and one); far below 0.01 dB, against bars 0.48 and 1.71 dB below the gains (step 105500).
 @pytest.mark.parametrize(("degraded", "gain"), [(_blurred, 0.8), (_noisy, 7.2)], ids=["blur", "noise"])
 def test_lite_restores_offline_and_improves(monkeypatch: pytest.MonkeyPatch, degraded, gain: float) -> None:
     from oldphoto import Restorer
