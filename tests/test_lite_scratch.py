@@ -172,7 +172,7 @@ def test_lite_scratch_tiles_exactly() -> None:
     # Tiles compute the same sums as the whole photo, up to float32 rounding (tests/test_tiling.py:
     # 1e-4 on the float output), in two networks in a row; an 8-bit pixel whose value sits on a
     # rounding boundary may then land one level apart (2 of 110 592 values here with the
-    # 64-channel lite at step 45000, 1 with deep96 at step 35500 and at step 60500, none at steps 80500 and 90500 or with the one before the
+    # 64-channel lite at step 45000, 1 with deep96 at step 35500 and at step 60500, none at steps 80500, 90500 and 105500 or with the one before the
     # 64-channel one, with wide96 or deep96 to step 30500). A seam or a shifted tile would move whole rows.
     diff = np.abs(np.asarray(outs[0]).astype(int) - np.asarray(outs[1]).astype(int))
     assert diff.max() <= 1 and int((diff > 0).sum()) <= 11, (diff.max(), int((diff > 0).sum()))

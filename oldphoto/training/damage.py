@@ -55,6 +55,10 @@ class Damage:
     fold_width: tuple[float, float] = (0.012, 0.035)
     flake_size: tuple[float, float] = (0.015, 0.08)  # emulsion flakes' radius
 
+    def light_chance(self, kind: str) -> float:
+        """The chance that a photo's strokes of ``kind`` (scratches or dust) are light: dust's own if set."""
+        return self.dust_light if kind == "dust" and self.dust_light is not None else self.stroke_light
+
 
 def _scale(h: int, w: int) -> float:
     return max(1.0, min(h, w) / 384.0)
@@ -224,7 +228,7 @@ def draw_damage(img: np.ndarray, rng: np.random.Generator, damage: Damage = Dama
             _emulsion(rng, h, w, ref, damage, draw)
         m = np.asarray(layer) > 0
         if kind in ("scratches", "dust"):
-            light = rng.random() < (damage.dust_light if kind == "dust" and damage.dust_light is not None else damage.stroke_light)
+            light = rng.random() < damage.light_chance(kind)
             colour = np.full(3, rng.uniform(215, 255, 3).mean() if light else rng.uniform(0, 50, 3).mean())
             alpha = rng.uniform(*damage.opacity)
             out[m] = out[m] * (1 - alpha) + colour * alpha
