@@ -13,8 +13,8 @@ has both marks of fading at once: no channel reaches near black (the darkest cha
 percentile is lifted) and no channel spans the full range (every channel's 0.5th–99.5th
 percentile span is short). Well exposed photos may have one (a misty scene has lifted
 blacks, a dim one a short span) but rarely both: of the 24 Kodak photos it acts on one
-(kodim09, at 2 % strength: at most 1 level), and on their faded copies (``benchmarks/quality.py``'s ``fade`` set) it acts on every
-one, +8.2 dB on average. The strength of the step is the product of the two marks, each ramping from
+(kodim09, at 2 % strength: at most 1 level), and on their faded copies
+(``benchmarks/quality.py``'s ``fade`` set) it acts on every one, +8.2 dB on average. The strength of the step is the product of the two marks, each ramping from
 0 to 1 (:data:`LIFT_RAMP`, :data:`SPAN_RAMP`), so there is no cliff between a photo it
 leaves alone and one it corrects. When it acts, each channel is stretched from its own
 0.5th–99.5th percentiles toward [:data:`TARGET_LOW`, :data:`TARGET_HIGH`]: that undoes the

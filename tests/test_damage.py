@@ -25,6 +25,15 @@ def _photo(h: int, w: int, seed: int = 7) -> np.ndarray:
     return np.clip(128 + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
+def _dark_share(damage: Damage, photos: int = 40) -> float:
+    """The share of mid-grey photos whose damaged pixels came out darker than the grey."""
+    dark = 0
+    for s in range(photos):
+        out, mask = add_damage(np.full((64, 64, 3), 128, np.uint8), np.random.default_rng(s), damage)
+        dark += int(out[mask > 0].mean() < 128)
+    return dark / photos
+
+
 def _only(kind: str) -> Damage:
     return Damage(kinds=(kind,), p_kind={kind: 1.0})
 
@@ -136,14 +145,6 @@ def test_dark_strokes_when_the_recipe_asks_for_them() -> None:
     from oldphoto.training.stages.config import TrainConfig
     from oldphoto.training.stages.detector import DetectorStage
 
-    def dark_share(damage: Damage) -> float:
-        dark = 0
-        for s in range(40):
-            photo = np.full((64, 64, 3), 128, np.uint8)
-            out, mask = add_damage(photo, np.random.default_rng(s), damage)
-            dark += int(out[mask > 0].mean() < 128)
-        return dark / 40
-
     thin = {"kinds": ("scratches",), "p_kind": {"scratches": 1.0}}
     default = Damage(**thin)
     assert default.stroke_light == 0.75
@@ -151,9 +152,9 @@ def test_dark_strokes_when_the_recipe_asks_for_them() -> None:
         a = add_damage(_photo(96, 96), np.random.default_rng(s), default)
         b = add_damage(_photo(96, 96), np.random.default_rng(s), Damage(**thin, stroke_light=0.75))
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    assert 0.1 <= dark_share(default) <= 0.4
-    assert dark_share(Damage(**thin, stroke_light=0.0)) == 1.0
-    assert dark_share(Damage(**thin, stroke_light=1.0)) == 0.0
+    assert 0.1 <= _dark_share(default) <= 0.4
+    assert _dark_share(Damage(**thin, stroke_light=0.0)) == 1.0
+    assert _dark_share(Damage(**thin, stroke_light=1.0)) == 0.0
     stage = DetectorStage(TrainConfig(stage="detector", out=Path("unused"), dark_strokes=0.5), torch.device("cpu"))
     assert stage.train_damage.stroke_light == 0.5 and stage.damage == Damage()
     assert DetectorStage(TrainConfig(stage="detector", out=Path("unused")), torch.device("cpu")).train_damage.stroke_light == 0.75
@@ -309,12 +310,7 @@ def test_dust_can_be_drawn_dark_apart_from_the_scratches() -> None:
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
     def dark(kind: str, **kw: float) -> float:
-        one = {"kinds": (kind,), "p_kind": {kind: 1.0}}
-        shares = []
-        for s in range(30):
-            out, mask = add_damage(np.full((64, 64, 3), 128, np.uint8), np.random.default_rng(s), Damage(**one, **kw))
-            shares.append(out[mask > 0].mean() < 128)
-        return float(np.mean(shares))
+        return _dark_share(Damage(kinds=(kind,), p_kind={kind: 1.0}, **kw), photos=30)
 
     assert dark("dust", stroke_light=1.0, dust_light=0.0) == 1.0
     assert dark("dust", stroke_light=0.0, dust_light=1.0) == 0.0
