@@ -52,24 +52,31 @@ class UpBlock(nn.Module):
             ReflectionPad(1),
             nn.Conv2d(cin, cout, 3),
         )
-        self.conv_block = ConvBlock(cin, cout)
+        self.conv_block = ConvBlock(2 * cout, cout)  # the upsampled half and the skip, ``cout`` each
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv_block(torch.cat([self.up(x), skip], dim=1))
 
 
 class ScratchUNet(nn.Module):
-    """Grey image in [-1, 1] (RGB with ``in_channels`` 3; short side 256, sides multiples of 2^depth) to damage logits."""
+    """Grey image in [-1, 1] (RGB with ``in_channels`` 3; short side 256, sides multiples of 2^depth) to damage logits.
 
-    def __init__(self, *, in_channels: int = 1, out_channels: int = 1, depth: int = 4, wf: int = 6) -> None:
+    Level i has 2^(wf+i) channels, as published; ``first_width`` (not published) gives the
+    full-resolution level its own width, where a thin stroke or a speck is a pixel or two wide.
+    """
+
+    def __init__(self, *, in_channels: int = 1, out_channels: int = 1, depth: int = 4, wf: int = 6,
+                 first_width: int | None = None) -> None:
         super().__init__()
         chans = [2 ** (wf + i) for i in range(depth + 1)]
+        if first_width is not None:
+            chans[0] = int(first_width)
         self.first = nn.Sequential(ReflectionPad(3), nn.Conv2d(in_channels, chans[0], 7), _lrelu())
         self.down_sample = nn.ModuleList(
             nn.Sequential(ReflectionPad(1), nn.Conv2d(c, c, 3), nn.BatchNorm2d(c), _lrelu(), BlurPool(c))
             for c in chans[:depth]
         )
-        self.down_path = nn.ModuleList(ConvBlock(c, 2 * c) for c in chans[:depth])
+        self.down_path = nn.ModuleList(ConvBlock(chans[i], chans[i + 1]) for i in range(depth))
         self.up_path = nn.ModuleList(UpBlock(chans[i + 1], chans[i]) for i in reversed(range(depth)))
         self.last = nn.Sequential(ReflectionPad(1), nn.Conv2d(chans[0], out_channels, 3))
 

@@ -66,6 +66,7 @@ class TrainConfig:
     blocks: int = 6
     nl_blocks: int = 3  # scratch mapping: residual blocks in the non-local block (published 3)
     wf: int = 6  # detector: log2 of the UNet's first width (published 6)
+    first_width: int | None = None  # detector: channels of the UNet's full-resolution level (None: 2^wf)
     ndf: int = 64
     n_layers_d: int = 3
     num_d: int = 2
@@ -224,6 +225,8 @@ OPTIONS: dict[str, Option] = {
     "blocks": Option("Mapping residual blocks (published 6).", min=0),
     "nl_blocks": Option("mapping-scratch: residual blocks in the non-local block (published 3).", min=0),
     "wf": Option("detector: UNet first width is 2^wf (published 6).", min=1),
+    "first_width": Option("detector: channels of the UNet's full-resolution level (default 2^wf). Started from a narrower "
+                          "--init-from, the new channels begin so that the network computes exactly what the narrower one did.", min=1),
     "ndf": Option("Discriminator width (published 64).", min=1),
     "n_layers_d": Option("Discriminator layers (published 3).", min=1),
     "num_d": Option("Discriminator scales (published 2).", min=1),

@@ -33,7 +33,10 @@ class DetectorStage(Stage):
         if cfg.crop % 16:
             raise UsageError(f"the detector needs --crop a multiple of 16, got {cfg.crop}")
         channels = 3 if cfg.colour else 1
-        self.unet = init_weights(build_network("scratch_unet", {"in_channels": channels, "out_channels": 1, "depth": 4, "wf": cfg.wf})).to(device)
+        config = {"in_channels": channels, "out_channels": 1, "depth": 4, "wf": cfg.wf}
+        if cfg.first_width is not None:
+            config["first_width"] = cfg.first_width
+        self.unet = init_weights(build_network("scratch_unet", config)).to(device)
         self.nets = {"unet": self.unet}
         self.optims = {"unet": adam(self.unet.parameters(), cfg.lr, (0.5, 0.999))}
         kinds = Damage().p_kind | {"dust": cfg.p_dust}
@@ -41,11 +44,21 @@ class DetectorStage(Stage):
                                    dust_light=None if cfg.dark_dust is None else 1.0 - cfg.dark_dust)
 
     def init_from(self, folder: Path) -> list[str]:
-        source = net_config(folder, [("detector", "unet")])
-        spread = self.cfg.colour and source is not None and int(source.get("in_channels", 1)) == 1
-        got = load_net(folder, [("detector", "unet")], self.unet, "detector", adapt=spread_grey if spread else None)
+        source = net_config(folder, [("detector", "unet")]) or {}
+        spread = self.cfg.colour and int(source.get("in_channels", 1)) == 1
+        fresh = {k: v.detach().cpu() for k, v in self.unet.state_dict().items()}
+        narrow = int(source.get("first_width", 2 ** int(source.get("wf", self.cfg.wf))))
+        wider = narrow < fresh["first.1.weight"].shape[0]
+
+        def adapt(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            state = spread_grey(state) if spread else state
+            return widen_first_level(state, fresh) if wider else state
+
+        got = load_net(folder, [("detector", "unet")], self.unet, "detector", adapt=adapt)
         if got and spread:
             got += " (grey, spread over RGB by luma)"
+        if got and wider:
+            got += f" (full-resolution level widened from {narrow} to {fresh['first.1.weight'].shape[0]} channels)"
         return [got] if got else []
 
     def batch(self, sampler: Sampler) -> Batch:
@@ -113,3 +126,30 @@ def spread_grey(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     luma weight, so on any photo the colour UNet starts equal to the grey one."""
     first = state["first.1.weight"].float()  # a half-precision card's weights times 0.299 would round again
     return {**state, "first.1.weight": torch.cat([first * c for c in LUMA], dim=1)}
+
+
+def widen_first_level(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A trained UNet's state grown to the wider full-resolution level of ``fresh`` (a newly
+    initialised UNet's state), so that it computes exactly what the narrow one did: trained
+    weights keep their place, every new weight takes ``fresh``'s value, and the weights that
+    carry a new channel into an old one (or into the output) are zero. Gradient still reaches
+    them, since the new channels' activations are not zero, so they start learning at once."""
+    out = {}
+    for key, new in fresh.items():
+        old = state[key].to(new.dtype)
+        if old.shape == new.shape:
+            out[key] = old
+            continue
+        grown = new.clone()
+        keep = [slice(0, n) for n in old.shape]
+        if key.endswith("conv_block.block.1.weight"):  # reads [upsampled, skip]: each half grows on its own
+            half, wide = old.shape[1] // 2, new.shape[1] // 2
+            grown[:old.shape[0], :] = 0.0
+            grown[keep[0], :half] = old[:, :half]
+            grown[keep[0], wide:wide + half] = old[:, half:]
+        else:
+            if old.dim() == 4 and old.shape[1] < new.shape[1]:  # new inputs into old outputs
+                grown[:old.shape[0], old.shape[1]:] = 0.0
+            grown[tuple(keep)] = old
+        out[key] = grown
+    return out
