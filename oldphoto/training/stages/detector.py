@@ -46,19 +46,22 @@ class DetectorStage(Stage):
     def init_from(self, folder: Path) -> list[str]:
         source = net_config(folder, [("detector", "unet")]) or {}
         spread = self.cfg.colour and int(source.get("in_channels", 1)) == 1
-        fresh = {k: v.detach().cpu() for k, v in self.unet.state_dict().items()}
-        narrow = int(source.get("first_width", 2 ** int(source.get("wf", self.cfg.wf))))
-        wider = narrow < fresh["first.1.weight"].shape[0]
+        wide = self.unet.first[1].out_channels
+        widened_from: list[int] = []
 
         def adapt(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             state = spread_grey(state) if spread else state
-            return widen_first_level(state, fresh) if wider else state
+            narrow = state["first.1.weight"].shape[0]
+            if narrow >= wide:
+                return state
+            widened_from.append(narrow)
+            return widen_first_level(state, {k: v.detach().cpu() for k, v in self.unet.state_dict().items()})
 
         got = load_net(folder, [("detector", "unet")], self.unet, "detector", adapt=adapt)
         if got and spread:
             got += " (grey, spread over RGB by luma)"
-        if got and wider:
-            got += f" (full-resolution level widened from {narrow} to {fresh['first.1.weight'].shape[0]} channels)"
+        if got and widened_from:
+            got += f" (full-resolution level widened from {widened_from[0]} to {wide} channels)"
         return [got] if got else []
 
     def batch(self, sampler: Sampler) -> Batch:
