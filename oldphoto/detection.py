@@ -10,6 +10,7 @@ back), which the lite detector's card uses to cover the edges of wide cracks, an
 ``short_side`` as a list of working scales whose probabilities are averaged (the lite card's
 192 and 384: the larger scale tells clean edges from strokes, the smaller one keeps short, wide
 cracks whole), each resized back bilinearly when it says ``"resize_back": "bilinear"``, and
+weighted by ``scale_weights`` when the card gives them (equal otherwise), and
 may add a finer working size, ``fine_side``, whose probability alone marks a pixel where it
 reaches ``fine_threshold`` (a thin stroke the coarse mean blurs below the cut), and, with
 ``stroke_threshold`` and ``stroke_length``, also where it reaches the lower stroke threshold on
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from oldphoto.errors import WeightsError
 from oldphoto.pipeline import check_photo_size, rounded_size
 from oldphoto.strokes import straight_runs
 
@@ -114,11 +116,23 @@ def fine_score(prob: torch.Tensor, pipeline: Mapping[str, Any]) -> torch.Tensor:
     return score
 
 
+def scale_weights(pipeline: Mapping[str, Any], count: int) -> list[float]:
+    """The weights of the card's working scales in their mean (``scale_weights``; equal without it):
+    a small speck reaches the cut more often when the finer scales count more."""
+    weights = pipeline.get("scale_weights")
+    if weights is None:
+        return [1.0] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count or min(weights) < 0 or sum(weights) <= 0:
+        raise WeightsError(f"the detector card's scale_weights {weights} do not fit the card's {count} working scale(s)")
+    return weights
+
+
 def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[str, Any], postprocess: str,
                        device: torch.device | str = "cpu") -> torch.Tensor:
     """The card's damage probability (1×1×H×W at the photo's size): the UNet at each working
     scale of ``short_side`` (one number, or a list), each resized back (the card's
-    ``resize_back``: nearest, as published, or bilinear), averaged.
+    ``resize_back``: nearest, as published, or bilinear), averaged (weighted by ``scale_weights``).
 
     With ``fine_side`` the UNet also runs at that finer size, and where its probability
     reaches ``fine_threshold`` (or ``stroke_threshold`` on a straight run: ``fine_score``) the
@@ -129,11 +143,12 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     scales = pipeline.get("short_side", 256)
     scales = [int(s) for s in scales] if isinstance(scales, (list, tuple)) else [int(scales)]
     photo, size = _as_read(image, pipeline, postprocess, input_channels(unet))  # once: only the resize differs per scale
+    weights = scale_weights(pipeline, len(scales))
     resize = str(pipeline.get("resize_back", "nearest"))
-    total = detect_probability(unet, _at_scale(photo, size, scales[0]).to(device), size, resize)
-    for short in scales[1:]:
-        total.add_(detect_probability(unet, _at_scale(photo, size, short).to(device), size, resize))
-    total.div_(len(scales))
+    total = detect_probability(unet, _at_scale(photo, size, scales[0]).to(device), size, resize).mul_(weights[0])
+    for short, weight in zip(scales[1:], weights[1:]):
+        total.add_(detect_probability(unet, _at_scale(photo, size, short).to(device), size, resize), alpha=weight)
+    total.div_(sum(weights))
     if pipeline.get("fine_side") is not None:
         fine = _probability(unet, _at_scale(photo, size, int(pipeline["fine_side"])).to(device))
         torch.maximum(total, _resized(fine_score(fine, pipeline), size, resize), out=total)

@@ -104,6 +104,14 @@ def test_the_detector_cards_working_scales_are_written_as_given(tmp_path: Path) 
     assert strokes.returncode == 0, strokes.stderr
     pipeline = json.loads((tmp_path / "strokes" / "detector.json").read_text())["pipeline"]
     assert (pipeline["stroke_threshold"], pipeline["stroke_length"]) == (0.1, 11)
+    weighted = subprocess.run([*bundle, str(tmp_path / "weighted"), "--short-side", "192", "320", "416", "--scale-weights", "1", "2", "2"],
+                              capture_output=True, text=True, check=False)
+    assert weighted.returncode == 0, weighted.stderr
+    pipeline = json.loads((tmp_path / "weighted" / "detector.json").read_text())["pipeline"]
+    assert (pipeline["short_side"], pipeline["scale_weights"]) == ([192, 320, 416], [1.0, 2.0, 2.0])
+    uneven = subprocess.run([*bundle, str(tmp_path / "uneven"), "--short-side", "192", "320", "--scale-weights", "1", "2", "2"],
+                            capture_output=True, text=True, check=False)
+    assert uneven.returncode != 0 and "--scale-weights gives one weight per --short-side" in uneven.stderr
     lone = subprocess.run([*bundle, str(tmp_path / "lone"), "--stroke-threshold", "0.1", "--stroke-length", "11"],
                           capture_output=True, text=True, check=False)
     assert lone.returncode != 0 and "--stroke-threshold and --stroke-length go together, with --fine-side" in lone.stderr

@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--dilation", type=int, default=None, help="detector: grow the lite card's masks by this many pixels (default: none)")
     ap.add_argument("--short-side", type=int, nargs="+", default=None,
                     help="detector: the working scale(s), pixels on the short side; several are averaged (default: the run's, 256)")
+    ap.add_argument("--scale-weights", type=float, nargs="+", default=None,
+                    help="detector: the working scales' weights in their mean, one per --short-side (default: equal)")
     ap.add_argument("--resize-back", choices=("nearest", "bilinear"), default=None,
                     help="detector: how each scale's probability is resized to the photo (default: nearest, as published)")
     ap.add_argument("--fine-side", type=int, default=None,
@@ -201,6 +203,8 @@ def main() -> None:
         ap.error("--fine-side and --fine-threshold go together")
     if (args.stroke_threshold is None) != (args.stroke_length is None) or (args.stroke_threshold is not None and args.fine_side is None):
         ap.error("--stroke-threshold and --stroke-length go together, with --fine-side")
+    if args.scale_weights is not None and len(args.scale_weights) != len(args.short_side or []):
+        ap.error("--scale-weights gives one weight per --short-side")
     if name == "quality" and not args.scores and args.dest.resolve() == DEFAULT_DEST.resolve():
         sys.exit("--scores: the bundled quality model's card needs benchmarks/quality.py's scores "
                  "(a candidate written elsewhere with --dest goes without, for quality.py to score it)")
@@ -241,7 +245,7 @@ def main() -> None:
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
     if name == "detector":  # lite-only detection settings, chosen on a seed the card's scores do not use
         scales = args.short_side[0] if args.short_side and len(args.short_side) == 1 else args.short_side
-        for key, value in (("threshold", args.threshold), ("dilation", args.dilation), ("short_side", scales),
+        for key, value in (("threshold", args.threshold), ("dilation", args.dilation), ("short_side", scales), ("scale_weights", args.scale_weights),
                            ("resize_back", args.resize_back), ("fine_side", args.fine_side),
                            ("fine_threshold", args.fine_threshold), ("stroke_threshold", args.stroke_threshold),
                            ("stroke_length", args.stroke_length)):

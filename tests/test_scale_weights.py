@@ -1,0 +1,62 @@
+"""A detector card's ``scale_weights``: a weighted mean of its working scales, equal weights as before.
+
+The weights let the finer working sizes, which see small specks, count more than the coarse one
+that keeps wide cracks whole, without dropping it; a card without the key averages as it always did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from oldphoto.detection import _as_read, _at_scale, damage_probability, detect_probability, input_channels
+from oldphoto.errors import WeightsError
+from oldphoto.models import build_bundle
+from oldphoto.weights.checkpoint import load_checkpoint
+from oldphoto.weights.choice import lite_folder
+
+
+@pytest.fixture(scope="module")
+def detector() -> tuple[dict, torch.nn.Module]:
+    meta, tensors = load_checkpoint(lite_folder(), "detector")
+    bundle = build_bundle(meta["networks"])
+    bundle.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return meta["pipeline"], bundle["unet"].eval()
+
+
+def _photo(photos: Path) -> Image.Image:
+    return Image.open(photos / "scratched_c.png").convert("RGB").resize((240, 320))
+
+
+def test_equal_weights_are_the_plain_mean(detector, photos: Path) -> None:
+    card, unet = detector
+    plain = {k: v for k, v in card.items() if not k.startswith(("fine", "stroke"))} | {"short_side": [192, 320, 416]}
+    with torch.inference_mode():
+        before = damage_probability(unet, _photo(photos), plain, "default")
+        after = damage_probability(unet, _photo(photos), plain | {"scale_weights": [1, 1, 1]}, "default")
+    assert torch.equal(before, after)
+
+
+def test_weights_give_the_weighted_mean(detector, photos: Path) -> None:
+    card, unet = detector
+    plain = {k: v for k, v in card.items() if not k.startswith(("fine", "stroke"))} | {"short_side": [192, 320, 416]}
+    photo = _photo(photos)
+    with torch.inference_mode():
+        got = damage_probability(unet, photo, plain | {"scale_weights": [1, 2, 2]}, "default")
+        x, size = _as_read(photo, plain, "default", input_channels(unet))
+        each = [detect_probability(unet, _at_scale(x, size, s), size, "bilinear") for s in (192, 320, 416)]
+    expected = (each[0] + 2 * each[1] + 2 * each[2]) / 5
+    assert got.shape == (1, 1, 320, 240)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, sum(each) / 3, atol=1e-3)  # the weights really move it
+
+
+@pytest.mark.parametrize("weights", [[1, 2], [1, -1, 1], [0, 0, 0]])
+def test_weights_that_do_not_fit_the_scales_are_a_card_error(detector, photos: Path, weights: list[float]) -> None:
+    card, unet = detector
+    plain = {k: v for k, v in card.items() if not k.startswith(("fine", "stroke"))} | {"short_side": [192, 320, 416]}
+    with pytest.raises(WeightsError, match="scale_weights"):
+        damage_probability(unet, _photo(photos), plain | {"scale_weights": weights}, "default")
