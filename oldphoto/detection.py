@@ -134,7 +134,8 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     scale of ``short_side`` (one number, or a list), each resized back (the card's
     ``resize_back``: nearest, as published, or bilinear), averaged (weighted by ``scale_weights``).
 
-    With ``fine_side`` the UNet also runs at that finer size, and where its probability
+    With ``fine_side`` the UNet also runs at that finer size (once, when it is also one of the
+    mean's scales), and where its probability
     reaches ``fine_threshold`` (or ``stroke_threshold`` on a straight run: ``fine_score``) the
     result is raised to the card's ``threshold``, at the fine size before the resize back, so the
     card's cut marks (mean ≥ threshold) or the fine pass's own marks, and a sweep of the cut moves
@@ -145,12 +146,18 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     photo, size = _as_read(image, pipeline, postprocess, input_channels(unet))  # once: only the resize differs per scale
     weights = scale_weights(pipeline, len(scales))
     resize = str(pipeline.get("resize_back", "nearest"))
-    total = detect_probability(unet, _at_scale(photo, size, scales[0]).to(device), size, resize).mul_(weights[0])
-    for short, weight in zip(scales[1:], weights[1:]):
-        total.add_(detect_probability(unet, _at_scale(photo, size, short).to(device), size, resize), alpha=weight)
+    fine_side = pipeline.get("fine_side")
+    fine, total = None, None
+    for short, weight in zip(scales, weights):
+        prob = _probability(unet, _at_scale(photo, size, short).to(device))
+        if fine_side is not None and short == int(fine_side):
+            fine = prob  # the fine pass is also a working scale of the mean: run the UNet there once
+        each = _resized(prob, size, resize)
+        total = each.mul_(weight) if total is None else total.add_(each, alpha=weight)
     total.div_(sum(weights))
-    if pipeline.get("fine_side") is not None:
-        fine = _probability(unet, _at_scale(photo, size, int(pipeline["fine_side"])).to(device))
+    if fine_side is not None:
+        if fine is None:
+            fine = _probability(unet, _at_scale(photo, size, int(fine_side)).to(device))
         torch.maximum(total, _resized(fine_score(fine, pipeline), size, resize), out=total)
     return total
 

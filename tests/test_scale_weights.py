@@ -60,3 +60,26 @@ def test_weights_that_do_not_fit_the_scales_are_a_card_error(detector, photos: P
     plain = {k: v for k, v in card.items() if not k.startswith(("fine", "stroke"))} | {"short_side": [192, 320, 416]}
     with pytest.raises(WeightsError, match="scale_weights"):
         damage_probability(unet, _photo(photos), plain | {"scale_weights": weights}, "default")
+
+
+def test_a_fine_pass_that_is_also_a_mean_scale_runs_once(detector, photos: Path) -> None:
+    from oldphoto.detection import fine_score
+
+    card, unet = detector
+    weighted = card | {"short_side": [192, 384, 512], "scale_weights": [1, 2, 2], "fine_side": 512, "fine_threshold": 0.7}
+    photo = _photo(photos)
+    calls = []
+    hook = unet.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[-2:]))
+    try:
+        with torch.inference_mode():
+            got = damage_probability(unet, photo, weighted, "default")
+    finally:
+        hook.remove()
+    assert len(calls) == 3  # 192, 384 and 512: the fine pass reuses the mean's 512
+    with torch.inference_mode():
+        x, size = _as_read(photo, weighted, "default", input_channels(unet))
+        each = [detect_probability(unet, _at_scale(x, size, s), size, "bilinear") for s in (192, 384, 512)]
+        fine = torch.sigmoid(unet(_at_scale(x, size, 512)).float())
+    mean = (each[0] + 2 * each[1] + 2 * each[2]) / 5
+    resized = torch.nn.functional.interpolate(fine_score(fine, weighted), size=(320, 240), mode="bilinear", align_corners=False)
+    assert torch.allclose(got, torch.maximum(mean, resized), atol=1e-6)
