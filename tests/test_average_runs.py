@@ -51,6 +51,9 @@ def test_the_average_is_the_weighted_sum_and_the_card_names_both_runs(tmp_path: 
     assert [(s["weight"], s["sha256"]) for s in training["averaged"]] == [
         (0.25, sha256_file(tmp_path / "tuned" / "detector.safetensors")),
         (0.75, sha256_file(tmp_path / "base" / "detector.safetensors"))]
+    # each run's own record comes along: what it ran, from where (and, for a real run, on which photos)
+    assert [(s["stage"], s["command"], s["config"]["init_from"]) for s in training["averaged"]] == [
+        ("detector", "train tuned", str(tmp_path / "base")), ("detector", "train base", None)]
 
 
 def test_runs_of_different_networks_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from oldphoto.cli import app
 from oldphoto.training.stages.config import TrainConfig
 from oldphoto.weights.choice import lite_folder
+from tests.test_lite_scratch import trained_runs
 from tests.test_training import data, one_thread  # noqa: F401  (shared fixtures)
 
 #: det42, the grey detector det47 (the bundled one) was spread from, float16 as it shipped.
@@ -81,7 +82,8 @@ def test_the_bundled_detector_reads_colour() -> None:
 
     meta, bundle = Restorer(model="lite", device="cpu", precision="fp32").model("detector")
     assert meta["networks"]["unet"]["config"]["in_channels"] == 3 and input_channels(bundle["unet"]) == 3
-    assert json.loads((lite_folder() / "detector.json").read_text())["training"]["config"]["colour"] is True
+    card = json.loads((lite_folder() / "detector.json").read_text())
+    assert all(run["config"]["colour"] is True for run in trained_runs(card))
 
 
 def test_colour_is_for_the_detector_and_a_colour_checkpoint_does_not_fit_a_grey_run(tmp_path: Path) -> None:

@@ -19,15 +19,24 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from named_cracks import CRACKS, coverage, detector_masks  # noqa: E402
 
-# Measured with the bundled detector (det47: det42 reading colour; threshold 0.45 + 1 px, the
+# Measured with the bundled detector (det53a: det52w, det47 with a 32-channel full-resolution level,
+# averaged with its dark-dust fine-tune det53w; a 1 : 2 : 2 weighted mean of its probabilities at 192,
+# 384 and 512 px resized back bilinearly, cut at 0.19 + 1 px, and 512 px at 0.10 on straight runs of
+# 17 px; weights stored as float16), fp32, 2 threads, Intel Xeon with AMX (6 Dec 2026): on b the
+# forehead crack 100 %, the vertical crack's upper half 100 %, its faint lower half 78 %, the right
+# temple crack 98 %, mask 8.40 % of the photo; on a the big crack 100 %, its curved branch 100 %, the
+# lower curved crack 100 %, mask 0.73 %; a's black top, b's collar and c's bow 0.0 / 0.6 / 0.0 %
+# marked. b's mask grew from det47's 6.85 %: what det53a adds (1.7 % of the photo, looked at on a
+# 4x zoom) is the edges and ends of its cracks (the forehead crack now runs on past the brow), white
+# specks on the background and the white scratches at its left edge, and one streak along the white
+# sleeve's edge, which is not damage; hence the ceiling of 9 %. The detector before (det47: det42
+# reading colour; threshold 0.45 + 1 px, the
 # probabilities at 192 and 384 px resized back bilinearly and averaged, 512 px alone at 0.85, and
-# 512 px at 0.10 on straight runs of 17 px; weights stored as float16), fp32, 2 threads, Intel Xeon
-# with AMX (6 Dec 2026): on b the forehead crack 98 %, the vertical crack's upper half 100 %, its
-# faint lower half 78 %, the right temple crack 89 %, mask 6.85 % of the photo (the cut before the
+# 512 px at 0.10 on straight runs of 17 px) covered 98 / 100 / 78 / 89 % of b's (mask 6.85 %) and
+# 100 / 97 / 87 % of a's (mask 0.59 %), clothing 0.0 / 0.3 / 0.0 % (the cut before the
 # straight runs, 0.37 without them: 99 / 100 / 51 / 88 %, 5.39 %; what the runs add is b's real
-# cracks, its lower vertical crack, the cracks of its corners and of the vest); on a the big crack
-# 100 %, the lower curved crack 87 %, mask 0.59 % (100 / 89 %, 0.55 %); a's black top, b's collar
-# and c's bow 0.0 / 0.3 / 0.0 % marked (0.0 / 0.4 / 0.0). det42 (grey, cut 0.37)
+# cracks, its lower vertical crack, the cracks of its corners and of the vest; on a 100 / 89 %, 0.55 %).
+# det42 (grey, cut 0.37)
 # covered 88 / 100 / 58 / 91 % of b's (42 % of the lower half without the 512-px pass) and 100 / 84 %
 # of a's (74 % at a cut of 0.39, 61 % at 0.4), masks 4.92 and 0.45 %, clothing
 # 0.0 / 0.7 / 0.0 % marked. det33 (0.35) covered 90 / 100 / 29 / 92 %
@@ -43,7 +52,7 @@ FLOORS = {
     "b.png": {"forehead crack": 0.8, "vertical crack, upper half": 0.9, "vertical crack, lower half": 0.6, "right temple crack": 0.85},
     "a.png": {"big crack, right": 0.9, "lower curved crack": 0.75},
 }
-AREA_CEILING = {"b.png": 0.08, "a.png": 0.01}
+AREA_CEILING = {"b.png": 0.09, "a.png": 0.01}
 # Clothing that is not damage (rows, columns of the photo): a's black knitted top, b's white collar
 # tips, c's white hair bow.
 NOT_DAMAGE = {"a.png": ((455, 520), (220, 300)), "b.png": ((160, 200), (64, 176)), "c.png": ((96, 128), (80, 112))}
@@ -84,7 +93,7 @@ def test_the_bundled_detector_leaves_clothing_alone(bundled_masks: dict[str, np.
         assert bundled_masks[name][top:bottom, left:right].mean() <= CLOTHING_CEILING, name
 
 
-def test_the_bundled_card_averages_two_working_scales_and_adds_a_finer_one(photos: Path) -> None:
+def test_the_bundled_card_weights_three_working_scales_and_keeps_straight_runs_of_the_finest(photos: Path) -> None:
     from PIL import Image
 
     from oldphoto import Restorer
@@ -94,28 +103,29 @@ def test_the_bundled_card_averages_two_working_scales_and_adds_a_finer_one(photo
     torch.set_num_threads(2)
     meta, bundle = Restorer(model="lite", device="cpu", precision="fp32").model("detector")
     card, unet = meta["pipeline"], bundle["unet"]
-    assert card["short_side"] == [192, 384] and card["resize_back"] == "bilinear" and card["fine_side"] == 512
-    plain = {k: v for k, v in card.items() if k not in ("fine_side", "fine_threshold", "stroke_threshold", "stroke_length")}
+    assert card["short_side"] == [192, 384, 512] and card["scale_weights"] == [1, 2, 2]
+    assert card["resize_back"] == "bilinear" and card["fine_side"] == 512
+    plain = {k: v for k, v in card.items() if k not in ("fine_side", "fine_threshold", "stroke_threshold", "stroke_length", "scale_weights")}
     with Image.open(photos / "scratched_b.png") as im:
         photo = im.convert("RGB")
     with torch.inference_mode():
         score = damage_probability(unet, photo, card, "default")
-        each = [damage_probability(unet, photo, {**plain, "short_side": s}, "default") for s in (192, 384)]
+        each = [damage_probability(unet, photo, {**plain, "short_side": s}, "default") for s in (192, 384, 512)]
         x, size = detection_input(photo, {**plain, "short_side": 512}, "default", input_channels(unet))
         fine = detect_probability(unet, x, (x.shape[3], x.shape[2]), "bilinear")  # at the fine working size
     assert score.shape == (1, 1, 256, 256) and fine.shape == (1, 1, 512, 512)
-    mean = (each[0] + each[1]) / 2
+    mean = (each[0] + 2 * each[1] + 2 * each[2]) / 5
     assert torch.allclose(score, torch.maximum(mean, _resized(fine_score(fine, card), size, "bilinear")), atol=1e-6)
-    assert not torch.equal(each[0], each[1])  # the two scales do see different things
-    # The finer pass marks pixels of its own, at its working size: sure ones (over fine_threshold) and
-    # faint ones on straight runs (over stroke_threshold), where the two-scale mean is clearly under
-    # the card's cut. On b's cracks, at 512 px, AMX Xeon, det47: 633 sure and 2886 faint pixels by 0.02
-    # or more each way, and 666 faint ones off any run left out (a CPU moves these by a few 1e-6).
+    assert not torch.equal(each[0], each[1]) and not torch.equal(each[1], each[2])  # the scales do see different things
+    # The finest size is also the fine pass. Its own cut (0.7) is implied by the mean, which gives it 2/5
+    # of the weight, but its straight runs still mark faint pixels where the mean is clearly under the
+    # card's cut, and leave out faint marks off any run. On b's cracks, at 512 px, AMX Xeon, det53a:
+    # 549 faint run pixels by 0.02 or more each way, 502 faint ones off any run left out (a CPU moves
+    # these by a few 1e-6).
     mean_fine = torch.nn.functional.interpolate(mean, size=fine.shape[2:], mode="bilinear", align_corners=False)
     clear_of_mean = mean_fine < card["threshold"] - 0.02
-    sure = (fine >= card["fine_threshold"] + 0.02) & clear_of_mean
     runs = straight_runs(fine >= card["stroke_threshold"], card["stroke_length"])
-    faint = runs & (fine >= card["stroke_threshold"] + 0.02) & (fine < card["fine_threshold"] - 0.02) & clear_of_mean
-    assert sure.sum() >= 100 and faint.sum() >= 1000, (int(sure.sum()), int(faint.sum()))
-    specks = (fine >= card["stroke_threshold"]) & (fine < card["fine_threshold"]) & ~runs
+    faint = runs & (fine >= card["stroke_threshold"] + 0.02) & clear_of_mean
+    assert faint.sum() >= 250, int(faint.sum())
+    specks = (fine >= card["stroke_threshold"]) & ~runs & clear_of_mean
     assert specks.sum() >= 200  # and faint marks off any straight run that it leaves out

@@ -27,13 +27,18 @@ def detector() -> tuple[dict, torch.nn.Module]:
     return meta["pipeline"], bundle["unet"].eval()
 
 
+def _plain(card: dict) -> dict:
+    """The card at 192, 320 and 416 px with equal weights and no fine pass."""
+    return {k: v for k, v in card.items() if not k.startswith(("fine", "stroke", "scale"))} | {"short_side": [192, 320, 416]}
+
+
 def _photo(photos: Path) -> Image.Image:
     return Image.open(photos / "scratched_c.png").convert("RGB").resize((240, 320))
 
 
 def test_equal_weights_are_the_plain_mean(detector, photos: Path) -> None:
     card, unet = detector
-    plain = {k: v for k, v in card.items() if not k.startswith(("fine", "stroke"))} | {"short_side": [192, 320, 416]}
+    plain = _plain(card)
     with torch.inference_mode():
         before = damage_probability(unet, _photo(photos), plain, "default")
         after = damage_probability(unet, _photo(photos), plain | {"scale_weights": [1, 1, 1]}, "default")
@@ -42,7 +47,7 @@ def test_equal_weights_are_the_plain_mean(detector, photos: Path) -> None:
 
 def test_weights_give_the_weighted_mean(detector, photos: Path) -> None:
     card, unet = detector
-    plain = {k: v for k, v in card.items() if not k.startswith(("fine", "stroke"))} | {"short_side": [192, 320, 416]}
+    plain = _plain(card)
     photo = _photo(photos)
     with torch.inference_mode():
         got = damage_probability(unet, photo, plain | {"scale_weights": [1, 2, 2]}, "default")
@@ -57,7 +62,7 @@ def test_weights_give_the_weighted_mean(detector, photos: Path) -> None:
 @pytest.mark.parametrize("weights", [[1, 2], [1, -1, 1], [0, 0, 0]])
 def test_weights_that_do_not_fit_the_scales_are_a_card_error(detector, photos: Path, weights: list[float]) -> None:
     card, unet = detector
-    plain = {k: v for k, v in card.items() if not k.startswith(("fine", "stroke"))} | {"short_side": [192, 320, 416]}
+    plain = _plain(card)
     with pytest.raises(WeightsError, match="scale_weights"):
         damage_probability(unet, _photo(photos), plain | {"scale_weights": weights}, "default")
 

@@ -65,8 +65,11 @@ def main() -> None:
         tensors = average(first, second, args.weight)
     except ValueError as exc:
         sys.exit(f"{args.second}: {exc}")
-    sources = [{"run": str(run), "weight": share, "sha256": sha256_file(checkpoint_paths(run, args.name)[0])}
-               for run, share in ((args.first, args.weight), (args.second, round(1.0 - args.weight, 6)))]
+    # each run's own training record (what it ran, on which photos), so the card says what the average learnt from
+    sources = [{"run": str(run), "weight": share, "sha256": sha256_file(checkpoint_paths(run, args.name)[0]),
+                **{k: card["training"][k] for k in ("stage", "command", "step", "steps_planned", "wall_seconds", "config", "data")
+                   if k in card.get("training", {})}}
+               for run, share, card in ((args.first, args.weight, meta), (args.second, round(1.0 - args.weight, 6), meta2))]
     command = f"python weights/average_runs.py {args.first} {args.second} {args.out} --name {args.name} --weight {args.weight}"
     # a recipe step of its own: weights/bundle_lite.py follows init_from back through the first run's chain
     training = {"stage": "average", "command": command, "step": 0, "wall_seconds": round(time.perf_counter() - t0, 1),
