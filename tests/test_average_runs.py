@@ -28,7 +28,8 @@ def _run(folder: Path, seed: int, wf: int = 2, init_from: str | None = None) -> 
             v.fill_(seed + 1)
     training = {"stage": "detector", "command": f"train {folder.name}", "step": 10, "wall_seconds": 1.0,
                 "config": {"init_from": init_from}}
-    save_checkpoint(folder, "detector", tensors, {"networks": networks, "pipeline": {"threshold": 0.4}, "training": training})
+    save_checkpoint(folder, "detector", tensors, {"networks": networks, "pipeline": {"threshold": 0.4}, "training": training,
+                                                   "license": "MIT", "origin": f"trained as {folder.name}"})
     return tensors
 
 
@@ -46,6 +47,7 @@ def test_the_average_is_the_weighted_sum_and_the_card_names_both_runs(tmp_path: 
         else:
             assert torch.equal(mixed[key], a)  # batch-norm step counts: the first run's
     assert meta["pipeline"] == {"threshold": 0.4}
+    assert (meta["license"], meta["origin"]) == ("MIT", "trained as tuned")  # the first run's licence and origin
     training = meta["training"]
     assert training["stage"] == "average" and training["config"]["init_from"] == str(tmp_path / "tuned")
     assert [(s["weight"], s["sha256"]) for s in training["averaged"]] == [

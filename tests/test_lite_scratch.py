@@ -112,6 +112,7 @@ def test_the_scratch_models_ship_small_with_cards_that_verify() -> None:
     for name in ("scratch", "detector"):
         card = json.loads((folder / f"{name}.json").read_text())
         assert card["bundled"]["sha256"] == hashlib.sha256((folder / f"{name}.safetensors").read_bytes()).hexdigest()
+        assert card["license"] == "MIT" and card["origin"].startswith("trained with oldphoto")
         for training in trained_runs(card):
             assert training["command"].startswith(f"oldphoto train {'mapping-scratch' if name == 'scratch' else 'detector'}")
             planned = training.get("steps_planned", training["step"])  # a run stopped early says how far it got

@@ -74,7 +74,7 @@ def main() -> None:
     # a recipe step of its own: weights/bundle_lite.py follows init_from back through the first run's chain
     training = {"stage": "average", "command": command, "step": 0, "wall_seconds": round(time.perf_counter() - t0, 1),
                 "config": {"init_from": str(args.first)}, "averaged": sources}
-    keep = {k: meta[k] for k in ("pipeline", "sources") if k in meta}
+    keep = {k: meta[k] for k in ("pipeline", "sources", "license", "origin") if k in meta}  # the licence comes along
     note = f"{args.weight:g} × {args.first} + {1.0 - args.weight:g} × {args.second}, by weights/average_runs.py"
     save_checkpoint(args.out, args.name, tensors, {"networks": meta["networks"], **keep, "description": note, "training": training})
     print(f"{args.out}/{args.name}.safetensors: {note}")
