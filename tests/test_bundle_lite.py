@@ -89,6 +89,7 @@ def test_the_detector_cards_working_scales_are_written_as_given(tmp_path: Path) 
             assert pipeline["short_side"] == expected[0]
         else:
             assert (pipeline["short_side"], pipeline["resize_back"]) == expected
+        assert "scale_weights" not in pipeline  # the bundled card's weights do not outlive its scales
         meta, _ = Restorer(dest, device="cpu", precision="fp32").model("detector")  # the card still verifies and loads
         assert meta["pipeline"] == pipeline
     bundle = [sys.executable, str(ROOT / "weights" / "bundle_lite.py"), str(run), "--name", "detector", "--fp16", "--dest"]

@@ -22,7 +22,7 @@ from oldphoto.weights.choice import lite_folder
 from tests.test_lite_scratch import trained_runs
 from tests.test_training import data, one_thread  # noqa: F401  (shared fixtures)
 
-#: det42, the grey detector det47 (the bundled one) was spread from, float16 as it shipped.
+#: det42, the grey detector det47 (bundled until det53a) was spread from, float16 as it shipped.
 GREY_DETECTOR = Path(__file__).resolve().parent.parent / "weights" / "runs" / "det42"
 
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)

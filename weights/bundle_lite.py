@@ -243,8 +243,10 @@ def main() -> None:
     levels = f" A gated levels step undoes fading {when} (pipeline.levels, oldphoto/tone.py)." if when else ""
     meta["description"] = DESCRIPTIONS[name].format(wiring=wiring, resolution=resolution, levels=levels)
     meta["bundled"] = {"sha256": digest, "bytes": weights.stat().st_size, "stored_as": "float16" if args.fp16 else "float32"}
-    if name == "detector":  # lite-only detection settings, chosen on a seed the card's scores do not use
+    if name == "detector":  # lite-only detection settings (how each card's were chosen: weights/README.md)
         scales = args.short_side[0] if args.short_side and len(args.short_side) == 1 else args.short_side
+        if args.short_side is not None and args.scale_weights is None:
+            meta["pipeline"].pop("scale_weights", None)  # new scales without weights: an equal mean, not the run's old weights
         for key, value in (("threshold", args.threshold), ("dilation", args.dilation), ("short_side", scales), ("scale_weights", args.scale_weights),
                            ("resize_back", args.resize_back), ("fine_side", args.fine_side),
                            ("fine_threshold", args.fine_threshold), ("stroke_threshold", args.stroke_threshold),
