@@ -23,18 +23,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from oldphoto.detection import damage_probability, mask_from_probability  # noqa: E402
-from oldphoto.models import build_bundle  # noqa: E402
-from oldphoto.weights.checkpoint import load_checkpoint  # noqa: E402
-
-
-def load(folder: Path) -> tuple[dict, torch.nn.Module]:
-    """A folder's detector card (pipeline) and its UNet in fp32, as restore loads a float16 card."""
-    meta, tensors = load_checkpoint(folder, "detector")
-    bundle = build_bundle(meta["networks"])
-    bundle.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    return meta["pipeline"], bundle["unet"].eval()
+from scratch_detection import load_detector  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +37,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    detectors = {str(folder): load(folder) for folder in args.weights}
+    detectors = {}
+    for folder in args.weights:  # loaded as restore loads them (fp32 on the CPU)
+        meta, bundle = load_detector(folder)
+        detectors[str(folder)] = (meta["pipeline"], bundle["unet"])
     print(f"detection seconds per photo, fp32, {args.threads} threads, best of {args.repeats}")
     for path in args.photos:
         with Image.open(path) as im:

@@ -14,17 +14,15 @@ from PIL import Image
 
 from oldphoto.detection import _as_read, _at_scale, damage_probability, detect_probability, input_channels
 from oldphoto.errors import WeightsError
-from oldphoto.models import build_bundle
-from oldphoto.weights.checkpoint import load_checkpoint
-from oldphoto.weights.choice import lite_folder
 
 
 @pytest.fixture(scope="module")
 def detector() -> tuple[dict, torch.nn.Module]:
-    meta, tensors = load_checkpoint(lite_folder(), "detector")
-    bundle = build_bundle(meta["networks"])
-    bundle.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return meta["pipeline"], bundle["unet"].eval()
+    """The bundled card and its UNet, loaded as restore loads them (fp32 on the CPU)."""
+    from oldphoto import Restorer
+
+    meta, bundle = Restorer(model="lite", device="cpu", precision="fp32").model("detector")
+    return meta["pipeline"], bundle["unet"]
 
 
 def _plain(card: dict) -> dict:
