@@ -146,18 +146,18 @@ def damage_probability(unet: nn.Module, image: Image.Image, pipeline: Mapping[st
     photo, size = _as_read(image, pipeline, postprocess, input_channels(unet))  # once: only the resize differs per scale
     weights = scale_weights(pipeline, len(scales))
     resize = str(pipeline.get("resize_back", "nearest"))
-    fine_side = pipeline.get("fine_side")
+    fine_side = None if pipeline.get("fine_side") is None else int(pipeline["fine_side"])
     fine, total = None, None
     for short, weight in zip(scales, weights):
         prob = _probability(unet, _at_scale(photo, size, short).to(device))
-        if fine_side is not None and short == int(fine_side):
+        if short == fine_side:
             fine = prob  # the fine pass is also a working scale of the mean: run the UNet there once
         each = _resized(prob, size, resize)
         total = each.mul_(weight) if total is None else total.add_(each, alpha=weight)
     total.div_(sum(weights))
     if fine_side is not None:
         if fine is None:
-            fine = _probability(unet, _at_scale(photo, size, int(fine_side)).to(device))
+            fine = _probability(unet, _at_scale(photo, size, fine_side).to(device))
         torch.maximum(total, _resized(fine_score(fine, pipeline), size, resize), out=total)
     return total
 
